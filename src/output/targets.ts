@@ -1,0 +1,91 @@
+/**
+ * Byte destinations for image writers: a regular file (random access) or a stream (sequential).
+ */
+import * as fs from 'node:fs';
+import type { Writable } from 'node:stream';
+import type { RandomAccessTarget, SequentialTarget } from '../image/types';
+import { outputErrorFrom } from '../errors';
+
+function writeAll(fd: number, data: Uint8Array, position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (done: number): void => {
+      if (done >= data.length) return resolve();
+      fs.write(fd, data, done, data.length - done, position + done, (err, n) => {
+        if (err) return reject(err);
+        step(done + n);
+      });
+    };
+    step(0);
+  });
+}
+
+/** A regular file opened by the caller; errors become OutputErrors naming `label`. */
+export class FileTarget implements RandomAccessTarget {
+  position = 0;
+  constructor(readonly fd: number, readonly label: string) {}
+
+  async write(data: Uint8Array): Promise<void> {
+    const at = this.position;
+    this.position += data.length;
+    await this.pwrite(data, at);
+  }
+
+  async pwrite(data: Uint8Array, position: number): Promise<void> {
+    try {
+      await writeAll(this.fd, data, position);
+    } catch (err) {
+      throw outputErrorFrom(err, this.label);
+    }
+  }
+
+  async truncate(length: number): Promise<void> {
+    await new Promise<void>((resolve, reject) => fs.ftruncate(this.fd, length, (e) => (e ? reject(outputErrorFrom(e, this.label)) : resolve())));
+  }
+
+  async sync(): Promise<void> {
+    await new Promise<void>((resolve, reject) => fs.fsync(this.fd, (e) => (e ? reject(outputErrorFrom(e, this.label)) : resolve())));
+  }
+}
+
+/** A Writable (stdout, a socket, a tar member) written front to back with backpressure. */
+export class StreamTarget implements SequentialTarget {
+  position = 0;
+  private failure: unknown;
+  constructor(readonly stream: Writable, readonly label: string) {
+    stream.on('error', (err) => {
+      this.failure ??= err;
+    });
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    if (this.failure) throw outputErrorFrom(this.failure, this.label);
+    if (data.length === 0) return;
+    this.position += data.length;
+    // Copy: the caller reuses its buffer once we resolve, but a Writable may still hold it queued.
+    const ok = this.stream.write(Buffer.from(data));
+    if (!ok) {
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = (): void => { cleanup(); resolve(); };
+        const onError = (err: unknown): void => { cleanup(); reject(outputErrorFrom(err, this.label)); };
+        const onClose = (): void => { cleanup(); reject(outputErrorFrom(Object.assign(new Error('closed'), { code: 'EPIPE' }), this.label)); };
+        const cleanup = (): void => {
+          this.stream.off('drain', onDrain);
+          this.stream.off('error', onError);
+          this.stream.off('close', onClose);
+        };
+        this.stream.on('drain', onDrain);
+        this.stream.on('error', onError);
+        this.stream.on('close', onClose);
+      });
+    }
+  }
+
+  /** Ends the stream and waits until everything is flushed. */
+  async end(): Promise<void> {
+    if (this.failure) throw outputErrorFrom(this.failure, this.label);
+    await new Promise<void>((resolve, reject) => {
+      this.stream.end(() => resolve());
+      this.stream.once('error', (e) => reject(outputErrorFrom(e, this.label)));
+    });
+  }
+}
