@@ -105,4 +105,6 @@ export interface XvaMetadata {
   vifs: VifInfo[];
   /** Every VDI ref whose data the archive carries, in archive (string) order. */
   streamedRefs: string[];
+  /** Every VDI object id in ova.xml (including ISOs and VDIs no disk of the VM uses). */
+  vdiRefs: string[];
 }

@@ -1,0 +1,19 @@
+import type { Command } from 'commander';
+
+export interface CommonInputFlags {
+  header?: string[];
+  gzipCodec?: string;
+  zstdCodec?: string;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** Options every verb that reads an XVA accepts. */
+export function commonInputOptions(cmd: Command): Command {
+  return cmd
+    .option('-H, --header <"Name: value">', 'extra HTTP header for URL inputs (repeatable)', collect)
+    .option('--gzip-codec <codec>', 'gzip decoder: zlib (default, native) or pako (pure JS)')
+    .option('--zstd-codec <codec>', 'zstd decoder: auto (default), zlib (Node >= 22.15), binary (zstd on PATH) or fzstd (pure JS)');
+}

@@ -1,0 +1,48 @@
+/**
+ * The xva2img command line: parses flags with commander and calls the library. Each verb lives
+ * in its own module; this file only wires them together.
+ */
+import { Command } from 'commander';
+import { addConvertOptions, runConvert } from './convert-command';
+import { installProcessHandlers, runVerb } from './run';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const VERSION: string = require('../../package.json').version;
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('xva2img')
+    .description('Convert XenServer / XCP-ng XVA exports to raw, qcow2 or VMDK disk images in one streaming pass.')
+    .version(VERSION, '-V, --version')
+    .argument('[inputs...]', 'XVA files (plain, .gz or .zst, detected from the bytes), - for stdin, or http(s) URLs')
+    .showHelpAfterError()
+    .addHelpText(
+      'after',
+      `
+Examples:
+  xva2img vm.xva                          every disk -> ./<vm>-<userdevice>.raw
+  xva2img vm.xva.gz -o /srv/images        gzip detected from the bytes
+  gunzip -c vm.xva.gz | xva2img - -o out/
+  xva2img vm.xva.zst -O qcow2
+  xva2img vm.xva --disk 0 -o root.vmdk
+  xva2img vm.xva --json                   JSON summary on stdout
+
+Exit codes: 0 ok, 1 usage, 2 invalid/truncated/unreadable input, 3 checksum failures,
+            4 output or I/O error, 130 interrupted.`,
+    );
+  addConvertOptions(program).action(async (inputs: string[], flags) => {
+    await runVerb(() => runConvert(inputs, flags));
+  });
+  return program;
+}
+
+export async function main(argv: string[] = process.argv): Promise<void> {
+  installProcessHandlers();
+  const program = buildProgram();
+  program.exitOverride((err) => {
+    // commander's own messages (usage errors) exit 1; --help/--version exit 0.
+    process.exit(err.exitCode === 0 ? 0 : 1);
+  });
+  await program.parseAsync(argv);
+}

@@ -1,0 +1,57 @@
+/**
+ * Process-level plumbing shared by every verb: error → one line on stderr + exit code,
+ * SIGINT/SIGTERM → remove partial outputs and exit 130, EPIPE on stdout → exit 4.
+ */
+import { ExitCode, InterruptedError, XvaError } from '../errors';
+import { removeAllPartFilesSync } from '../output/part-file';
+
+export const PROGRAM = 'xva2img';
+
+/** Prints an error as `xva2img: <code>: <where>: <what>` and returns the exit code to use. */
+export function reportError(err: unknown): number {
+  if (err instanceof XvaError) {
+    process.stderr.write(`${PROGRAM}: ${err.describe()}\n`);
+    return err.exitCode;
+  }
+  const e = err as Error;
+  process.stderr.write(`${PROGRAM}: internal error: ${e?.stack ?? String(err)}\n`);
+  return ExitCode.OUTPUT;
+}
+
+let installed = false;
+const abortController = new AbortController();
+
+/** Aborted on SIGINT/SIGTERM; long operations pass it down. */
+export const interruptSignal = abortController.signal;
+
+export function installProcessHandlers(): void {
+  if (installed) return;
+  installed = true;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    removeAllPartFilesSync();
+    abortController.abort(new InterruptedError(sig));
+    process.stderr.write(`\n${PROGRAM}: interrupted by ${sig}; partial outputs removed\n`);
+    process.exit(ExitCode.INTERRUPTED);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    removeAllPartFilesSync();
+    if (err.code === 'EPIPE') {
+      process.stderr.write(`${PROGRAM}: standard output closed by the reader (EPIPE)\n`);
+      process.exit(ExitCode.OUTPUT);
+    }
+    process.stderr.write(`${PROGRAM}: standard output: ${err.message}\n`);
+    process.exit(ExitCode.OUTPUT);
+  });
+}
+
+/** Runs a verb: maps errors to exit codes and sets process.exitCode. */
+export async function runVerb(fn: () => Promise<number>): Promise<void> {
+  try {
+    process.exitCode = await fn();
+  } catch (err) {
+    removeAllPartFilesSync();
+    process.exitCode = reportError(err);
+  }
+}

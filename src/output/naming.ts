@@ -1,0 +1,53 @@
+/**
+ * Output file names: `<vm-name>-<userdevice>.<ext>`. Names come from untrusted metadata, so
+ * they are sanitized predictably (documented in the README):
+ *  - path separators, NUL and other control characters, and characters Windows forbids
+ *    (`<>:"/\|?*`) become `_`;
+ *  - leading dots and spaces are removed (no hidden files, no `..`), trailing dots/spaces too;
+ *  - the result is cut to 100 bytes of UTF-8; an empty result becomes `vm`.
+ * Collisions (also names that differ only in case, for case-insensitive file systems) get
+ * `-2`, `-3`, … before the extension.
+ */
+import * as path from 'node:path';
+
+const MAX_NAME_BYTES = 100;
+
+export function sanitizeName(raw: string, fallback = 'vm'): string {
+  // eslint-disable-next-line no-control-regex
+  let s = raw.normalize('NFC').replace(/[\u0000-\u001f\u007f-\u009f<>:"/\\|?*]/g, '_');
+  s = s.replace(/^[.\s]+/, '').replace(/[.\s]+$/, '');
+  let bytes = Buffer.from(s, 'utf8');
+  if (bytes.length > MAX_NAME_BYTES) {
+    // Cut on a character boundary.
+    let cut = MAX_NAME_BYTES;
+    while (cut > 0 && (bytes[cut] & 0xc0) === 0x80) cut--;
+    bytes = bytes.subarray(0, cut);
+    s = bytes.toString('utf8').replace(/[.\s]+$/, '');
+  }
+  return s || fallback;
+}
+
+/** Hands out unique file names inside one directory for one run. */
+export class NameAllocator {
+  private readonly taken = new Set<string>();
+
+  /** `base` is already sanitized; returns `base.ext`, or `base-2.ext`, … if taken (case-insensitively). */
+  allocate(base: string, ext: string): string {
+    for (let i = 1; ; i++) {
+      const name = i === 1 ? `${base}.${ext}` : `${base}-${i}.${ext}`;
+      const key = name.toLowerCase();
+      if (!this.taken.has(key)) {
+        this.taken.add(key);
+        return name;
+      }
+    }
+  }
+}
+
+/** Joins a sanitized file name to the output directory and checks it stays inside. */
+export function insideDir(dir: string, name: string): string {
+  const full = path.resolve(dir, name);
+  const root = path.resolve(dir);
+  if (path.dirname(full) !== root) throw new Error(`refusing output name outside ${root}: ${name}`);
+  return full;
+}

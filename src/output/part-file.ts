@@ -1,0 +1,102 @@
+/**
+ * The `.part` → final-name discipline. An output is written as `<name>.part`; `commit()` flushes
+ * it to stable storage (fsync) and only then gives it its final name, so a crash or an error
+ * never leaves an incomplete image under the final name. Without `force` an existing final
+ * file is never replaced: the rename is done with link()+unlink(), which fails atomically with
+ * EEXIST if the name appeared meanwhile.
+ *
+ * Every open PartFile is registered so that a SIGINT/SIGTERM handler can remove them
+ * synchronously (`removeAllPartFilesSync`).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { OutputError, outputErrorFrom } from '../errors';
+import { FileTarget } from './targets';
+
+const open = new Set<PartFile>();
+
+export class PartFile {
+  readonly partPath: string;
+  private fd: number | undefined;
+  private done = false;
+  readonly target: FileTarget;
+
+  private constructor(readonly finalPath: string, readonly force: boolean, fd: number) {
+    this.partPath = `${finalPath}.part`;
+    this.fd = fd;
+    this.target = new FileTarget(fd, finalPath);
+    open.add(this);
+  }
+
+  /** Fails early (before any data is read) when the final name exists and `force` is off. */
+  static async create(finalPath: string, force: boolean): Promise<PartFile> {
+    if (!force && fs.existsSync(finalPath)) {
+      throw new OutputError('OUTPUT_EXISTS', `${finalPath} already exists (use --force to overwrite)`);
+    }
+    let fd: number;
+    try {
+      fd = fs.openSync(`${finalPath}.part`, 'w', 0o644);
+    } catch (err) {
+      throw outputErrorFrom(err, `${finalPath}.part`);
+    }
+    return new PartFile(finalPath, force, fd);
+  }
+
+  async commit(): Promise<void> {
+    if (this.done) return;
+    try {
+      await this.target.sync();
+      fs.closeSync(this.fd!);
+      this.fd = undefined;
+      if (this.force) {
+        fs.renameSync(this.partPath, this.finalPath);
+      } else {
+        fs.linkSync(this.partPath, this.finalPath);
+        fs.unlinkSync(this.partPath);
+      }
+      this.done = true;
+      open.delete(this);
+      syncDir(this.finalPath);
+    } catch (err) {
+      this.abortSync();
+      throw outputErrorFrom(err, this.finalPath);
+    }
+  }
+
+  /** Removes the partial file. Never throws. */
+  abortSync(): void {
+    if (this.done) return;
+    this.done = true;
+    open.delete(this);
+    try {
+      if (this.fd !== undefined) fs.closeSync(this.fd);
+    } catch {
+      /* already closed */
+    }
+    this.fd = undefined;
+    try {
+      fs.unlinkSync(this.partPath);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+/** fsync the directory so the rename itself is durable (best effort: not every FS allows it). */
+function syncDir(file: string): void {
+  try {
+    const dfd = fs.openSync(path.dirname(file), 'r');
+    try {
+      fs.fsyncSync(dfd);
+    } finally {
+      fs.closeSync(dfd);
+    }
+  } catch {
+    /* not supported here */
+  }
+}
+
+/** Removes every `.part` file still open in this process (for signal handlers). */
+export function removeAllPartFilesSync(): void {
+  for (const p of [...open]) p.abortSync();
+}

@@ -1,0 +1,168 @@
+/**
+ * Tar entries as an async iterator, over tar-stream's extractor.
+ *
+ * Accepts what XAPI writes (V7 headers: no ustar magic, typeflag NUL, 7-digit checksum) as
+ * well as ustar, GNU and pax (tar-stream's `allowUnknownFormat`). Invariants:
+ *  - every entry is either read (`readAll`) or skipped (`skip`) before the next one is pulled;
+ *    an undrained entry would stall tar-stream, so the iterator drains it itself if needed;
+ *  - errors become typed XvaFormatErrors that carry the byte offset of the header concerned;
+ *  - `endBlocksSeen()` tells, after the last entry, whether the archive ended with its zero
+ *    blocks (a stream that stops right after an entry without them was probably truncated).
+ */
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import * as tarStream from 'tar-stream';
+import { XvaError, XvaFormatError } from '../errors';
+
+export const TAR_BLOCK = 512;
+
+export interface TarEntry {
+  /** Entry name with a leading `./` removed. */
+  name: string;
+  size: number;
+  type: 'file' | 'directory' | 'other';
+  /** Byte offset of the entry's header in the tar stream. */
+  headerOffset: number;
+  /** Byte offset of the entry's data. */
+  dataOffset: number;
+  /**
+   * Reads the whole body. With `into` (length >= size) the bytes land there and a view of
+   * exactly `size` bytes is returned; otherwise a new Buffer is allocated.
+   */
+  readAll(into?: Buffer): Promise<Buffer>;
+  /** Discards the body. */
+  skip(): Promise<void>;
+}
+
+export interface TarReader extends AsyncIterable<TarEntry> {
+  /** Total bytes of tar stream consumed so far. */
+  bytesConsumed(): number;
+  /** After iteration: whether at least the 1024 zero bytes of an end-of-archive marker followed the last entry. */
+  endBlocksSeen(): boolean;
+  /** Stops reading and releases the source. */
+  destroy(err?: Error): void;
+}
+
+/** An entry as tar-stream yields it: a readable body carrying its header. */
+type RawEntry = AsyncIterable<Buffer> & { header: tarStream.Header };
+
+function padded(size: number): number {
+  return Math.ceil(size / TAR_BLOCK) * TAR_BLOCK;
+}
+
+function typeOf(t: string | null | undefined): TarEntry['type'] {
+  if (t === 'file' || t === 'contiguous-file') return 'file';
+  if (t === 'directory') return 'directory';
+  return 'other';
+}
+
+/** Wraps tar-stream's error messages into one line that names the byte offset. */
+function tarError(err: unknown, offset: number): XvaError {
+  if (err instanceof XvaError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/Unexpected end of data/i.test(msg)) {
+    return new XvaFormatError('TAR_TRUNCATED', `archive truncated: it ends inside an entry or header (stream ends at byte ${offset})`, { offset });
+  }
+  if (/Invalid tar header|unknown format|Invalid header|Header exceeds/i.test(msg)) {
+    return new XvaFormatError('TAR_BAD_HEADER', `invalid tar header at byte ${offset} (bad checksum or not a tar archive)`, { offset });
+  }
+  return new XvaFormatError('TAR_BAD_HEADER', `tar stream error at byte ${offset}: ${msg}`, { offset }, { cause: err });
+}
+
+/** Reads `stream` as a tar archive. */
+export function readTar(stream: Readable): TarReader {
+  // XAPI writes V7 headers without the ustar magic; tar-stream needs this option to accept them.
+  const extract = tarStream.extract({ allowUnknownFormat: true } as Parameters<typeof tarStream.extract>[0]);
+  let consumed = 0;
+  let lastEntryEnd = 0;
+  let sourceError: unknown;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
+      consumed += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  stream.on('error', (err) => {
+    sourceError ??= err;
+    extract.destroy(err instanceof Error ? err : new Error(String(err)));
+  });
+  counter.on('error', (err) => extract.destroy(err));
+  stream.pipe(counter).pipe(extract as unknown as NodeJS.WritableStream);
+
+  const headerOffsetNow = (): number => {
+    const o = (extract as unknown as { _offset?: number })._offset;
+    return typeof o === 'number' ? o : lastEntryEnd;
+  };
+
+  async function* iterate(): AsyncGenerator<TarEntry> {
+    const it = (extract as unknown as AsyncIterable<RawEntry>)[Symbol.asyncIterator]();
+    for (;;) {
+      let step: IteratorResult<RawEntry>;
+      try {
+        step = await it.next();
+      } catch (err) {
+        if (sourceError instanceof XvaError) throw sourceError;
+        if (sourceError) throw sourceError;
+        throw tarError(err, /Unexpected end/i.test(String((err as Error)?.message)) ? consumed : headerOffsetNow());
+      }
+      if (step.done) return;
+      const raw = step.value;
+      const h = raw.header as tarStream.Header & { byteOffset?: number };
+      const size = h.size ?? 0;
+      const dataOffset = typeof h.byteOffset === 'number' ? h.byteOffset : lastEntryEnd + TAR_BLOCK;
+      let drained = false;
+      const fail = (err: unknown): never => {
+        if (sourceError) throw sourceError;
+        // tar-stream destroys the entry when the input ends early: that is a truncation.
+        if (consumed < dataOffset + size) throw tarError(new Error('Unexpected end of data'), consumed);
+        throw tarError(err, consumed);
+      };
+      const entry: TarEntry = {
+        name: h.name.replace(/^(\.\/)+/, ''),
+        size,
+        type: typeOf(h.type),
+        headerOffset: dataOffset - TAR_BLOCK,
+        dataOffset,
+        async readAll(into?: Buffer): Promise<Buffer> {
+          if (drained) throw new Error('tar entry already consumed');
+          drained = true;
+          const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
+          let at = 0;
+          try {
+            for await (const piece of raw as AsyncIterable<Buffer>) {
+              piece.copy(out, at);
+              at += piece.length;
+            }
+          } catch (err) {
+            fail(err);
+          }
+          if (at !== size) fail(new Error('Unexpected end of data'));
+          return out;
+        },
+        async skip(): Promise<void> {
+          if (drained) return;
+          drained = true;
+          try {
+            for await (const _ of raw as AsyncIterable<Buffer>) void _;
+          } catch (err) {
+            fail(err);
+          }
+        },
+      };
+      yield entry;
+      if (!drained) await entry.skip();
+      lastEntryEnd = dataOffset + padded(size);
+    }
+  }
+
+  const gen = iterate();
+  return {
+    [Symbol.asyncIterator]: () => gen,
+    bytesConsumed: () => consumed,
+    endBlocksSeen: () => consumed >= lastEntryEnd + 2 * TAR_BLOCK,
+    destroy(err?: Error) {
+      extract.destroy(err);
+      stream.unpipe(counter);
+      stream.destroy();
+    },
+  };
+}

@@ -1,0 +1,397 @@
+/**
+ * The single streaming pass over an XVA: tar entries → ova.xml → per-disk chunk placement →
+ * checksum verification → DiskImageWriters.
+ *
+ * State machine, per entry (xva-format.md §1, §4, §5):
+ *   1. the first entry must be `ova.xml`; it is parsed and the consumer is told the metadata;
+ *   2. every following entry is `Ref:N/<counter>` (data) immediately followed by
+ *      `Ref:N/<counter>.xxhash|.checksum`; disks come one after another, never interleaved;
+ *   3. a data entry is read whole into a reused buffer, hashed, compared with its checksum
+ *      entry, and only then handed to the disk's writer at the offset the ChunkPlacer gives;
+ *   4. when the next disk starts (or the archive ends) the finished disk is checked for size
+ *      and its writer completed.
+ * Only verified data reaches a writer (unless the caller chose salvage with `onBadChunk`).
+ * Buffers are reused, so memory stays flat whatever the disk size.
+ */
+import { ChecksumError, XvaError, XvaFormatError } from '../errors';
+import type { DiskImageWriter, ImageWriteResult } from '../image/types';
+import { isAllZero } from '../image/zero';
+import type { InputSource } from '../input/types';
+import { readTar, type TarEntry } from '../tar/entries';
+import { checksumsEqual, createChunkHasher, kindFromSuffix, type ChecksumKind, type ChunkHasher } from './checksum';
+import type { DiskInfo, XvaMetadata } from './model';
+import { MAX_OVA_XML_BYTES, parseOvaXml } from './ova-xml';
+import { CHUNK_SIZE, ChunkPlacer, parseChunkName } from './placement';
+
+/** Largest data entry accepted: XAPI writes 1 MiB; padded/foreign writers stay close to it. */
+export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
+/** Largest checksum entry accepted (a SHA-1 hex digest is 40 bytes). */
+const MAX_CHECKSUM_ENTRY_BYTES = 1024;
+
+export type BadChunkPolicy = 'fail' | 'warn' | 'zero';
+
+export interface BadChunk {
+  disk: string;
+  entry: string;
+  /** Guest byte offset of the chunk in its disk. */
+  offset: number;
+  length: number;
+  expected: string;
+  actual: string;
+  /** What was done with the data: kept as is, or replaced by zeros. */
+  action: 'kept' | 'zeroed';
+}
+
+export interface DiskReadStats {
+  ref: string;
+  /** Data entries read (including keep-alives). */
+  chunks: number;
+  keepAlives: number;
+  /** Bytes in the data entries. */
+  dataBytes: number;
+  checksum?: ChecksumKind;
+  /** Bytes placed inside the virtual size (data, gaps excluded). */
+  bytesPlaced: number;
+}
+
+export interface XvaProgress {
+  /** Raw (possibly compressed) bytes consumed from the source, when the source tells. */
+  rawBytesRead?: number;
+  rawSize?: number;
+  /** Bytes of tar stream consumed. */
+  tarBytes: number;
+  /** Guest bytes accounted for so far (placed data and gaps), over all disks. */
+  diskBytesDone: number;
+  diskBytesTotal: number;
+}
+
+export interface XvaConsumer {
+  /** Called once ova.xml is parsed, before any disk data. */
+  onMetadata?(meta: XvaMetadata): void | Promise<void>;
+  /** The writer for a disk, or undefined to read and verify its data without writing it. */
+  openDisk?(disk: DiskInfo): DiskImageWriter | undefined | Promise<DiskImageWriter | undefined>;
+  /** Called after a disk's data is complete and its writer finished. */
+  onDiskDone?(disk: DiskInfo, stats: DiskReadStats, result: ImageWriteResult | undefined): void | Promise<void>;
+  onProgress?(progress: XvaProgress): void;
+  onWarning?(message: string): void;
+}
+
+export interface ReadXvaOptions {
+  /** Verify checksums (default true). False reads structure only (e.g. `info --chunks`). */
+  verifyChecksums?: boolean;
+  /** What to do with a chunk whose checksum does not match (default 'fail'). */
+  onBadChunk?: BadChunkPolicy;
+  /** Stop after ova.xml (the rest of the input is not read). */
+  metadataOnly?: boolean;
+  /** Skip chunk bodies instead of reading them (structure only; implies no checksums, no writers). */
+  skipData?: boolean;
+  /** Checked between entries; when aborted, reading stops with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface XvaReadResult {
+  metadata: XvaMetadata;
+  disks: DiskReadStats[];
+  badChunks: BadChunk[];
+  warnings: string[];
+  checksum?: ChecksumKind;
+  /** Bytes of tar stream read. */
+  tarBytes: number;
+}
+
+interface ActiveDisk {
+  info: DiskInfo;
+  placer: ChunkPlacer;
+  writer?: DiskImageWriter;
+  stats: DiskReadStats;
+  droppedZeroTail: number;
+}
+
+function fmtBytes(n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+  if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(2)} MiB`;
+  return `${n} bytes`;
+}
+
+/** Reads an XVA from an opened input. Errors carry the input name, entry and byte offset. */
+export async function readXva(source: InputSource, consumer: XvaConsumer = {}, options: ReadXvaOptions = {}): Promise<XvaReadResult> {
+  const tar = readTar(source.stream);
+  try {
+    return await readEntries(source, tar, consumer, options);
+  } catch (err) {
+    if (err instanceof XvaError) err.at({ input: source.name });
+    throw err;
+  } finally {
+    tar.destroy();
+  }
+}
+
+async function readEntries(source: InputSource, tar: ReturnType<typeof readTar>, consumer: XvaConsumer, options: ReadXvaOptions): Promise<XvaReadResult> {
+  const verify = options.verifyChecksums !== false && !options.skipData;
+  const policy = options.onBadChunk ?? 'fail';
+  const warnings: string[] = [];
+  const warn = (msg: string): void => {
+    warnings.push(msg);
+    consumer.onWarning?.(msg);
+  };
+  const it = tar[Symbol.asyncIterator]();
+  const next = async (): Promise<TarEntry | undefined> => {
+    if (options.signal?.aborted) throw options.signal.reason;
+    const r = await it.next();
+    return r.done ? undefined : r.value;
+  };
+
+  // 1. ova.xml first.
+  const first = await next();
+  if (!first) throw new XvaFormatError('XVA_NO_OVA_XML', 'empty archive: no ova.xml', { offset: 0 });
+  if (first.name !== 'ova.xml') {
+    throw new XvaFormatError(
+      'XVA_NO_OVA_XML',
+      `first entry is "${first.name.slice(0, 100)}", not ova.xml (not an XVA, or an archive repacked in another order)`,
+      { offset: first.headerOffset, entry: first.name.slice(0, 100) },
+    );
+  }
+  if (first.size > MAX_OVA_XML_BYTES) {
+    throw new XvaFormatError('XVA_TOO_LARGE', `ova.xml is ${fmtBytes(first.size)}, over the ${fmtBytes(MAX_OVA_XML_BYTES)} limit`, {
+      entry: 'ova.xml',
+      offset: first.headerOffset,
+    });
+  }
+  const xmlBytes = await first.readAll();
+  const metadata = parseOvaXml(xmlBytes.toString('utf8'));
+  await consumer.onMetadata?.(metadata);
+  const result: XvaReadResult = { metadata, disks: [], badChunks: [], warnings, tarBytes: 0 };
+  if (options.metadataOnly) return result;
+
+  const disksByRef = new Map(metadata.disks.map((d) => [d.ref, d]));
+  const otherVdiRefs = new Set(metadata.vdiRefs); // VDIs in ova.xml, e.g. not attached to the VM
+  const finished = new Set<string>();
+  const diskBytesTotal = metadata.disks.reduce((s, d) => s + d.virtualSize, 0);
+  let diskBytesDone = 0;
+  const hashers = new Map<ChecksumKind, ChunkHasher>();
+  let chunkBuf = Buffer.allocUnsafe(CHUNK_SIZE);
+  let active: ActiveDisk | undefined;
+  let skippedDir: string | undefined;
+  let lastProgress = 0;
+
+  const progress = (force = false): void => {
+    if (!consumer.onProgress) return;
+    const now = Date.now();
+    if (!force && now - lastProgress < 100) return;
+    lastProgress = now;
+    consumer.onProgress({
+      rawBytesRead: source.rawBytesRead(),
+      rawSize: source.rawSize,
+      tarBytes: tar.bytesConsumed(),
+      diskBytesDone: diskBytesDone + (active ? Math.min(active.placer.position, active.info.virtualSize) : 0),
+      diskBytesTotal,
+    });
+  };
+
+  const finishDisk = async (d: ActiveDisk, archiveEnded: boolean): Promise<void> => {
+    const size = d.info.virtualSize;
+    const reached = d.placer.position;
+    if (reached < size) {
+      if (archiveEnded && !tar.endBlocksSeen()) {
+        throw new XvaFormatError(
+          'TAR_TRUNCATED',
+          `archive truncated: it ends after ${fmtBytes(reached)} of disk ${d.info.ref} (${fmtBytes(size)}) without an end-of-archive marker`,
+          { disk: d.info.ref, offset: tar.bytesConsumed() },
+        );
+      }
+      warn(`disk ${d.info.ref} (userdevice ${d.info.userdevice}): data ends at ${fmtBytes(reached)} of ${fmtBytes(size)}; the rest is zero-filled`);
+    }
+    if (d.droppedZeroTail > 0) {
+      warn(`disk ${d.info.ref} (userdevice ${d.info.userdevice}): dropped ${d.droppedZeroTail} zero bytes past its virtual size (padded last chunk)`);
+    }
+    const res = d.writer ? await d.writer.finish() : undefined;
+    finished.add(d.info.ref);
+    diskBytesDone += size;
+    result.disks.push(d.stats);
+    await consumer.onDiskDone?.(d.info, d.stats, res);
+  };
+
+  const startDisk = async (ref: string, entry: TarEntry): Promise<ActiveDisk | undefined> => {
+    const info = disksByRef.get(ref);
+    if (!info) {
+      if (otherVdiRefs.has(ref)) {
+        warn(`${ref}: data of a VDI that no disk of the VM uses; skipped`);
+        return undefined;
+      }
+      throw new XvaFormatError('XVA_UNKNOWN_DISK', `${entry.name}: chunk of disk ${ref}, which ova.xml does not describe`, {
+        entry: entry.name,
+        offset: entry.headerOffset,
+      });
+    }
+    if (finished.has(ref)) {
+      throw new XvaFormatError('XVA_CHUNK_ORDER', `${entry.name}: disk ${ref} continues after another disk started (disks must not interleave)`, {
+        entry: entry.name,
+        offset: entry.headerOffset,
+        disk: ref,
+      });
+    }
+    const writer = options.skipData ? undefined : await consumer.openDisk?.(info);
+    return {
+      info,
+      placer: new ChunkPlacer(ref, info.virtualSize, warn),
+      writer,
+      stats: { ref, chunks: 0, keepAlives: 0, dataBytes: 0, bytesPlaced: 0 },
+      droppedZeroTail: 0,
+    };
+  };
+
+  for (;;) {
+    const entry = await next();
+    if (!entry) break;
+    if (entry.type === 'directory') continue;
+    const loc = { entry: entry.name, offset: entry.headerOffset };
+    const parsed = parseChunkName(entry.name);
+    if (!parsed) {
+      warn(`unexpected entry "${entry.name.slice(0, 100)}" at byte ${entry.headerOffset}; skipped`);
+      await entry.skip();
+      continue;
+    }
+    if (parsed.suffix !== '') {
+      throw new XvaFormatError('XVA_MISSING_CHECKSUM', `${entry.name}: checksum file without its data entry before it`, loc);
+    }
+    if (entry.size > MAX_CHUNK_BYTES) {
+      throw new XvaFormatError('XVA_TOO_LARGE', `${entry.name}: chunk of ${fmtBytes(entry.size)} exceeds the ${fmtBytes(MAX_CHUNK_BYTES)} limit`, loc);
+    }
+
+    // Disk boundaries.
+    if (!active || active.info.ref !== parsed.dir) {
+      if (skippedDir !== parsed.dir) {
+        if (active) {
+          await finishDisk(active, false);
+          active = undefined;
+        }
+        skippedDir = undefined;
+        const started = await startDisk(parsed.dir, entry);
+        if (started) active = started;
+        else skippedDir = parsed.dir;
+      }
+    }
+
+    // Read (or skip) the data entry.
+    let data: Buffer | undefined;
+    if (options.skipData || !active) {
+      await entry.skip();
+    } else {
+      if (entry.size > chunkBuf.length) chunkBuf = Buffer.allocUnsafe(entry.size);
+      data = await entry.readAll(chunkBuf);
+    }
+
+    // Its checksum entry must come next.
+    const sumEntry = await next();
+    const sumName = sumEntry ? parseChunkName(sumEntry.name) : undefined;
+    if (!sumEntry || !sumName || sumName.dir !== parsed.dir || sumName.counter !== parsed.counter || sumName.suffix === '' || entry.name + sumName.suffix !== sumEntry.name) {
+      const found = sumEntry ? `next entry is "${sumEntry.name.slice(0, 100)}"` : 'the archive ends';
+      throw new XvaFormatError('XVA_MISSING_CHECKSUM', `${entry.name}: no checksum file after the chunk (${found})`, {
+        ...loc,
+        offset: sumEntry?.headerOffset ?? tar.bytesConsumed(),
+      });
+    }
+    const kind = kindFromSuffix(sumName.suffix);
+    if (!kind) {
+      throw new XvaFormatError('XVA_BAD_ENTRY', `${sumEntry.name}: unsupported checksum file (expected .xxhash or .checksum)`, {
+        entry: sumEntry.name,
+        offset: sumEntry.headerOffset,
+      });
+    }
+    if (sumEntry.size > MAX_CHECKSUM_ENTRY_BYTES) {
+      throw new XvaFormatError('XVA_BAD_ENTRY', `${sumEntry.name}: checksum file of ${sumEntry.size} bytes is too large`, {
+        entry: sumEntry.name,
+        offset: sumEntry.headerOffset,
+      });
+    }
+    result.checksum ??= kind;
+    const expected = (await sumEntry.readAll()).toString('latin1');
+    if (!active) continue;
+
+    const placement = active.placer.place(parsed.counter, entry.size, entry.name);
+    active.stats.chunks++;
+    active.stats.dataBytes += entry.size;
+    active.stats.checksum ??= kind;
+    if (entry.size === 0) active.stats.keepAlives++;
+    if (!data) {
+      progress();
+      continue;
+    }
+
+    let zeroed = false;
+    if (verify) {
+      let hasher = hashers.get(kind);
+      if (!hasher) {
+        hasher = await createChunkHasher(kind);
+        hashers.set(kind, hasher);
+      }
+      hasher.update(data);
+      const actual = hasher.digestHex();
+      if (!checksumsEqual(expected, actual)) {
+        const label = kind === 'xxh64' ? 'XXH64' : 'SHA-1';
+        const shown = expected.trim().slice(0, 64);
+        const msg = `${entry.name}: ${label} mismatch (expected ${shown}, got ${actual})`;
+        if (policy === 'fail') throw new ChecksumError(msg, { ...loc, disk: active.info.ref });
+        zeroed = policy === 'zero';
+        result.badChunks.push({
+          disk: active.info.ref,
+          entry: entry.name,
+          offset: placement.offset,
+          length: entry.size,
+          expected: shown,
+          actual,
+          action: zeroed ? 'zeroed' : 'kept',
+        });
+        warn(`${msg}; ${zeroed ? 'replaced by zeros' : 'kept as is'}`);
+      }
+    }
+
+    // Clip to the virtual size: zeros past the end are padding, data past the end is an error.
+    const size = active.info.virtualSize;
+    let body = data;
+    if (placement.offset + body.length > size) {
+      const keep = Math.max(0, size - placement.offset);
+      const tail = body.subarray(keep);
+      if (!zeroed && !isAllZero(tail)) {
+        throw new XvaFormatError(
+          'XVA_DATA_PAST_END',
+          `${entry.name}: ${tail.length} bytes of data past the end of disk ${active.info.ref} (virtual_size ${size})`,
+          { ...loc, disk: active.info.ref },
+        );
+      }
+      active.droppedZeroTail += tail.length;
+      body = body.subarray(0, keep);
+    }
+    active.stats.bytesPlaced += body.length;
+    if (!zeroed && body.length > 0 && active.writer) await active.writer.write(placement.offset, body);
+    progress();
+  }
+
+  if (active) await finishDisk(active, true);
+  for (const d of metadata.disks) {
+    if (finished.has(d.ref)) continue;
+    if (d.virtualSize > 0) {
+      if (!tar.endBlocksSeen()) {
+        throw new XvaFormatError('TAR_TRUNCATED', `archive truncated: disk ${d.ref} (userdevice ${d.userdevice}) never starts and there is no end-of-archive marker`, {
+          disk: d.ref,
+          offset: tar.bytesConsumed(),
+        });
+      }
+      throw new XvaFormatError(
+        'XVA_MISSING_DISK',
+        `disk ${d.ref} (userdevice ${d.userdevice}, ${fmtBytes(d.virtualSize)}) has no data in the archive, but ova.xml says it carries some`,
+        { disk: d.ref },
+      );
+    }
+    // A zero-size disk has no chunks at all (§4.4): complete it empty.
+    const writer = options.skipData ? undefined : await consumer.openDisk?.(d);
+    const res = writer ? await writer.finish() : undefined;
+    const stats: DiskReadStats = { ref: d.ref, chunks: 0, keepAlives: 0, dataBytes: 0, bytesPlaced: 0 };
+    finished.add(d.ref);
+    result.disks.push(stats);
+    await consumer.onDiskDone?.(d, stats, res);
+  }
+  result.tarBytes = tar.bytesConsumed();
+  progress(true);
+  return result;
+}

@@ -1,0 +1,26 @@
+/** Minimal InputSources for unit tests of the tar and XVA stages (no sniffing, no codecs). */
+import { Readable } from 'node:stream';
+import type { InputSource } from '../../src/input/types';
+
+export function bufferSource(bytes: Buffer, name = 'test.xva', pieceSize = 64 * 1024): InputSource {
+  let read = 0;
+  async function* pieces(): AsyncGenerator<Buffer> {
+    for (let off = 0; off < bytes.length; off += pieceSize) {
+      const p = bytes.subarray(off, Math.min(off + pieceSize, bytes.length));
+      read += p.length;
+      yield p;
+    }
+  }
+  const stream = Readable.from(pieces(), { objectMode: false });
+  return {
+    name,
+    compression: 'none',
+    codec: 'none',
+    rawSize: bytes.length,
+    stream,
+    rawBytesRead: () => read,
+    close: async () => {
+      stream.destroy();
+    },
+  };
+}
