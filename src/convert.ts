@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import type { Writable } from 'node:stream';
 import { OutputError, UsageError, XvaError } from './errors';
 import { createImageWriter, imageExtension } from './image/create-writer';
-import type { DiskImageWriter, ImageFormat, ImageWriteResult } from './image/types';
+import type { DiskImageWriter, ImageFormat, ImageWriteResult, SequentialTarget } from './image/types';
 import { openInput } from './input/open';
 import type { InputSource, OpenInputOptions } from './input/types';
 import { insideDir, NameAllocator, sanitizeName } from './output/naming';
@@ -48,6 +48,8 @@ export interface ConvertOptions extends OpenInputOptions {
   onWarning?(message: string): void;
   onMetadata?(meta: XvaMetadata): void;
   signal?: AbortSignal;
+  /** Overrides the image writer (the two-pass qcow2 stream path uses it). */
+  createWriter?(disk: DiskInfo, target: SequentialTarget): DiskImageWriter;
 }
 
 export interface ConvertedDisk {
@@ -132,9 +134,11 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
   const started = Date.now();
   const format: ImageFormat = options.format ?? (options.outFile ? formatFromPath(options.outFile) : undefined) ?? 'raw';
   if (options.stdout && options.outFile) throw new UsageError('choose either a stream or an output file, not both');
-  if (options.stdout && format === 'qcow2') {
-    return twoPassQcow2ToStream(input, options, started);
+  if (options.stdout && format === 'qcow2' && !options.createWriter) {
+    return twoPassQcow2ToStream(input, options);
   }
+  const makeWriter = (disk: DiskInfo, target: SequentialTarget): DiskImageWriter =>
+    options.createWriter ? options.createWriter(disk, target) : createImageWriter(format, target, disk.virtualSize, options);
   const source = typeof input === 'string' ? await openInput(input, options) : input;
   const parts: PartFile[] = [];
   const results = new Map<string, { path: string | null; res?: ImageWriteResult; stats?: DiskReadStats }>();
@@ -181,13 +185,13 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
           if (options.stdout) {
             streamTarget = new StreamTarget(options.stdout, 'standard output');
             results.set(disk.ref, { path: '-' });
-            return createImageWriter(format, streamTarget, disk.virtualSize, options);
+            return makeWriter(disk, streamTarget);
           }
           const finalPath = planned.get(disk.ref)!;
           const part = await PartFile.create(finalPath, !!options.force);
           parts.push(part);
           results.set(disk.ref, { path: finalPath });
-          const writer = createImageWriter(format, part.target, disk.virtualSize, options);
+          const writer = makeWriter(disk, part.target);
           // Commit the file right after the writer completes (the reader calls finish()).
           return {
             write: (o, d) => writer.write(o, d),

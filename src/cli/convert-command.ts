@@ -1,15 +1,22 @@
 /**
- * The default verb: `xva2img <input...> [-o DIR|FILE|-] [-O raw|qcow2|vmdk] …`.
+ * The default verb: `xva2img <input...> [-o DIR|FILE|-] [-O raw|qcow2|vmdk] [--jobs N] …`.
+ *
+ * One input: a human summary on stderr, `--json` prints one JSON object (ConvertSummary).
+ * Several inputs: converted one after another (or `--jobs N` at once) by convertBatch; one
+ * failing input does not stop the others; progress shows one bar per running input and a
+ * total; at the end a table on stderr and, with `--json`, one JSON array on stdout.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { Command } from 'commander';
-import { convertXva, formatFromPath, type ConvertSummary } from '../convert';
+import { convertBatch, batchItemCause, type BatchItemResult } from '../batch';
+import { formatFromPath, type ConvertSummary } from '../convert';
 import { ExitCode, UsageError } from '../errors';
 import type { ImageFormat } from '../image/types';
 import { NameAllocator } from '../output/naming';
 import type { BadChunkPolicy } from '../xva/reader';
 import { formatBytes, formatRate } from './format';
-import { createProgress } from './progress';
+import { createBatchProgress, type ProgressReporter } from './progress';
 import { interruptSignal, PROGRAM, reportError } from './run';
 import { commonInputOptions, type CommonInputFlags } from './common-options';
 
@@ -25,6 +32,7 @@ interface ConvertFlags extends CommonInputFlags {
   qcow2Compat?: string;
   includeSuspend?: boolean;
   perVmDir?: boolean;
+  jobs?: string;
 }
 
 const FORMATS: ImageFormat[] = ['raw', 'qcow2', 'vmdk'];
@@ -45,7 +53,8 @@ export function addConvertOptions(cmd: Command): Command {
     .option('--on-bad-chunk <policy>', 'fail (default), warn (keep data) or zero (write zeros instead); warn/zero exit 3')
     .option('--qcow2-compat <version>', 'qcow2 version: 1.1 (v3, default) or 0.10 (v2)')
     .option('--include-suspend', 'also write the suspend image (guest memory) of a suspended VM')
-    .option('--per-vm-dir', 'write each VM\'s disks into <output>/<vm-name>/');
+    .option('--per-vm-dir', 'write each VM\'s disks into <output>/<vm-name>/ (avoids name clashes between VMs in a batch)')
+    .option('-j, --jobs <n>', 'with several inputs: convert N at the same time (default 1, one after another)');
 }
 
 function parseFormat(f: string | undefined): ImageFormat | undefined {
@@ -66,16 +75,32 @@ function outputTarget(output: string | undefined): { outDir?: string; outFile?: 
   if (output === undefined) return { outDir: '.' };
   if (output === '-') return { stdout: true };
   const isDir = fs.existsSync(output) && fs.statSync(output).isDirectory();
+  if (output.endsWith('/') || output.endsWith(path.sep)) return { outDir: output };
   if (!isDir && formatFromPath(output)) return { outFile: output };
   return { outDir: output };
 }
 
-export function printHumanSummary(s: ConvertSummary): void {
+function vmLine(s: ConvertSummary): string {
   const vm = s.vm;
   const mode = vm.hvm ? `HVM ${vm.firmware === 'uefi' ? 'UEFI' : 'BIOS'}` : 'PV';
-  const lines = [
-    `${PROGRAM}: ${s.input} (${s.compression === 'none' ? 'plain' : s.compression}${s.checksum ? `, ${s.checksum.toUpperCase()}` : ''}): VM "${vm.name}", ${vm.vcpus} vCPU, ${formatBytes(vm.memoryBytes)}, ${mode}${vm.isTemplate ? ', template' : ''}`,
-  ];
+  return `${PROGRAM}: ${s.input} (${s.compression === 'none' ? 'plain' : s.compression}${s.checksum ? `, ${s.checksum.toUpperCase()}` : ''}): VM "${vm.name}", ${vm.vcpus} vCPU, ${formatBytes(vm.memoryBytes)}, ${mode}${vm.isTemplate ? ', template' : ''}`;
+}
+
+/** The bad chunks of a conversion (salvage), one line each with the disk offset. */
+export function badChunkLines(s: ConvertSummary, indent = '  '): string[] {
+  if (!s.badChunks.length) return [];
+  const lines = [`${indent}${s.badChunks.length} chunk(s) failed their checksum:`];
+  for (const b of s.badChunks) {
+    const disk = s.disks.find((d) => d.ref === b.disk);
+    const where = disk ? `disk ${disk.userdevice} (${b.disk})` : b.disk;
+    lines.push(`${indent}  ${b.entry}: ${where} offset ${b.offset} (${b.length} bytes): ${b.action === 'zeroed' ? 'written as zeros' : 'kept as is'}`);
+  }
+  return lines;
+}
+
+/** The human summary of one conversion (several lines, no trailing newline). */
+export function formatHumanSummary(s: ConvertSummary): string {
+  const lines = [vmLine(s)];
   for (const d of s.disks) {
     const where = d.path ?? '(not written)';
     lines.push(
@@ -83,57 +108,126 @@ export function printHumanSummary(s: ConvertSummary): void {
     );
   }
   for (const c of s.cdroms) lines.push(`  cd   ${c.userdevice}  ${c.empty ? '(empty)' : JSON.stringify(c.isoName ?? '')} (not converted)`);
-  for (const w of s.warnings) lines.push(`  warning: ${w}`);
-  if (s.badChunks.length) {
-    lines.push(`  ${s.badChunks.length} chunk(s) failed their checksum:`);
-    for (const b of s.badChunks) lines.push(`    ${b.entry} at disk offset ${b.offset} (${b.length} bytes): ${b.action}`);
+  for (const w of s.warnings) {
+    if (s.badChunks.some((b) => w.startsWith(`${b.entry}: `))) continue; // listed below
+    lines.push(`  warning: ${w}`);
   }
+  lines.push(...badChunkLines(s));
   const total = s.disks.reduce((a, d) => a + d.virtualSize, 0);
   lines.push(`  done in ${s.seconds.toFixed(1)} s (${formatRate(s.tarBytes, s.seconds)} of archive, ${formatBytes(total)} of disks)`);
-  process.stderr.write(lines.join('\n') + '\n');
+  return lines.join('\n');
+}
+
+export function printHumanSummary(s: ConvertSummary): void {
+  process.stderr.write(formatHumanSummary(s) + '\n');
+}
+
+const RESULT_TEXT: Record<BatchItemResult['status'], string> = {
+  ok: 'ok',
+  'bad-chunks': 'BAD CHUNKS',
+  failed: 'FAILED',
+  skipped: 'skipped',
+};
+
+/** The end-of-batch table: input, VM, disks, result, time, throughput. */
+export function formatBatchTable(items: BatchItemResult[]): string {
+  const rows = items.map((it) => [
+    it.input,
+    it.vmName ?? '-',
+    String(it.disks),
+    it.status === 'failed' || it.status === 'skipped' ? `${RESULT_TEXT[it.status]} (exit ${it.exitCode})` : it.status === 'bad-chunks' ? `${RESULT_TEXT[it.status]} (${it.summary?.badChunks.length ?? 0})` : 'ok',
+    `${it.seconds.toFixed(1)} s`,
+    it.bytesRead > 0 && it.seconds > 0 ? formatRate(it.bytesRead, it.seconds) : '-',
+  ]);
+  const header = ['INPUT', 'VM', 'DISKS', 'RESULT', 'TIME', 'THROUGHPUT'];
+  const all = [header, ...rows];
+  const widths = header.map((_, c) => Math.min(60, Math.max(...all.map((r) => r[c]!.length))));
+  const cell = (text: string, c: number): string => {
+    const t = text.length > widths[c]! ? '…' + text.slice(text.length - widths[c]! + 1) : text;
+    return c === 2 ? t.padStart(widths[c]!) : t.padEnd(widths[c]!);
+  };
+  return all.map((r) => r.map(cell).join('  ').trimEnd()).join('\n');
+}
+
+function parseJobs(text: string | undefined): number {
+  if (text === undefined) return 1;
+  if (!/^\d+$/.test(text.trim()) || Number(text) < 1 || Number(text) > 64) throw new UsageError(`--jobs must be a whole number from 1 to 64, not "${text}"`);
+  return Number(text);
 }
 
 export async function runConvert(inputs: string[], flags: ConvertFlags): Promise<number> {
   if (inputs.length === 0) throw new UsageError('no input given (a path, - for stdin, or a URL); see --help');
   const format = parseFormat(flags.format);
   const policy = parsePolicy(flags);
+  const jobs = parseJobs(flags.jobs);
   const out = outputTarget(flags.output);
-  if ((out.stdout || out.outFile) && inputs.length > 1) throw new UsageError('-o FILE and -o - take a single input');
+  if ((out.stdout || out.outFile) && inputs.length > 1) throw new UsageError('-o FILE and -o - take a single input; give a directory with several inputs');
   if (flags.qcow2Compat && flags.qcow2Compat !== '1.1' && flags.qcow2Compat !== '0.10') throw new UsageError('--qcow2-compat must be 1.1 or 0.10');
   if (out.stdout && process.stdout.isTTY) throw new UsageError('refusing to write a disk image to a terminal; redirect stdout or use -o FILE');
-  const names = new NameAllocator();
-  const summaries: ConvertSummary[] = [];
-  let exit: number = ExitCode.OK;
-  for (const input of inputs) {
-    const progress = createProgress(input, !flags.quiet && !!process.stderr.isTTY);
-    try {
-      const summary = await convertXva(input, {
-        ...out,
-        stdout: out.stdout ? process.stdout : undefined,
-        format,
-        force: flags.force,
-        disks: flags.disk,
-        onBadChunk: policy,
-        qcow2Compat: flags.qcow2Compat as '1.1' | '0.10' | undefined,
-        includeSuspendImage: flags.includeSuspend,
-        perVmSubdir: flags.perVmDir,
-        names,
-        headers: flags.header,
-        gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
-        zstdCodec: flags.zstdCodec as 'auto' | undefined,
-        signal: interruptSignal,
-        onProgress: (p) => progress.update(p),
-      });
-      progress.stop();
-      summaries.push(summary);
-      if (!flags.quiet) printHumanSummary(summary);
-      if (summary.badChunks.length > 0) exit = Math.max(exit, ExitCode.CHECKSUM);
-    } catch (err) {
-      progress.stop();
-      if (inputs.length === 1) throw err;
-      exit = Math.max(exit, reportError(err));
-    }
+  if (inputs.filter((i) => i === '-').length > 1) throw new UsageError('standard input (-) can be named only once');
+  const single = inputs.length === 1;
+  const progress = createBatchProgress(inputs.length, !flags.quiet && !!process.stderr.isTTY);
+  // While bars are shown, messages go above them; errors wait until the bars are gone.
+  const deferred: Array<() => void> = [];
+  const say = (text: string): void => progress.log(text);
+
+  const reporters = new Map<number, ProgressReporter>();
+  const result = await convertBatch(inputs, {
+    outDir: out.outDir,
+    outFile: out.outFile,
+    stdout: out.stdout ? process.stdout : undefined,
+    format,
+    force: flags.force,
+    disks: flags.disk,
+    onBadChunk: policy,
+    qcow2Compat: flags.qcow2Compat as '1.1' | '0.10' | undefined,
+    includeSuspendImage: flags.includeSuspend,
+    perVmSubdir: flags.perVmDir,
+    names: new NameAllocator(),
+    headers: flags.header,
+    gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
+    zstdCodec: flags.zstdCodec as 'auto' | undefined,
+    signal: interruptSignal,
+    jobs,
+    onStart: (index, input) => reporters.set(index, progress.start(index, input)),
+    onProgress: (index, p) => reporters.get(index)?.update(p),
+    onDone: (item) => {
+      reporters.get(item.index)?.stop();
+      reporters.delete(item.index);
+      if (item.status === 'failed' || item.status === 'skipped') {
+        const cause = batchItemCause(item) ?? new Error(item.error?.message ?? 'failed');
+        if (progress.enabled) deferred.push(() => void reportError(cause));
+        else reportError(cause);
+        return;
+      }
+      if (!flags.quiet && item.summary) say(formatHumanSummary(item.summary));
+    },
+  });
+  progress.stop();
+  for (const d of deferred) d();
+
+  if (single) {
+    const item = result.items[0]!;
+    if (flags.json && item.summary) process.stdout.write(JSON.stringify(item.summary, null, 2) + '\n');
+    return item.exitCode;
   }
-  if (flags.json) process.stdout.write(JSON.stringify(inputs.length === 1 ? summaries[0] : summaries, null, 2) + '\n');
-  return exit;
+  if (!flags.quiet) process.stderr.write('\n' + formatBatchTable(result.items) + '\n');
+  if (flags.json) process.stdout.write(JSON.stringify(result.items.map(batchJson), null, 2) + '\n');
+  return result.exitCode;
+}
+
+/** One element of the `--json` array for several inputs. */
+function batchJson(it: BatchItemResult): Record<string, unknown> {
+  return {
+    input: it.input,
+    status: it.status,
+    exitCode: it.exitCode,
+    vm: it.vmName,
+    disks: it.disks,
+    seconds: it.seconds,
+    bytesRead: it.bytesRead,
+    throughput: Math.round(it.throughput),
+    error: it.error ?? null,
+    summary: it.summary ?? null,
+  };
 }

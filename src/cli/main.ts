@@ -4,6 +4,9 @@
  */
 import { Command } from 'commander';
 import { addConvertOptions, runConvert } from './convert-command';
+import { registerInfo } from './info-command';
+import { registerVerify } from './verify-command';
+import { registerMeasure } from './measure-command';
 import { installProcessHandlers, runVerb } from './run';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -17,6 +20,8 @@ export function buildProgram(): Command {
     .version(VERSION, '-V, --version')
     .argument('[inputs...]', 'XVA files (plain, .gz or .zst, detected from the bytes), - for stdin, or http(s) URLs')
     .showHelpAfterError()
+    // Options after a verb belong to the verb (`info --json` must not be taken by the default command).
+    .enablePositionalOptions()
     .addHelpText(
       'after',
       `
@@ -27,6 +32,9 @@ Examples:
   xva2img vm.xva.zst -O qcow2
   xva2img vm.xva --disk 0 -o root.vmdk
   xva2img vm.xva --json                   JSON summary on stdout
+  xva2img backups/*.xva.gz -O qcow2 -o images/ --jobs 2 --per-vm-dir
+  xva2img 'https://xenhost/export?uuid=…' -H 'Cookie: session_id=…' -O qcow2
+  xva2img damaged.xva --on-bad-chunk zero salvage: bad chunks become zeros, listed at the end
 
 Exit codes: 0 ok, 1 usage, 2 invalid/truncated/unreadable input, 3 checksum failures,
             4 output or I/O error, 130 interrupted.`,
@@ -34,6 +42,9 @@ Exit codes: 0 ok, 1 usage, 2 invalid/truncated/unreadable input, 3 checksum fail
   addConvertOptions(program).action(async (inputs: string[], flags) => {
     await runVerb(() => runConvert(inputs, flags));
   });
+  registerInfo(program);
+  registerVerify(program);
+  registerMeasure(program);
   return program;
 }
 

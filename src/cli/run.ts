@@ -22,7 +22,7 @@ let installed = false;
 const abortController = new AbortController();
 
 /** Aborted on SIGINT/SIGTERM; long operations pass it down. */
-export const interruptSignal = abortController.signal;
+export const interruptSignal: AbortSignal = abortController.signal;
 
 export function installProcessHandlers(): void {
   if (installed) return;

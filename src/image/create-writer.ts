@@ -1,9 +1,15 @@
 /**
  * Picks the image writer for an output format and destination.
+ *  - raw: sparse pwrites into a file, or zeros streamed for holes to a pipe;
+ *  - qcow2: one pass into a seekable file (data first, tables appended, header last); a pipe
+ *    needs the allocation map first (see stream-qcow2.ts), so it is refused here;
+ *  - vmdk: streamOptimized, strictly sequential: works for files and pipes alike.
  */
 import { OutputError } from '../errors';
+import { Qcow2Writer } from './qcow2-writer';
 import { RawWriter } from './raw-writer';
 import { isRandomAccess, type DiskImageWriter, type ImageFormat, type SequentialTarget } from './types';
+import { VmdkWriter } from './vmdk-writer';
 
 export interface WriterOptions {
   qcow2Compat?: '1.1' | '0.10';
@@ -13,12 +19,18 @@ export function imageExtension(format: ImageFormat): string {
   return format;
 }
 
-export function createImageWriter(format: ImageFormat, target: SequentialTarget, virtualSize: number, _options: WriterOptions = {}): DiskImageWriter {
+export function createImageWriter(format: ImageFormat, target: SequentialTarget, virtualSize: number, options: WriterOptions = {}): DiskImageWriter {
   switch (format) {
     case 'raw':
       return new RawWriter(target, virtualSize);
+    case 'qcow2':
+      if (!isRandomAccess(target)) {
+        throw new OutputError('OUTPUT_UNSUPPORTED', 'qcow2 to a stream needs the allocation map first (two passes over a re-readable input)');
+      }
+      return new Qcow2Writer(target, { virtualSize, compat: options.qcow2Compat });
+    case 'vmdk':
+      return new VmdkWriter(target, { virtualSize });
     default:
-      if (!isRandomAccess(target)) throw new OutputError('OUTPUT_UNSUPPORTED', `${format} output to a stream is not supported`);
       throw new OutputError('OUTPUT_UNSUPPORTED', `unknown output format ${String(format)}`);
   }
 }

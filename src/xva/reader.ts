@@ -72,6 +72,8 @@ export interface XvaConsumer {
   openDisk?(disk: DiskInfo): DiskImageWriter | undefined | Promise<DiskImageWriter | undefined>;
   /** Called after a disk's data is complete and its writer finished. */
   onDiskDone?(disk: DiskInfo, stats: DiskReadStats, result: ImageWriteResult | undefined): void | Promise<void>;
+  /** Called for every placed data entry (also with `skipData`): guest offset and length, clipped to the disk. */
+  onChunk?(disk: DiskInfo, entry: string, offset: number, length: number): void;
   onProgress?(progress: XvaProgress): void;
   onWarning?(message: string): void;
 }
@@ -313,6 +315,8 @@ async function readEntries(source: InputSource, tar: ReturnType<typeof readTar>,
     active.stats.dataBytes += entry.size;
     active.stats.checksum ??= kind;
     if (entry.size === 0) active.stats.keepAlives++;
+    const clipped = Math.max(0, Math.min(entry.size, active.info.virtualSize - placement.offset));
+    if (clipped > 0) consumer.onChunk?.(active.info, entry.name, placement.offset, clipped);
     if (!data) {
       progress();
       continue;
