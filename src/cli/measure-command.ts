@@ -5,19 +5,18 @@ import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../errors';
 import type { ImageFormat } from '../image/types';
 import { measureXva, type MeasureResult } from '../measure';
-import { commonInputOptions, type CommonInputFlags } from './common-options';
+import { measureOva } from '../ova';
+import { addOvaSourceOptions, ovaOptionsFrom, type OvaFlags } from './ova-command';
+import type { CommonInputFlags } from './common-options';
 import { formatBytes } from './format';
 import { interruptSignal, runVerb } from './run';
 
-interface MeasureFlags extends CommonInputFlags {
+interface MeasureFlags extends CommonInputFlags, OvaFlags {
+  ova?: boolean;
   format?: string;
   fast?: boolean;
   json?: boolean;
   disk?: string[];
-}
-
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
 }
 
 export function printMeasure(r: MeasureResult): void {
@@ -35,20 +34,35 @@ export function registerMeasure(program: Command): void {
   const cmd = program
     .command('measure')
     .description('print the size of each output image before converting (like qemu-img measure)')
-    .argument('<input>', 'XVA file, - for stdin, or URL')
+    .argument('[input]', 'XVA file, - for stdin, or URL (omit with --ova --disk)')
+    .option('--ova', 'the exact size of the OVA `xva2img ova` would write (takes the ova options)')
     .option('-O, --format <format>', 'raw, qcow2 (default) or vmdk')
     .option('--fast', 'count present chunks as allocated instead of reading them (plain files: headers only)')
-    .option('--disk <userdevice|ref>', 'only this disk (repeatable)', collect)
     .option('--json', 'JSON on stdout')
     .addHelpText(
       'after',
       `
 Examples:
   xva2img measure vm.xva.gz -O qcow2
-  xva2img measure vm.xva --fast --json`,
+  xva2img measure vm.xva --fast --json
+  xva2img measure vm.xva --disk 0              only disk 0 (without --ova, --disk selects a disk of the XVA)
+  xva2img measure --ova vm.xva                 exact OVA size (same options as xva2img ova)
+  xva2img measure --ova --disk root.qcow2 --name web01 --profile ovirt`,
     );
-  commonInputOptions(cmd).action(async (input: string, flags: MeasureFlags) => {
+  addOvaSourceOptions(cmd).action(async (input: string | undefined, flags: MeasureFlags) => {
     await runVerb(async () => {
+      if (flags.ova) {
+        const r = await measureOva(ovaOptionsFrom(input, flags));
+        if (flags.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+        else {
+          const lines = [`OVA (${r.profile}) of VM "${r.vm.name}": ${r.size} bytes`, `  ${r.ovf.name}: ${r.ovf.size}`];
+          for (const d of r.disks) lines.push(`  ${d.name}: ${d.size} (${d.format}, capacity ${d.capacity})`);
+          if (r.manifest) lines.push(`  ${r.manifest.name}: ${r.manifest.size}`);
+          process.stdout.write(lines.join('\n') + '\n');
+        }
+        return ExitCode.OK;
+      }
+      if (input === undefined) throw new UsageError('measure needs an XVA input (or --ova with --disk images)');
       const format = (flags.format ?? 'qcow2').toLowerCase();
       if (format !== 'raw' && format !== 'qcow2' && format !== 'vmdk') throw new UsageError(`unknown format "${flags.format}" (raw, qcow2 or vmdk)`);
       const result = await measureXva(input, {

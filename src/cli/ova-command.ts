@@ -1,0 +1,182 @@
+/**
+ * `xva2img ova`: an XVA (file, stdin, URL) or disk images (`--disk`) to an OVA, streamed to a
+ * file (one pass, headers patched in place) or to a pipe (sizes measured first).
+ * Also builds the options `measure --ova` uses, so both agree to the byte.
+ */
+import type { Command } from 'commander';
+import { ExitCode, UsageError } from '../errors';
+import { openInput } from '../input/open';
+import { PartFile } from '../output/part-file';
+import { StreamTarget } from '../output/targets';
+import { writeOva, type OvaProfile, type OvaWriteResult, type WriteOvaOptions } from '../ova';
+import type { OvaNic } from '../ova/ovf';
+import type { BadChunkPolicy } from '../xva/reader';
+import { commonInputOptions, type CommonInputFlags } from './common-options';
+import { formatBytes, parseSize } from './format';
+import { interruptSignal, PROGRAM, runVerb } from './run';
+
+export interface OvaFlags extends CommonInputFlags {
+  output?: string;
+  profile?: string;
+  disk?: string[];
+  name?: string;
+  description?: string;
+  cpus?: string;
+  memory?: string;
+  firmware?: string;
+  nic?: string[];
+  bootOrder?: string;
+  vmdkCompression?: string;
+  manifest?: boolean;
+  force?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+  onBadChunk?: string;
+  qcow2Compat?: string;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** `--nic network[,mac]` → OvaNic. */
+function parseNic(spec: string, index: number): OvaNic {
+  const [network, mac] = spec.split(',').map((s) => s.trim());
+  if (!network) throw new UsageError(`--nic needs a network name: "${spec}"`);
+  if (mac && !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new UsageError(`--nic: invalid MAC address "${mac}"`);
+  return { name: `eth${index}`, network, mac: mac || undefined };
+}
+
+/** The options for writeOva / measureOva from the command line (shared by `ova` and `measure --ova`). */
+export function ovaOptionsFrom(input: string | undefined, flags: OvaFlags): WriteOvaOptions {
+  const profile = (flags.profile ?? 'vmware').toLowerCase();
+  if (profile !== 'vmware' && profile !== 'ovirt') throw new UsageError(`--profile must be vmware or ovirt, not "${flags.profile}"`);
+  const vmdkCompression = flags.vmdkCompression ?? 'deflate';
+  if (vmdkCompression !== 'deflate' && vmdkCompression !== 'stored') throw new UsageError('--vmdk-compression must be deflate or stored');
+  const policy = (flags.onBadChunk ?? 'fail') as BadChunkPolicy;
+  if (!['fail', 'warn', 'zero'].includes(policy)) throw new UsageError('--on-bad-chunk must be fail, warn or zero');
+  if (flags.qcow2Compat && flags.qcow2Compat !== '1.1' && flags.qcow2Compat !== '0.10') throw new UsageError('--qcow2-compat must be 1.1 or 0.10');
+  const common = {
+    profile: profile as OvaProfile,
+    vmdkCompression: vmdkCompression as 'deflate' | 'stored',
+    manifest: flags.manifest !== false,
+    qcow2Compat: flags.qcow2Compat as '1.1' | '0.10' | undefined,
+    signal: interruptSignal,
+  };
+  const disks = flags.disk ?? [];
+  if (input !== undefined && disks.length > 0) throw new UsageError('give either an XVA input or --disk images, not both');
+  if (input !== undefined) {
+    const inputOptions = { headers: flags.header, gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined, zstdCodec: flags.zstdCodec as 'auto' | undefined };
+    return {
+      ...common,
+      xva: { name: input, reopenable: input !== '-', open: () => openInput(input, inputOptions) },
+      name: flags.name,
+      readOptions: { onBadChunk: policy },
+    };
+  }
+  if (disks.length === 0) throw new UsageError('nothing to export: give an XVA input or one or more --disk images');
+  if (!flags.name) throw new UsageError('--name is required when exporting --disk images');
+  let memoryBytes: number | undefined;
+  if (flags.memory !== undefined) {
+    try {
+      memoryBytes = parseSize(flags.memory);
+    } catch {
+      throw new UsageError(`--memory: invalid size "${flags.memory}" (e.g. 4G, 512M)`);
+    }
+  }
+  const vcpus = flags.cpus === undefined ? undefined : Number(flags.cpus);
+  if (vcpus !== undefined && (!Number.isInteger(vcpus) || vcpus < 1)) throw new UsageError(`--cpus must be a positive integer, not "${flags.cpus}"`);
+  const firmware = flags.firmware?.toLowerCase();
+  if (firmware !== undefined && firmware !== 'bios' && firmware !== 'uefi') throw new UsageError('--firmware must be bios or uefi');
+  return {
+    ...common,
+    disks: disks.map((path) => ({ path })),
+    vm: {
+      name: flags.name,
+      description: flags.description,
+      vcpus,
+      memoryBytes,
+      firmware: firmware as 'bios' | 'uefi' | undefined,
+      nics: (flags.nic ?? []).map(parseNic),
+      bootOrder: flags.bootOrder,
+    },
+  };
+}
+
+export function addOvaSourceOptions(cmd: Command): Command {
+  return commonInputOptions(cmd)
+    .option('--profile <profile>', 'vmware (default: streamOptimized VMDK; VMware, VirtualBox, Proxmox, virt-v2v) or ovirt (qcow2, oVirt/RHV)')
+    .option('--disk <image>', 'a raw or qcow2 disk image (backing chains followed) instead of an XVA (repeatable)', collect)
+    .option('--name <name>', 'VM name (required with --disk; overrides ova.xml)')
+    .option('--description <text>', 'VM description (with --disk)')
+    .option('--cpus <n>', 'vCPUs (with --disk, default 1)')
+    .option('--memory <size>', 'memory, e.g. 4G (with --disk, default 1G)')
+    .option('--firmware <bios|uefi>', 'firmware (with --disk, default bios)')
+    .option('--nic <network[,mac]>', 'a NIC on this network (with --disk, repeatable)', collect)
+    .option('--boot-order <order>', 'boot order, e.g. "disk,network" or "cdn" (with --disk)')
+    .option('--vmdk-compression <mode>', 'deflate (default) or stored (bigger, but sizes known without compressing: faster to a pipe)')
+    .option('--no-manifest', 'do not write the SHA256 .mf manifest')
+    .option('--on-bad-chunk <policy>', 'fail (default), warn or zero, for XVA inputs')
+    .option('--qcow2-compat <version>', 'qcow2 version for the ovirt profile: 1.1 (default) or 0.10');
+}
+
+function printOvaSummary(r: OvaWriteResult, where: string): void {
+  const lines = [`${PROGRAM}: ${where}: OVA (${r.profile}) of VM "${r.vm.name}", ${formatBytes(r.size)}, ${r.passes === 2 ? 'measured first' : 'one pass'}`];
+  lines.push(`  ${r.ovf.name} (${r.ovf.size} bytes)`);
+  for (const d of r.disks) lines.push(`  ${d.name}: ${d.format}, ${formatBytes(d.size)} for ${formatBytes(d.capacity)} capacity`);
+  if (r.manifest) lines.push(`  ${r.manifest.name} (SHA256)`);
+  process.stderr.write(lines.join('\n') + '\n');
+}
+
+export function registerOva(program: Command): void {
+  const cmd = program
+    .command('ova')
+    .description('export an OVA appliance from an XVA or from disk images (no temporary copies)')
+    .argument('[input]', 'XVA file, - for stdin, or URL (omit when using --disk)')
+    .requiredOption('-o, --output <file|->', 'the .ova file to write, or - for stdout')
+    .option('-f, --force', 'overwrite an existing output')
+    .option('--json', 'JSON result on stdout (not with -o -)')
+    .option('-q, --quiet', 'no summary on stderr')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  xva2img ova vm.xva.gz -o vm.ova                      OVF from ova.xml, VMDK disks, SHA256 manifest
+  xva2img ova vm.xva --profile ovirt -o vm.ova         qcow2 disks, oVirt's OVF dialect
+  xva2img ova --disk root.qcow2 --disk data.raw --name web01 --cpus 2 --memory 4G -o web01.ova
+  xva2img ova --disk top.qcow2 --name web01 -o - | curl -T - https://repo/upload
+  xva2img measure --ova vm.xva                         exact size before writing
+
+To a pipe (-o -) every disk's size must be known before the first byte, so the input is read
+twice (a file or URL); an XVA on stdin can only be exported to a file.`,
+    );
+  addOvaSourceOptions(cmd).action(async (input: string | undefined, flags: OvaFlags) => {
+    await runVerb(async () => {
+      const options = ovaOptionsFrom(input, flags);
+      let result: OvaWriteResult;
+      let where: string;
+      if (flags.output === '-') {
+        if (process.stdout.isTTY) throw new UsageError('refusing to write an OVA to a terminal; redirect stdout');
+        if (flags.json) throw new UsageError('--json needs -o FILE (stdout carries the OVA)');
+        const target = new StreamTarget(process.stdout, 'standard output');
+        result = await writeOva(target, options);
+        await target.end();
+        where = 'stdout';
+      } else {
+        const part = await PartFile.create(flags.output!, !!flags.force);
+        try {
+          result = await writeOva(part.target, { ...options, outputPath: part.partPath });
+          await part.target.truncate(result.size);
+          await part.commit();
+        } catch (err) {
+          part.abortSync();
+          throw err;
+        }
+        where = flags.output!;
+      }
+      if (!flags.quiet) printOvaSummary(result, where);
+      if (flags.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+      return ExitCode.OK;
+    });
+  });
+}

@@ -1,0 +1,135 @@
+/**
+ * Random-access disk image readers (raw files, qcow2 files and their backing chains) and the
+ * pump that feeds a reader's data into a DiskImageWriter.
+ *
+ * A reader answers two questions: "what are the bytes at [offset, offset+length)" and "which
+ * ranges may hold data" (everything outside `allocatedExtents()` reads as zeros). Writers still
+ * decide what is a hole: `streamDiskImage` additionally skips all-zero blocks it reads, so a
+ * fully allocated raw file or a qcow2 cluster full of zeros costs no output space.
+ */
+import { open } from 'node:fs/promises';
+import { ImageFormatError } from '../errors';
+import type { DiskImageWriter, ImageWriteResult } from './types';
+import { CLUSTER_SIZE } from './types';
+import { forEachNonZeroRun } from './zero';
+
+/** A half-open byte range [offset, offset + length) of a disk. */
+export interface DiskExtent {
+  offset: number;
+  length: number;
+}
+
+export interface DiskReader {
+  /** The image as the user named it (for messages). */
+  readonly path: string;
+  readonly format: 'raw' | 'qcow2';
+  /** Guest-visible size in bytes. */
+  readonly virtualSize: number;
+  /** Fills `buf` with the guest bytes at `offset` (zeros past the virtual size). */
+  readInto(buf: Buffer, offset: number): Promise<void>;
+  /** Reads `length` guest bytes at `offset` into a new buffer. */
+  read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Ascending, non-overlapping, merged ranges within [start, end) that may hold data; anything
+   * else reads as zeros. Defaults: the whole disk.
+   */
+  allocatedExtents(start?: number, end?: number): AsyncGenerator<DiskExtent>;
+  /** Releases file handles (also of backing files). Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Merges touching extents of an ascending extent stream. */
+export async function* mergeExtents(source: AsyncIterable<DiskExtent>): AsyncGenerator<DiskExtent> {
+  let cur: DiskExtent | undefined;
+  for await (const e of source) {
+    if (e.length <= 0) continue;
+    if (cur && cur.offset + cur.length === e.offset) {
+      cur.length += e.length;
+      continue;
+    }
+    if (cur) yield cur;
+    cur = { offset: e.offset, length: e.length };
+  }
+  if (cur) yield cur;
+}
+
+export interface StreamDiskImageOptions {
+  /** Bytes per read (default 4 MiB; rounded to a multiple of 64 KiB). */
+  chunkSize?: number;
+  /** Granularity of zero detection (default 64 KiB, the qcow2 cluster / VMDK grain size). */
+  zeroBlockSize?: number;
+  /** Called after every chunk with the guest bytes processed so far (extents only). */
+  onProgress?(bytesDone: number): void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Feeds the reader's allocated data to `writer` in ascending order, skipping all-zero blocks,
+ * then finishes the writer and returns its result. Read chunks are aligned to `chunkSize`
+ * boundaries of the guest address space, so zero detection lines up with 64 KiB clusters.
+ */
+export async function streamDiskImage(reader: DiskReader, writer: DiskImageWriter, options: StreamDiskImageOptions = {}): Promise<ImageWriteResult> {
+  const zeroBlock = options.zeroBlockSize ?? CLUSTER_SIZE;
+  const chunk = Math.max(zeroBlock, Math.floor((options.chunkSize ?? 4 * 1024 * 1024) / zeroBlock) * zeroBlock);
+  const buf = Buffer.allocUnsafe(chunk);
+  let done = 0;
+  for await (const ext of reader.allocatedExtents()) {
+    const end = ext.offset + ext.length;
+    let pos = ext.offset;
+    while (pos < end) {
+      if (options.signal?.aborted) throw options.signal.reason;
+      // Stop at the next chunk boundary so zero blocks stay aligned to the guest grid.
+      const next = Math.min(end, (Math.floor(pos / chunk) + 1) * chunk);
+      const data = buf.subarray(0, next - pos);
+      await reader.readInto(data, pos);
+      const runs: Array<[number, number]> = [];
+      // Blocks are measured from `pos`; align the first one to the zero-block grid.
+      const lead = pos % zeroBlock === 0 ? 0 : Math.min(data.length, zeroBlock - (pos % zeroBlock));
+      if (lead > 0) forEachNonZeroRun(data.subarray(0, lead), lead, (s, e) => runs.push([s, e]));
+      forEachNonZeroRun(data.subarray(lead), zeroBlock, (s, e) => runs.push([s + lead, e + lead]));
+      for (const [s, e] of mergeRuns(runs)) await writer.write(pos + s, data.subarray(s, e));
+      done += data.length;
+      options.onProgress?.(done);
+      pos = next;
+    }
+  }
+  return writer.finish();
+}
+
+function mergeRuns(runs: Array<[number, number]>): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const r of runs) {
+    const last = out[out.length - 1];
+    if (last && last[1] === r[0]) last[1] = r[1];
+    else out.push([r[0], r[1]]);
+  }
+  return out;
+}
+
+/** First bytes of a qcow2 file: "QFI\xfb". */
+export const QCOW2_MAGIC = 0x514649fb;
+
+/** Detects the format of an image file from its magic ('qcow2' or 'raw'); refuses other known formats. */
+export async function probeImageFormat(path: string): Promise<'raw' | 'qcow2'> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new ImageFormatError(`cannot open image: ${e.code ?? ''} ${e.message}`.trim(), { input: path });
+  }
+  try {
+    const head = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    if (bytesRead >= 4 && head.readUInt32BE(0) === QCOW2_MAGIC) return 'qcow2';
+    if (bytesRead >= 4 && head.toString('latin1', 0, 4) === 'KDMV') {
+      throw new ImageFormatError('VMDK input is not supported (convert it with `qemu-img convert -O qcow2` first)', { input: path });
+    }
+    if (bytesRead >= 8 && head.toString('latin1', 0, 8) === 'conectix') {
+      throw new ImageFormatError('VHD input is not supported (convert it with `qemu-img convert -O qcow2` first)', { input: path });
+    }
+    return 'raw';
+  } finally {
+    await fh.close();
+  }
+}

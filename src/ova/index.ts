@@ -1,0 +1,4 @@
+/** OVA export: OVF descriptors (two profiles), manifests and the streaming archive writer. */
+export * from './ovf';
+export * from './manifest';
+export * from './ova-writer';
