@@ -1,0 +1,257 @@
+/**
+ * openInput: path | "-" | URL  ->  sniff magic bytes  ->  gzip / zstd / plain  ->  InputSource.
+ *
+ * Files are opened O_RDONLY (the input is never modified; read-only files work) and read with
+ * large reads. The returned `stream` is the decoded tar byte stream; destroying it (or calling
+ * `close()`) stops the decoder, kills a zstd child and releases the descriptor or socket.
+ *
+ * Fast path: a regular zstd file decoded by the zstd program is handed to the child as its stdin
+ * (sniffed with pread, so the offset is still 0), and progress is read from the shared file
+ * offset. Every other input goes RawPump -> sniff -> decoder -> DecodedStream.
+ */
+import fs from 'node:fs';
+import type { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { InputError } from '../errors';
+import type { Compression, InputSource, OpenInputOptions } from './types';
+import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder, errorText } from './decoder';
+import { createGzipDecoder } from './gzip';
+import { isUrl, openHttp } from './http';
+import { RawPump, type RawSource } from './raw-pump';
+import { SNIFF_BYTES, detectCompression, sniff } from './sniff';
+import { createZstdDecoder, resolveZstdCodec } from './zstd';
+
+/** Default bytes per read from files. */
+export const DEFAULT_READ_SIZE = 4 << 20;
+
+const fsOpen = promisify(fs.open);
+const fsFstat = promisify(fs.fstat);
+const fsClose = promisify(fs.close);
+const fsRead = promisify(fs.read);
+
+export async function openInput(spec: string, options: OpenInputOptions = {}): Promise<InputSource> {
+  if (spec === '-') return decodeSource(openStdin(options.stdin), options);
+  if (isUrl(spec)) return decodeSource(await openHttp(spec, options.headers), options);
+  return openFileInput(spec, options);
+}
+
+/** Generic path: RawPump over the source stream -> sniff -> decoder -> DecodedStream. */
+async function decodeSource(source: RawSource, options: OpenInputOptions): Promise<InputSource> {
+  const pump = new RawPump(source);
+  let compression: Compression;
+  try {
+    compression = await sniff(pump, source.name);
+  } catch (err) {
+    pump.destroy();
+    await source.release();
+    throw err;
+  }
+
+  const out = new DecodedStream();
+  const ctx = makeContext(source.name, out, () => pump.bytesRead, () => pump.resume());
+  let decoder: Decoder;
+  try {
+    if (compression === 'gzip') decoder = createGzipDecoder(ctx, options.gzipCodec);
+    else if (compression === 'zstd') decoder = createZstdDecoder(ctx, options.zstdCodec);
+    else decoder = new PassThroughDecoder(ctx);
+  } catch (err) {
+    pump.destroy();
+    await source.release();
+    throw err;
+  }
+  const { close } = finishSource(out, decoder, () => {
+    pump.destroy();
+    return source.release();
+  });
+  pump.connect(decoder.sink, ctx.fail);
+  return {
+    name: source.name,
+    compression,
+    codec: decoder.codec,
+    rawSize: source.rawSize,
+    seekablePath: compression === 'none' ? source.regularFilePath : undefined,
+    stream: out,
+    rawBytesRead: () => pump.bytesRead,
+    close,
+  };
+}
+
+function makeContext(input: string, out: DecodedStream, rawBytesRead: () => number, resumeRaw: () => void): DecodeContext {
+  return {
+    input,
+    out,
+    rawBytesRead,
+    resumeRaw,
+    fail: (err) => {
+      if (!out.destroyed) out.destroy(err);
+    },
+  };
+}
+
+/** Binds the decoded stream to its decoder and returns an idempotent close(). */
+function finishSource(out: DecodedStream, decoder: Decoder, releaseSource: () => Promise<void>): { close: () => Promise<void> } {
+  let released: Promise<void> | undefined;
+  const release = (): Promise<void> => {
+    released ??= Promise.all([decoder.destroy(), releaseSource()]).then(() => undefined);
+    return released;
+  };
+  out.bind(
+    () => decoder.pull(),
+    () => void release(),
+  );
+  return {
+    close: () => {
+      if (!out.destroyed) out.destroy();
+      return release();
+    },
+  };
+}
+
+async function openFileInput(path: string, options: OpenInputOptions): Promise<InputSource> {
+  const readSize = options.readSize ?? DEFAULT_READ_SIZE;
+  if (!Number.isInteger(readSize) || readSize <= 0) throw new RangeError(`readSize must be a positive integer, got ${readSize}`);
+  const { fd, stat } = await openFd(path);
+  if (stat.isFile()) {
+    // Peek with pread (the file offset stays at 0) to see whether the zstd child can read the
+    // file itself: then the compressed bytes never pass through this process.
+    let head: Buffer;
+    try {
+      const buf = Buffer.alloc(SNIFF_BYTES);
+      const { bytesRead } = await fsRead(fd, buf, 0, SNIFF_BYTES, 0);
+      head = buf.subarray(0, bytesRead);
+    } catch (err) {
+      await fsClose(fd).catch(() => {});
+      throw unreadable(path, 'read error at byte 0', err);
+    }
+    if (detectCompression(head) === 'zstd' && resolveZstdCodec(options.zstdCodec) === 'binary') {
+      return zstdChildOnFile(path, fd, stat);
+    }
+  }
+  return decodeSource(fileSource(path, fd, stat, readSize), options);
+}
+
+/** A regular zstd file given to the zstd child as its stdin. */
+function zstdChildOnFile(path: string, fd: number, stat: fs.Stats): InputSource {
+  const out = new DecodedStream();
+  // The child shares our open file description, so its offset is our progress (Linux /proc).
+  let position = 0;
+  let closed = false;
+  const rawBytesRead = (): number => {
+    if (!closed) position = fdPosition(fd) ?? position;
+    return position;
+  };
+  const ctx = makeContext(path, out, rawBytesRead, () => {});
+  let decoder: Decoder;
+  try {
+    decoder = createZstdDecoder(ctx, 'binary', fd);
+  } catch (err) {
+    fs.close(fd, () => {});
+    throw err;
+  }
+  const { close } = finishSource(out, decoder, async () => {
+    rawBytesRead();
+    closed = true;
+    await fsClose(fd).catch(() => {});
+  });
+  return {
+    name: path,
+    compression: 'zstd',
+    codec: decoder.codec,
+    rawSize: stat.size,
+    stream: out,
+    rawBytesRead,
+    close,
+  };
+}
+
+/** Current offset of `fd` from /proc/self/fdinfo, or undefined where that does not exist. */
+function fdPosition(fd: number): number | undefined {
+  try {
+    const m = /^pos:\s+(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** "ENOENT: no such file or directory" from a Node system error. */
+function errnoText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  const text = errorText(err)
+    .replace(/^[A-Z0-9_]+: /, '')
+    .replace(/, \w+ '.*'$/, '');
+  return e?.code ? `${e.code}: ${text}` : text;
+}
+
+function unreadable(input: string, what: string, err?: unknown): InputError {
+  return new InputError('INPUT_UNREADABLE', err === undefined ? what : `${what}: ${errnoText(err)}`, { input }, { cause: err });
+}
+
+async function openFd(path: string): Promise<{ fd: number; stat: fs.Stats }> {
+  let fd: number;
+  try {
+    fd = await fsOpen(path, fs.constants.O_RDONLY);
+  } catch (err) {
+    throw unreadable(path, 'cannot open input', err);
+  }
+  let stat: fs.Stats;
+  try {
+    stat = await fsFstat(fd);
+  } catch (err) {
+    await fsClose(fd).catch(() => {});
+    throw unreadable(path, 'cannot stat input', err);
+  }
+  if (stat.isDirectory()) {
+    await fsClose(fd).catch(() => {});
+    throw unreadable(path, 'cannot read input: EISDIR: is a directory');
+  }
+  return { fd, stat };
+}
+
+function fileSource(path: string, fd: number, stat: fs.Stats, readSize: number): RawSource {
+  const regular = stat.isFile();
+  const stream = fs.createReadStream('', { fd, highWaterMark: readSize, autoClose: true, emitClose: true });
+  return {
+    name: path,
+    stream,
+    rawSize: regular ? stat.size : undefined,
+    regularFilePath: regular ? path : undefined,
+    mapError: (err, bytesRead) => unreadable(path, `read error at byte ${bytesRead}`, err),
+    release: () => closeReadStream(stream),
+  };
+}
+
+/** Destroys a file stream and resolves once its descriptor is closed. */
+function closeReadStream(stream: fs.ReadStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.closed) return resolve();
+    stream.once('close', () => resolve());
+    stream.destroy();
+  });
+}
+
+function openStdin(given: Readable | undefined): RawSource {
+  const isProcessStdin = given === undefined;
+  const stream = given ?? process.stdin;
+  let rawSize: number | undefined;
+  if (isProcessStdin) {
+    try {
+      const st = fs.fstatSync(0);
+      if (st.isFile()) rawSize = st.size; // `xva2img - < file.xva`
+    } catch {
+      // unknown size
+    }
+  }
+  let released: Promise<void> | undefined;
+  return {
+    name: '-',
+    stream,
+    rawSize,
+    mapError: (err, bytesRead) => unreadable('-', `read error on stdin at byte ${bytesRead}`, err),
+    release: () => {
+      // process.stdin is left open (paused) for whoever owns the process; other streams are ours.
+      released ??= isProcessStdin ? Promise.resolve(void stream.pause()) : Promise.resolve(void stream.destroy());
+      return released;
+    },
+  };
+}

@@ -1,0 +1,211 @@
+/**
+ * zstd decoding strategies (docs/packages.md §3):
+ *  - 'zlib':   node:zlib `createZstdDecompress` (Node >= 22.15; feature-detected, absent on 20).
+ *  - 'binary': the `zstd` program, `zstd -dc --long=31 -q`, raw bytes on its stdin, decoded bytes
+ *              from its stdout. `--long=31` admits frames with windows up to 2 GiB (archives made
+ *              with `zstd --long=29` fail with plain `zstd -dc`). The decoded stream ends only
+ *              after the child has exited 0 with nothing on stderr, so a decoder failure can never
+ *              look like a clean (short) end of input.
+ *  - 'fzstd':  pure JS streaming `Decompress` (multiple frames, any window), the last resort: it
+ *              is several times slower and slides its window by copying it for every block.
+ *  - 'auto':   zlib if present, else binary if `zstd` is on PATH (looked up once), else fzstd.
+ */
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { InputError, UsageError } from '../errors';
+import type { ZstdCodec } from './types';
+import { type DecodeContext, type Decoder, SliceDecoder, asBuffer, errorText, streamDecoder } from './decoder';
+import { ZLIB_CHUNK_SIZE, loadZlib } from './gzip';
+
+/** Largest window accepted (log2), as `zstd --long=31`. */
+export const ZSTD_WINDOW_LOG_MAX = 31;
+export const ZSTD_BINARY = 'zstd';
+export const ZSTD_BINARY_ARGS = ['-dc', `--long=${ZSTD_WINDOW_LOG_MAX}`, '-q'];
+/** Compressed bytes per fzstd push (bounds output produced before backpressure is checked). */
+export const FZSTD_SLICE_SIZE = 128 << 10;
+/** stderr kept from the child for the error message. */
+const STDERR_LIMIT = 4096;
+/** After SIGTERM, SIGKILL follows if the child is still there. */
+const KILL_GRACE_MS = 2000;
+
+type ZstdZlib = {
+  createZstdDecompress(options?: object): import('node:zlib').Zlib & import('node:stream').Transform;
+  constants: Record<string, number>;
+};
+
+/** node:zlib with zstd support, or null (Node 20). */
+export function loadZstdZlib(): ZstdZlib | null {
+  const zlib = loadZlib() as unknown as Partial<ZstdZlib> | null;
+  return zlib && typeof zlib.createZstdDecompress === 'function' ? (zlib as ZstdZlib) : null;
+}
+
+let zstdPath: string | null | undefined;
+
+/** Absolute path of the `zstd` program on PATH, or null. Looked up once. */
+export function findZstdBinary(): string | null {
+  if (zstdPath === undefined) zstdPath = searchPath(ZSTD_BINARY);
+  return zstdPath;
+}
+
+function searchPath(name: string): string | null {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, fsConstants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+/** The strategy 'auto' resolves to on this machine. */
+export function resolveZstdCodec(codec: ZstdCodec = 'auto'): Exclude<ZstdCodec, 'auto'> {
+  if (codec !== 'auto') return codec;
+  if (loadZstdZlib()) return 'zlib';
+  if (findZstdBinary()) return 'binary';
+  return 'fzstd';
+}
+
+export function zstdError(input: string, consumed: number, detail: string, cause?: unknown): InputError {
+  return new InputError(
+    'BAD_COMPRESSION',
+    `zstd stream truncated/corrupt at compressed byte ${consumed}: ${detail}`,
+    { input },
+    { cause },
+  );
+}
+
+/**
+ * @param stdinFd for 'binary' only: a regular file positioned at its start, which the child reads
+ *   directly (the compressed bytes then never pass through this process).
+ */
+export function createZstdDecoder(ctx: DecodeContext, codec: ZstdCodec = 'auto', stdinFd?: number): Decoder {
+  switch (resolveZstdCodec(codec)) {
+    case 'zlib':
+      return zlibZstdDecoder(ctx);
+    case 'binary':
+      return binaryZstdDecoder(ctx, stdinFd);
+    case 'fzstd':
+      return new FzstdDecoder(ctx);
+  }
+}
+
+function zlibZstdDecoder(ctx: DecodeContext): Decoder {
+  const zlib = loadZstdZlib();
+  if (!zlib) {
+    throw new UsageError(`zstd codec 'zlib' needs node:zlib zstd support (Node >= 22.15; this is ${process.version}); use 'binary' or 'fzstd'`);
+  }
+  const params: Record<number, number> = {};
+  const windowLogMax = zlib.constants.ZSTD_d_windowLogMax;
+  if (windowLogMax !== undefined) params[windowLogMax] = ZSTD_WINDOW_LOG_MAX;
+  const engine = zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK_SIZE, params });
+  return streamDecoder(ctx, {
+    codec: 'node:zlib',
+    input: engine,
+    output: engine,
+    mapError: (err) => zstdError(ctx.input, engine.bytesWritten, errorText(err), err),
+  });
+}
+
+function binaryZstdDecoder(ctx: DecodeContext, stdinFd?: number): Decoder {
+  const path = findZstdBinary();
+  if (!path) throw new UsageError(`zstd codec 'binary' needs the '${ZSTD_BINARY}' program on PATH; use 'fzstd'`);
+  const child = spawn(path, ZSTD_BINARY_ARGS, {
+    stdio: [stdinFd ?? 'pipe', 'pipe', 'pipe'],
+  }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
+  let stderr = '';
+  let spawnError: Error | undefined;
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (text: string) => {
+    if (stderr.length < STDERR_LIMIT) stderr += text;
+  });
+  child.stderr.on('error', () => {});
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal }));
+  });
+  child.on('error', (err) => {
+    spawnError = err;
+    ctx.fail(new InputError('BAD_COMPRESSION', `cannot run ${path}: ${errorText(err)}`, { input: ctx.input }, { cause: err }));
+  });
+
+  // Bytes handed to the child (for the error offset): the raw bytes read so far.
+  const failure = (detail: string): InputError => zstdError(ctx.input, ctx.rawBytesRead(), detail);
+
+  return streamDecoder(ctx, {
+    codec: 'zstd binary',
+    input: child.stdin ?? undefined,
+    output: child.stdout,
+    mapError: (err) => failure(errorText(err)),
+    // The child may stop reading when it finds bad data; its exit status explains.
+    ignoreInputError: (err) => err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED',
+    onOutputEnd: () => {
+      void exited.then(({ code, signal }) => {
+        if (ctx.out.destroyed || spawnError) return;
+        const message = cleanZstdMessage(stderr);
+        if (code === 0 && !message) ctx.out.push(null);
+        else ctx.fail(failure(`${message || 'no message'} (zstd exit ${code ?? signal})`));
+      });
+    },
+    onDestroy: () => {
+      if (child.exitCode === null && child.signalCode === null && !spawnError) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        }, KILL_GRACE_MS);
+        timer.unref();
+        return exited.then(() => clearTimeout(timer));
+      }
+      return spawnError ? Promise.resolve() : exited.then(() => undefined);
+    },
+  });
+}
+
+/** zstd's stderr as one line, without its `zstd: /*stdin*\:` prefixes. */
+function cleanZstdMessage(text: string): string {
+  return text
+    .replace(/zstd: /g, '')
+    .replace(/\/\*stdin\*\\ ?: ?/g, '')
+    .replace(/\s*[\r\n]+\s*/g, '; ')
+    .replace(/^[;\s]+|[;\s]+$/g, '');
+}
+
+interface FzstdDecompress {
+  push(chunk: Uint8Array, final?: boolean): void;
+  ondata: (data: Uint8Array, final?: boolean) => unknown;
+}
+
+/** Pure-JS streaming zstd (fzstd), multiple frames supported by fzstd itself. */
+export class FzstdDecoder extends SliceDecoder {
+  readonly codec = 'fzstd';
+  readonly #decompress: FzstdDecompress;
+
+  constructor(ctx: DecodeContext) {
+    super(ctx, FZSTD_SLICE_SIZE);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Decompress } = require('fzstd') as { Decompress: new (ondata: (data: Uint8Array) => void) => FzstdDecompress };
+    this.#decompress = new Decompress((data) => this.emit(asBuffer(data)));
+  }
+
+  /** End of the slice being decoded: fzstd buffers partial blocks, so errors surface late. */
+  #consumed = 0;
+
+  protected decode(slice: Buffer): void {
+    this.#consumed = this.fedBytes + slice.length;
+    this.#decompress.push(slice, false);
+  }
+
+  protected finish(): void {
+    this.#consumed = this.fedBytes;
+    this.#decompress.push(new Uint8Array(0), true);
+  }
+
+  protected mapError(err: unknown): InputError {
+    if (err instanceof InputError) return err;
+    return zstdError(this.ctx.input, this.#consumed, errorText(err), err);
+  }
+}

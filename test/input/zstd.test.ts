@@ -1,0 +1,223 @@
+import { execFileSync } from 'node:child_process';
+import { InputError } from '../../src/errors';
+import { openInput } from '../../src/input/open';
+import type { ZstdCodec } from '../../src/input/types';
+import { findZstdBinary, loadZstdZlib, resolveZstdCodec } from '../../src/input/zstd';
+import {
+  childZstdPids,
+  chunkedStream,
+  isAlive,
+  makeTempDir,
+  readAll,
+  readError,
+  removeDir,
+  sampleBytes,
+  splitAt,
+  tool,
+  waitFor,
+  writeFile,
+} from './helpers';
+
+const A = sampleBytes(2 << 20, 21);
+const B = sampleBytes(600 << 10, 22);
+const LONG = sampleBytes(400 << 10, 23);
+
+const HAS_ZLIB_ZSTD = loadZstdZlib() !== null;
+const HAS_BINARY = findZstdBinary() !== null;
+
+let dir: string;
+let zstA: Buffer;
+let zstB: Buffer;
+let zstLong: Buffer;
+
+beforeAll(() => {
+  dir = makeTempDir();
+  zstA = tool('zstd', ['-3', '-q', '-c'], A);
+  zstB = tool('zstd', ['-19', '-q', '-c', '--no-check'], B);
+  // From stdin the size is unknown, so the frame header keeps the full 512 MiB window.
+  zstLong = tool('zstd', ['--long=29', '-q', '-c'], LONG);
+});
+
+afterAll(() => removeDir(dir));
+
+const CODECS: { codec: Exclude<ZstdCodec, 'auto'>; name: string; available: boolean; why: string }[] = [
+  { codec: 'zlib', name: 'node:zlib', available: HAS_ZLIB_ZSTD, why: `node:zlib has no zstd in Node ${process.version} (needs >= 22.15)` },
+  { codec: 'binary', name: 'zstd binary', available: HAS_BINARY, why: 'no zstd program on PATH' },
+  { codec: 'fzstd', name: 'fzstd', available: true, why: '' },
+];
+
+describe('zstd fixture sanity', () => {
+  it('the --long=29 fixture really needs a window above the default limit', () => {
+    if (!HAS_BINARY) return;
+    expect(() => execFileSync('zstd', ['-dc', '-q'], { input: zstLong, stdio: ['pipe', 'ignore', 'pipe'] })).toThrow();
+  });
+});
+
+describe.each(CODECS)('zstd via $codec', ({ codec, name, available, why }) => {
+  // jest has no skip-with-reason; the reason is in the test name.
+  const test = available ? it : it.skip;
+  const label = (title: string): string => (available ? title : `${title} (skipped: ${why})`);
+
+  test(label('decodes a zstd file made by zstd'), async () => {
+    const file = writeFile(dir, `a-${codec}.zst`, zstA);
+    const src = await openInput(file, { zstdCodec: codec });
+    expect(src.compression).toBe('zstd');
+    expect(src.codec).toBe(name);
+    expect((await readAll(src)).equals(A)).toBe(true);
+    expect(src.rawBytesRead()).toBe(zstA.length);
+    await src.close();
+  });
+
+  test(label('decodes multiple frames (cat a.zst b.zst), boundary on a chunk boundary'), async () => {
+    const whole = Buffer.concat([zstA, zstB, zstA]);
+    const src = await openInput('-', {
+      zstdCodec: codec,
+      stdin: chunkedStream(splitAt(whole, [zstA.length, zstA.length + zstB.length], 50_000)),
+    });
+    expect((await readAll(src)).equals(Buffer.concat([A, B, A]))).toBe(true);
+    await src.close();
+  });
+
+  test(label('decodes a --long=29 frame (512 MiB window)'), async () => {
+    const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream([zstLong]) });
+    expect((await readAll(src)).equals(LONG)).toBe(true);
+    await src.close();
+  });
+
+  test(label('reports a truncated stream as BAD_COMPRESSION on one line'), async () => {
+    const cut = zstA.length - 777;
+    const file = writeFile(dir, `trunc-${codec}.zst`, zstA.subarray(0, cut));
+    const src = await openInput(file, { zstdCodec: codec });
+    const err = await readError(src);
+    expect(err).toBeInstanceOf(InputError);
+    expect(err.code).toBe('BAD_COMPRESSION');
+    expect(err.message).toMatch(/^zstd stream truncated\/corrupt at compressed byte \d+: \S/);
+    expect(err.describe()).toBe(`${file}: ${err.message}`);
+    expect(err.describe()).not.toMatch(/[\r\n]/);
+    await src.close();
+  });
+
+  test(label('reports corrupt data (and never returns it as clean output)'), async () => {
+    const bad = Buffer.from(zstA);
+    for (let i = 0; i < 200; i++) bad[30_000 + i] ^= 0xa5;
+    const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream(splitAt(bad, [], 65536)) });
+    if (codec === 'fzstd') {
+      // fzstd does not check the frame's content checksum: corruption that keeps the block
+      // structure valid decodes to wrong bytes (the XVA chunk checksums catch those).
+      const out: Buffer | InputError = await readAll(src).catch((err: InputError) => err);
+      if (out instanceof InputError) expect(out.code).toBe('BAD_COMPRESSION');
+      else expect(out.equals(A)).toBe(false);
+    } else {
+      const err = await readError(src);
+      expect(err.code).toBe('BAD_COMPRESSION');
+      expect(err.message).toMatch(/^zstd stream truncated\/corrupt at compressed byte \d+: /);
+    }
+    await src.close();
+  });
+
+  test(label('reports bytes that are not a zstd frame after the first frame'), async () => {
+    const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream([zstB, Buffer.from('not zstd at all')]) });
+    const err = await readError(src);
+    expect(err.code).toBe('BAD_COMPRESSION');
+    await src.close();
+  });
+
+  test(label('reports a frame header alone'), async () => {
+    const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream([zstA.subarray(0, 6)]) });
+    const err = await readError(src);
+    expect(err.code).toBe('BAD_COMPRESSION');
+  });
+});
+
+describe('zstd codec selection', () => {
+  it("'auto' prefers node:zlib, then the zstd binary, then fzstd", async () => {
+    const expected = HAS_ZLIB_ZSTD ? 'zlib' : HAS_BINARY ? 'binary' : 'fzstd';
+    expect(resolveZstdCodec('auto')).toBe(expected);
+    expect(resolveZstdCodec()).toBe(expected);
+    const src = await openInput('-', { stdin: chunkedStream([zstB]) });
+    expect(src.codec).toBe({ zlib: 'node:zlib', binary: 'zstd binary', fzstd: 'fzstd' }[expected]);
+    expect((await readAll(src)).equals(B)).toBe(true);
+    await src.close();
+  });
+
+  it("asking for 'zlib' where node:zlib lacks zstd is a usage error", async () => {
+    if (HAS_ZLIB_ZSTD) return;
+    const err = await openInput('-', { zstdCodec: 'zlib', stdin: chunkedStream([zstB]) }).catch((e: unknown) => e);
+    expect((err as InputError).code).toBe('USAGE');
+    expect((err as InputError).message).toMatch(/Node >= 22\.15/);
+  });
+
+  it('all available codecs produce identical bytes', async () => {
+    const input = Buffer.concat([zstB, zstLong]);
+    const outputs: Buffer[] = [];
+    for (const { codec } of CODECS.filter((c) => c.available)) {
+      const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream(splitAt(input, [], 100_000)) });
+      outputs.push(await readAll(src));
+      await src.close();
+    }
+    expect(outputs.length).toBeGreaterThanOrEqual(2);
+    for (const out of outputs) expect(out.equals(Buffer.concat([B, LONG]))).toBe(true);
+  });
+});
+
+const binaryOnly = HAS_BINARY ? describe : describe.skip;
+
+binaryOnly('zstd binary child process lifecycle', () => {
+  let big: Buffer;
+  beforeAll(() => {
+    // Large enough that the child blocks on a full stdout pipe when nobody reads.
+    big = tool('zstd', ['-1', '-q', '-c'], sampleBytes(24 << 20, 31));
+  });
+
+  it('close() kills the zstd child', async () => {
+    const before = new Set(childZstdPids());
+    const file = writeFile(dir, 'big.zst', big);
+    const src = await openInput(file, { zstdCodec: 'binary' });
+    const first = await new Promise<Buffer>((resolve) => src.stream.once('data', resolve));
+    expect(first.length).toBeGreaterThan(0);
+    src.stream.pause();
+    // The child reads the file itself; progress comes from the shared file offset.
+    expect(src.rawBytesRead()).toBeGreaterThan(0);
+    expect(src.rawBytesRead()).toBeLessThanOrEqual(big.length);
+    const pids = childZstdPids().filter((p) => !before.has(p));
+    expect(pids).toHaveLength(1);
+    expect(isAlive(pids[0])).toBe(true);
+    await src.close();
+    expect(await waitFor(() => !isAlive(pids[0]))).toBe(true);
+    await src.close(); // idempotent
+  });
+
+  it('destroying the stream early kills the child without unhandled errors', async () => {
+    const unhandled: unknown[] = [];
+    const onUncaught = (err: unknown): void => void unhandled.push(err);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const before = new Set(childZstdPids());
+      const src = await openInput('-', { zstdCodec: 'binary', stdin: chunkedStream(splitAt(big, [], 1 << 20)) });
+      let pids: number[] = [];
+      for await (const chunk of src.stream) {
+        expect((chunk as Buffer).length).toBeGreaterThan(0);
+        pids = childZstdPids().filter((p) => !before.has(p));
+        break; // consumer gives up: the stream is destroyed
+      }
+      expect(pids).toHaveLength(1);
+      expect(await waitFor(() => !isAlive(pids[0]))).toBe(true);
+      await src.close();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  });
+
+  it('a child that dies early (bad data, EPIPE on its stdin) gives BAD_COMPRESSION', async () => {
+    const before = new Set(childZstdPids());
+    const garbage = Buffer.concat([zstA.subarray(0, 8), sampleBytes(16 << 20, 99)]);
+    const src = await openInput('-', { zstdCodec: 'binary', stdin: chunkedStream(splitAt(garbage, [], 1 << 20)) });
+    const err = await readError(src);
+    expect(err.code).toBe('BAD_COMPRESSION');
+    expect(err.message).toMatch(/zstd exit 1\)$/);
+    await src.close();
+    expect(await waitFor(() => childZstdPids().filter((p) => !before.has(p)).length === 0)).toBe(true);
+  });
+});
