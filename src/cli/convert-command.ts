@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import type { Command } from 'commander';
 import { convertBatch, batchItemCause, type BatchItemResult } from '../batch';
 import { formatFromPath, type ConvertSummary } from '../convert';
-import { ExitCode, UsageError } from '../errors';
+import { UsageError } from '../errors';
 import type { ImageFormat } from '../image/types';
 import { NameAllocator } from '../output/naming';
 import type { BadChunkPolicy } from '../xva/reader';

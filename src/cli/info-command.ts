@@ -3,6 +3,7 @@
  * with --chunks, from the chunk headers). Thin: parses flags, calls inspectXva, prints.
  */
 import type { Command } from 'commander';
+import { worstExitCode } from '../batch';
 import { ExitCode, UsageError } from '../errors';
 import { inspectXva, type XvaInfo } from '../inspect';
 import { commonInputOptions, type CommonInputFlags } from './common-options';
@@ -110,7 +111,7 @@ async function runInfo(inputs: string[], flags: InfoFlags): Promise<number> {
       if (!flags.json) process.stdout.write((infos.length > 1 ? '\n' : '') + formatInfo(info) + '\n');
     } catch (err) {
       progress.stop();
-      exit = Math.max(exit, reportError(err));
+      exit = worstExitCode([exit, reportError(err)]);
     }
   }
   if (flags.json) process.stdout.write(JSON.stringify(inputs.length === 1 ? (infos[0] ?? null) : infos, null, 2) + '\n');

@@ -7,6 +7,8 @@ import { addConvertOptions, runConvert } from './convert-command';
 import { registerInfo } from './info-command';
 import { registerVerify } from './verify-command';
 import { registerMeasure } from './measure-command';
+import { registerPack } from './pack-command';
+import { registerOva } from './ova-command';
 import { installProcessHandlers, runVerb } from './run';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -45,6 +47,8 @@ Exit codes: 0 ok, 1 usage, 2 invalid/truncated/unreadable input, 3 checksum fail
   registerInfo(program);
   registerVerify(program);
   registerMeasure(program);
+  registerPack(program);
+  registerOva(program);
   return program;
 }
 

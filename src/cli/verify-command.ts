@@ -5,7 +5,8 @@
  * printed as `xva2img: <input>: <entry>: <message> (at byte N)` on stderr.
  */
 import type { Command } from 'commander';
-import { ExitCode, UsageError } from '../errors';
+import { worstExitCode } from '../batch';
+import { UsageError } from '../errors';
 import { verifyXva, type VerifyResult } from '../verify';
 import { commonInputOptions, type CommonInputFlags } from './common-options';
 import { formatBytes, formatRate } from './format';
@@ -61,7 +62,7 @@ async function runVerify(inputs: string[], flags: VerifyFlags): Promise<number> 
     for (const p of r.problems) process.stderr.write(`${PROGRAM}: ${p.message.replace(/[\r\n]+/g, ' ')}\n`);
     if (!flags.json && !flags.quiet) process.stdout.write(formatVerifyResult(r) + '\n');
   }
-  const exit = results.reduce((m, r) => Math.max(m, r.exitCode), ExitCode.OK as number);
+  const exit = worstExitCode(results.map((r) => r.exitCode));
   if (!flags.json && !flags.quiet && results.length > 1) {
     const ok = results.filter((r) => r.ok).length;
     process.stdout.write(`${results.length} inputs: ${ok} clean, ${results.length - ok} with problems\n`);

@@ -17,7 +17,8 @@ import { ChecksumError, XvaError, XvaFormatError } from '../errors';
 import type { DiskImageWriter, ImageWriteResult } from '../image/types';
 import { isAllZero } from '../image/zero';
 import type { InputSource } from '../input/types';
-import { readTar, type TarEntry } from '../tar/entries';
+import { readTar, type TarEntry, type TarReader } from '../tar/entries';
+import { openTarHeaderWalker, walkerTarReader } from '../tar/header-walker';
 import { checksumsEqual, createChunkHasher, kindFromSuffix, type ChecksumKind, type ChunkHasher } from './checksum';
 import type { DiskInfo, XvaMetadata } from './model';
 import { MAX_OVA_XML_BYTES, parseOvaXml } from './ova-xml';
@@ -87,6 +88,8 @@ export interface ReadXvaOptions {
   metadataOnly?: boolean;
   /** Skip chunk bodies instead of reading them (structure only; implies no checksums, no writers). */
   skipData?: boolean;
+  /** With skipData on a plain regular file, walk the headers with positional reads (default true). */
+  seek?: boolean;
   /** Checked between entries; when aborted, reading stops with the signal's reason. */
   signal?: AbortSignal;
 }
@@ -117,7 +120,9 @@ function fmtBytes(n: number): string {
 
 /** Reads an XVA from an opened input. Errors carry the input name, entry and byte offset. */
 export async function readXva(source: InputSource, consumer: XvaConsumer = {}, options: ReadXvaOptions = {}): Promise<XvaReadResult> {
-  const tar = readTar(source.stream);
+  // Structure-only passes over a plain file read just the tar headers and seek over the data.
+  const seek = options.skipData && options.seek !== false && source.seekablePath !== undefined;
+  const tar = seek ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal })) : readTar(source.stream);
   try {
     return await readEntries(source, tar, consumer, options);
   } catch (err) {
@@ -128,7 +133,7 @@ export async function readXva(source: InputSource, consumer: XvaConsumer = {}, o
   }
 }
 
-async function readEntries(source: InputSource, tar: ReturnType<typeof readTar>, consumer: XvaConsumer, options: ReadXvaOptions): Promise<XvaReadResult> {
+async function readEntries(source: InputSource, tar: TarReader, consumer: XvaConsumer, options: ReadXvaOptions): Promise<XvaReadResult> {
   const verify = options.verifyChecksums !== false && !options.skipData;
   const policy = options.onBadChunk ?? 'fail';
   const warnings: string[] = [];
@@ -152,6 +157,12 @@ async function readEntries(source: InputSource, tar: ReturnType<typeof readTar>,
       `first entry is "${first.name.slice(0, 100)}", not ova.xml (not an XVA, or an archive repacked in another order)`,
       { offset: first.headerOffset, entry: first.name.slice(0, 100) },
     );
+  }
+  if (first.type !== 'file') {
+    throw new XvaFormatError('XVA_NO_OVA_XML', `the first entry "ova.xml" is a ${first.type === 'directory' ? 'directory' : 'special file'}, not a file`, {
+      offset: first.headerOffset,
+      entry: 'ova.xml',
+    });
   }
   if (first.size > MAX_OVA_XML_BYTES) {
     throw new XvaFormatError('XVA_TOO_LARGE', `ova.xml is ${fmtBytes(first.size)}, over the ${fmtBytes(MAX_OVA_XML_BYTES)} limit`, {

@@ -1,0 +1,233 @@
+/**
+ * `xva2img pack`: disk images, or an existing XVA (`--from`), to an XVA that XenServer / XCP-ng
+ * import. Thin: parses flags into PackOptions, calls packXva, prints a summary.
+ */
+import type { Command } from 'commander';
+import { ExitCode, UsageError } from '../errors';
+import { packXva, type PackDisk, type PackNic, type PackSummary } from '../pack';
+import type { BadChunkPolicy } from '../xva/reader';
+import type { XvaCompression } from '../xva/writer';
+import { commonInputOptions, type CommonInputFlags } from './common-options';
+import { formatBytes, formatRate, parseSize } from './format';
+import { createProgress } from './progress';
+import { interruptSignal, PROGRAM, runVerb } from './run';
+
+interface PackFlags extends CommonInputFlags {
+  disk?: string[];
+  from?: string;
+  name?: string;
+  description?: string;
+  cpus?: string;
+  memory?: string;
+  firmware?: string;
+  nic?: string[];
+  template?: boolean;
+  output?: string;
+  compress?: string;
+  level?: string;
+  checksum?: string;
+  tarFormat?: string;
+  onBadChunk?: string;
+  rebuildMetadata?: boolean;
+  force?: boolean;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** `path[,key=value…]`: trailing `,key=value` parts with a known key are options, the rest is the path. */
+function splitOptions(text: string, keys: readonly string[], what: string): { head: string; opts: Record<string, string> } {
+  const parts = text.split(',');
+  const opts: Record<string, string> = {};
+  while (parts.length > 1) {
+    const last = parts[parts.length - 1]!;
+    const m = /^([a-z-]+)=(.*)$/i.exec(last);
+    if (!m || !keys.includes(m[1]!.toLowerCase())) break;
+    opts[m[1]!.toLowerCase()] = m[2]!;
+    parts.pop();
+  }
+  const head = parts.join(',');
+  if (!head) throw new UsageError(`${what}: empty value in "${text}"`);
+  return { head, opts };
+}
+
+const DISK_KEYS = ['name', 'userdevice', 'format', 'description', 'bootable', 'ro'] as const;
+const NIC_KEYS = ['mac', 'mtu', 'bridge', 'device'] as const;
+
+function yes(v: string, what: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(v)) return true;
+  if (/^(0|false|no|off)$/i.test(v)) return false;
+  throw new UsageError(`${what}: expected yes or no, not "${v}"`);
+}
+
+export function parseDiskArg(text: string): PackDisk {
+  const { head, opts } = splitOptions(text, DISK_KEYS, '--disk');
+  const d: PackDisk = { path: head };
+  if (opts.name !== undefined) d.name = opts.name;
+  if (opts.description !== undefined) d.description = opts.description;
+  if (opts.userdevice !== undefined) {
+    if (!/^\d{1,3}$/.test(opts.userdevice)) throw new UsageError(`--disk: userdevice must be a small number, not "${opts.userdevice}"`);
+    d.userdevice = opts.userdevice;
+  }
+  if (opts.format !== undefined) {
+    const f = opts.format.toLowerCase();
+    if (f !== 'raw' && f !== 'qcow2') throw new UsageError(`--disk: format must be raw or qcow2, not "${opts.format}"`);
+    d.format = f;
+  }
+  if (opts.bootable !== undefined) d.bootable = yes(opts.bootable, '--disk bootable');
+  if (opts.ro !== undefined) d.readOnly = yes(opts.ro, '--disk ro');
+  return d;
+}
+
+export function parseNicArg(text: string): PackNic {
+  // A bare option list ("mac=…") means the default network.
+  const { head, opts } = /^[a-z]+=/i.test(text) && NIC_KEYS.some((k) => text.toLowerCase().startsWith(`${k}=`)) ? splitOptions(`default,${text}`, NIC_KEYS, '--nic') : splitOptions(text, NIC_KEYS, '--nic');
+  const n: PackNic = {};
+  if (head !== 'default') n.network = head;
+  if (opts.mac !== undefined) n.mac = opts.mac;
+  if (opts.bridge !== undefined) n.bridge = opts.bridge;
+  if (opts.device !== undefined) n.device = opts.device;
+  if (opts.mtu !== undefined) {
+    if (!/^\d+$/.test(opts.mtu)) throw new UsageError(`--nic: invalid mtu "${opts.mtu}"`);
+    n.mtu = Number(opts.mtu);
+  }
+  return n;
+}
+
+function parseIntFlag(text: string | undefined, what: string, min: number, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  if (!/^\d+$/.test(text.trim()) || Number(text) < min || Number(text) > max) throw new UsageError(`${what} must be a whole number from ${min} to ${max}, not "${text}"`);
+  return Number(text);
+}
+
+function oneOf<T extends string>(text: string | undefined, allowed: readonly T[], what: string): T | undefined {
+  if (text === undefined) return undefined;
+  const v = text.toLowerCase() as T;
+  if (!allowed.includes(v)) throw new UsageError(`${what} must be ${allowed.join(', ')}; not "${text}"`);
+  return v;
+}
+
+export function formatPackSummary(s: PackSummary): string {
+  const lines: string[] = [];
+  const comp = s.compression === 'none' ? 'uncompressed' : s.compression;
+  const from = s.source ? ` from ${s.source.input} (${s.source.compression === 'none' ? 'plain' : s.source.compression}${s.source.checksum ? `, ${s.source.checksum.toUpperCase()}` : ''}, metadata ${s.source.metadata})` : '';
+  lines.push(`${PROGRAM}: ${s.output} (${comp}, ${s.checksum.toUpperCase()}, ${s.tarFormat} tar)${from}: VM "${s.vm.name}", ${s.vm.vcpus} vCPU, ${formatBytes(s.vm.memoryBytes)}${s.vm.firmware ? `, ${s.vm.firmware.toUpperCase()}` : ''}`);
+  for (const d of s.disks) {
+    lines.push(`  disk ${d.userdevice}${d.bootable ? '*' : ' '} ${JSON.stringify(d.name)} ${formatBytes(d.virtualSize)} <- ${d.source}${d.format !== 'xva' ? ` (${d.format})` : ''}: ${d.chunksWritten} chunks, ${formatBytes(d.dataBytes)} stored, ${d.zeroChunksSkipped} zero chunks skipped (${d.ref})`);
+  }
+  for (const n of s.nics) lines.push(`  nic  ${n.device}  ${n.mac}  ${JSON.stringify(n.network)}${n.bridge ? ` (${n.bridge})` : ''}`);
+  for (const c of s.source?.changes ?? []) lines.push(`  metadata: ${c}`);
+  for (const w of s.warnings) lines.push(`  warning: ${w}`);
+  if (s.badChunks.length) {
+    lines.push(`  ${s.badChunks.length} source chunk(s) failed their checksum:`);
+    for (const b of s.badChunks) lines.push(`    ${b.entry}: offset ${b.offset} (${b.length} bytes): ${b.action === 'zeroed' ? 'written as zeros' : 'kept as is'}`);
+  }
+  lines.push(`  done in ${s.seconds.toFixed(1)} s (${formatBytes(s.bytesWritten)} written, ${formatRate(s.tarBytes, s.seconds)} of tar)`);
+  return lines.join('\n');
+}
+
+export async function runPack(flags: PackFlags): Promise<number> {
+  if (!flags.output) throw new UsageError('no output given: -o FILE (.xva, .xva.gz, .xva.zst) or -o - for stdout');
+  if (flags.output === '-' && process.stdout.isTTY) throw new UsageError('refusing to write an XVA to a terminal; redirect stdout or use -o FILE');
+  if (flags.from !== undefined && flags.disk?.length) throw new UsageError('give either --disk or --from, not both');
+  if (flags.onBadChunk !== undefined && flags.from === undefined) throw new UsageError('--on-bad-chunk applies to --from only');
+  if (flags.rebuildMetadata && flags.from === undefined) throw new UsageError('--rebuild-metadata applies to --from only');
+  if (flags.json && flags.output === '-') throw new UsageError('--json prints on stdout, which -o - already uses');
+  let memoryBytes: number | undefined;
+  if (flags.memory !== undefined) {
+    try {
+      memoryBytes = parseSize(flags.memory);
+    } catch {
+      throw new UsageError(`--memory: invalid size "${flags.memory}" (e.g. 4G, 512M)`);
+    }
+  }
+  const progress = createProgress(flags.output === '-' ? 'pack' : flags.output, !flags.quiet && !flags.json && !!process.stderr.isTTY);
+  try {
+    const summary = await packXva({
+      disks: flags.disk?.map(parseDiskArg),
+      from: flags.from,
+      vm: {
+        name: flags.name,
+        description: flags.description,
+        vcpus: parseIntFlag(flags.cpus, '--cpus', 1, 256),
+        memoryBytes,
+        firmware: oneOf(flags.firmware, ['bios', 'uefi'] as const, '--firmware'),
+        isTemplate: flags.template ? true : undefined,
+      },
+      nics: flags.nic?.map(parseNicArg),
+      output: flags.output,
+      stdout: flags.output === '-' ? process.stdout : undefined,
+      force: flags.force,
+      compression: oneOf<XvaCompression>(flags.compress, ['none', 'gzip', 'zstd'], '--compress'),
+      compressionLevel: parseIntFlag(flags.level, '--level', 1, 19),
+      checksum: oneOf(flags.checksum, ['xxh64', 'sha1'] as const, '--checksum'),
+      tarFormat: oneOf(flags.tarFormat, ['ustar', 'xapi'] as const, '--tar-format'),
+      onBadChunk: oneOf<BadChunkPolicy>(flags.onBadChunk, ['fail', 'warn', 'zero'], '--on-bad-chunk'),
+      rebuildMetadata: flags.rebuildMetadata,
+      headers: flags.header,
+      gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
+      zstdCodec: flags.zstdCodec as 'auto' | undefined,
+      signal: interruptSignal,
+      onProgress: (p) => progress.update({ tarBytes: 0, diskBytesDone: p.bytesDone, diskBytesTotal: p.bytesTotal }),
+    });
+    progress.stop();
+    if (flags.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
+    else if (!flags.quiet) process.stderr.write(formatPackSummary(summary) + '\n');
+    else for (const w of summary.warnings) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
+    return summary.badChunks.length > 0 ? ExitCode.CHECKSUM : ExitCode.OK;
+  } finally {
+    progress.stop();
+  }
+}
+
+export function registerPack(program: Command): Command {
+  const cmd = program
+    .command('pack')
+    .description('pack disk images (raw, qcow2 with backing chains) or an existing XVA into an XVA that XenServer / XCP-ng import')
+    .option('--disk <path[,opt=value…]>', 'disk image, raw or qcow2 (repeatable, in slot order); options: name=, userdevice=, format=raw|qcow2, description=, bootable=yes|no, ro=yes|no', collect)
+    .option('--from <xva>', 'repack an existing XVA (file, .gz/.zst, - for stdin, or URL): recompress / re-checksum in one pass, metadata kept')
+    .option('-n, --name <name>', 'VM name (default: the first disk\'s file name)')
+    .option('--description <text>', 'VM description')
+    .option('--cpus <n>', 'vCPUs (default 1)')
+    .option('--memory <size>', 'memory, e.g. 4G, 512M (default 1G)')
+    .option('--firmware <bios|uefi>', 'boot firmware (default bios)')
+    .option('--nic <network[,opt=value…]>', 'NIC on this network name (repeatable); options: mac=, mtu=, bridge=, device=; "--nic mac=…" uses the default network', collect)
+    .option('--template', 'mark the VM as a template')
+    .option('-o, --output <file|->', 'output XVA file (.xva, .xva.gz, .xva.zst) or - for stdout')
+    .option('--compress <none|gzip|zstd>', 'compress the whole archive (default: from the -o extension, else none)')
+    .option('--level <n>', 'compression level (gzip 1-9, zstd 1-19)')
+    .option('--checksum <xxh64|sha1>', 'chunk checksums: xxh64 (.xxhash, default, XCP-ng / XenServer >= 8.1) or sha1 (.checksum, older hosts)')
+    .option('--tar-format <ustar|xapi>', 'tar headers: ustar (default, recommended for import) or xapi (V7 headers exactly as XAPI writes them)')
+    .option('--on-bad-chunk <policy>', 'with --from: fail (default), warn (keep the data) or zero (write zeros); warn/zero exit 3')
+    .option('--rebuild-metadata', 'with --from: write a new ova.xml from the parsed VM, disks and NICs (allows --nic and --firmware) instead of keeping the source\'s')
+    .option('-f, --force', 'overwrite an existing output file')
+    .option('--json', 'print a JSON summary on stdout')
+    .option('-q, --quiet', 'no progress bar and no summary (warnings still shown)');
+  commonInputOptions(cmd)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  xva2img pack --disk root.qcow2 --disk data.raw --name web01 --cpus 2 --memory 4G -o web01.xva.zst
+  xva2img pack --disk root.raw,name=root --nic "Pool-wide network associated with eth0" -o vm.xva
+  xva2img pack --disk root.raw --firmware uefi --nic xenbr0,mac=02:00:00:aa:bb:cc -o vm.xva.gz
+  xva2img pack --from old.xva.gz --checksum xxh64 -o new.xva.zst     repack: recompress, re-checksum, stream
+  xva2img pack --from old.xva --checksum sha1 -o for-xenserver-7.xva   for hosts older than 8.1
+  xva2img pack --disk root.raw --name web01 -o - | xe vm-import filename=/dev/stdin
+
+Disks become userdevice 0, 1, 2… in the order given; the first is bootable. Sizes that are
+not a multiple of 512 are rounded up (with a warning). qcow2 backing chains are followed.
+--from keeps the source's ova.xml (VM, disks, NICs, uuids), changing only what the new archive
+needs; an OVA as --from is not supported yet.
+
+Exit codes: 0 ok, 1 usage, 2 invalid/unreadable input, 3 checksum failures (--from),
+            4 output or I/O error, 130 interrupted.`,
+    )
+    .action(async (flags: PackFlags) => {
+      await runVerb(() => runPack(flags));
+    });
+  return cmd;
+}
