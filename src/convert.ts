@@ -14,7 +14,7 @@ import { createImageWriter, imageExtension } from './image/create-writer';
 import type { DiskImageWriter, ImageFormat, ImageWriteResult, SequentialTarget } from './image/types';
 import { openInput } from './input/open';
 import type { InputSource, OpenInputOptions } from './input/types';
-import { insideDir, NameAllocator, sanitizeName } from './output/naming';
+import { diskBaseName, insideDir, NameAllocator, sanitizeName } from './output/naming';
 import { PartFile } from './output/part-file';
 import { StreamTarget } from './output/targets';
 import type { ChecksumKind } from './xva/checksum';
@@ -169,7 +169,7 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
             }
             const names = options.names ?? new NameAllocator();
             for (const d of selected) {
-              const base = sanitizeName(`${meta.vm.name}-${d.userdevice}`);
+              const base = diskBaseName(meta.vm.name, d.userdevice);
               planned.set(d.ref, insideDir(dir, names.allocate(base, imageExtension(format))));
             }
           }

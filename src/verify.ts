@@ -50,7 +50,6 @@ export interface VerifyResult {
   seconds: number;
 }
 
-const MISMATCH = / mismatch \(expected .*\); kept as is$/;
 
 function problemOf(err: XvaError): VerifyProblem {
   const p: VerifyProblem = {
@@ -88,6 +87,7 @@ export async function verifyXva(input: string | InputSource, options: VerifyOpti
     seconds: 0,
   };
   const seen: string[] = [];
+  const mismatches: string[] = [];
   let source: InputSource | undefined;
   try {
     source = typeof input === 'string' ? await openInput(input, options) : input;
@@ -102,8 +102,9 @@ export async function verifyXva(input: string | InputSource, options: VerifyOpti
         },
         onWarning: (m) => {
           seen.push(m);
-          if (!MISMATCH.test(m)) options.onWarning?.(m);
+          options.onWarning?.(m);
         },
+        onBadChunk: (_bad, m) => mismatches.push(m),
         onProgress: options.onProgress,
       },
       // 'warn' keeps going past a bad chunk so that every one is listed; nothing is written.
@@ -136,12 +137,10 @@ export async function verifyXva(input: string | InputSource, options: VerifyOpti
   }
   // Mismatches seen before a fatal problem are not in a read result: keep them as problems.
   if (result.problems.length > 0) {
-    const earlier: VerifyProblem[] = seen
-      .filter((w) => MISMATCH.test(w))
-      .map((m) => ({ code: 'XVA_BAD_CHECKSUM', exitCode: ExitCode.CHECKSUM, message: `${result.input}: ${m.replace(/; kept as is$/, '')}` }));
+    const earlier: VerifyProblem[] = mismatches.map((m) => ({ code: 'XVA_BAD_CHECKSUM', exitCode: ExitCode.CHECKSUM, message: `${result.input}: ${m.replace(/; kept as is$/, '')}` }));
     result.problems.unshift(...earlier);
   }
-  result.warnings = seen.filter((w) => !MISMATCH.test(w));
+  result.warnings = seen;
   result.exitCode = worstExitCode([result.badChunks.length ? ExitCode.CHECKSUM : ExitCode.OK, ...result.problems.map((p) => p.exitCode)]);
   result.ok = result.exitCode === ExitCode.OK;
   result.seconds = (Date.now() - started) / 1000;

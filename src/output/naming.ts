@@ -4,7 +4,9 @@
  *  - path separators, NUL and other control characters, and characters Windows forbids
  *    (`<>:"/\|?*`) become `_`;
  *  - leading dots and spaces are removed (no hidden files, no `..`), trailing dots/spaces too;
- *  - the result is cut to 100 bytes of UTF-8; an empty result becomes `vm`.
+ *  - the result is cut to 100 bytes of UTF-8; an empty result becomes `vm`;
+ *  - for disk files the VM name is cut before the `-<userdevice>` suffix (`diskBaseName`), so
+ *    the userdevice always survives; an empty/unusable userdevice leaves just the VM name.
  * Collisions (also names that differ only in case, for case-insensitive file systems) get
  * `-2`, `-3`, … before the extension.
  */
@@ -12,19 +14,33 @@ import * as path from 'node:path';
 
 const MAX_NAME_BYTES = 100;
 
-export function sanitizeName(raw: string, fallback = 'vm'): string {
+export function sanitizeName(raw: string, fallback = 'vm', maxBytes = MAX_NAME_BYTES): string {
   // eslint-disable-next-line no-control-regex
   let s = raw.normalize('NFC').replace(/[\u0000-\u001f\u007f-\u009f<>:"/\\|?*]/g, '_');
   s = s.replace(/^[.\s]+/, '').replace(/[.\s]+$/, '');
   let bytes = Buffer.from(s, 'utf8');
-  if (bytes.length > MAX_NAME_BYTES) {
+  if (bytes.length > maxBytes) {
     // Cut on a character boundary.
-    let cut = MAX_NAME_BYTES;
+    let cut = maxBytes;
     while (cut > 0 && (bytes[cut] & 0xc0) === 0x80) cut--;
     bytes = bytes.subarray(0, cut);
     s = bytes.toString('utf8').replace(/[.\s]+$/, '');
   }
   return s || fallback;
+}
+
+/** Most bytes of a userdevice kept in a file name (XAPI writes "0", "1", … or "xvda"). */
+const MAX_DEVICE_BYTES = 32;
+
+/**
+ * `<vm-name>-<userdevice>`, sanitized: the VM name is cut first, so a long name never cuts
+ * off the userdevice that tells the disks apart. The whole stays within 100 bytes.
+ */
+export function diskBaseName(vmName: string, userdevice: string): string {
+  const dev = sanitizeName(userdevice, '', MAX_DEVICE_BYTES);
+  if (!dev) return sanitizeName(vmName);
+  const vm = sanitizeName(vmName, 'vm', MAX_NAME_BYTES - Buffer.byteLength(dev, 'utf8') - 1);
+  return `${vm}-${dev}`;
 }
 
 /** Hands out unique file names inside one directory for one run. */

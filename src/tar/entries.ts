@@ -68,6 +68,20 @@ function tarError(err: unknown, offset: number): XvaError {
   return new XvaFormatError('TAR_BAD_HEADER', `tar stream error at byte ${offset}: ${msg}`, { offset }, { cause: err });
 }
 
+/** Longest entry name accepted (PATH_MAX); XAPI's names are ~25 bytes. */
+export const MAX_ENTRY_NAME_BYTES = 4096;
+
+/** No C0/C1 control characters or DEL, valid UTF-8 (no U+FFFD from decoding), at most 4096 bytes. */
+export function plausibleName(name: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return !/[\u0000-\u001f\u007f-\u009f\ufffd]/.test(name) && Buffer.byteLength(name, 'utf8') <= MAX_ENTRY_NAME_BYTES;
+}
+
+function describeName(name: string): string {
+  const bytes = Buffer.byteLength(name, 'utf8');
+  return bytes > 60 ? `${bytes} bytes long` : JSON.stringify(name);
+}
+
 /** Reads `stream` as a tar archive. */
 export function readTar(stream: Readable): TarReader {
   // XAPI writes V7 headers without the ustar magic; tar-stream needs this option to accept them.
@@ -107,9 +121,22 @@ export function readTar(stream: Readable): TarReader {
       if (step.done) return;
       const raw = step.value;
       const h = raw.header as tarStream.Header & { byteOffset?: number };
-      const size = h.size ?? 0;
+      // tar-stream never delivers (nor skips) the body of a directory entry: its "data" is parsed
+      // as the next header, and the body stream of a directory whose header claims a size never
+      // ends. So a directory is bodyless here whatever its size field says (else: a hang).
+      const bodyless = h.type === 'directory';
+      const size = bodyless ? 0 : (h.size ?? 0);
       const dataOffset = typeof h.byteOffset === 'number' ? h.byteOffset : lastEntryEnd + TAR_BLOCK;
-      let drained = false;
+      if (!plausibleName(h.name)) {
+        // Real XVA names are short ASCII. A name with control characters, invalid UTF-8 or
+        // kilobytes long comes from a corrupt header or from a GNU long-name / pax record that
+        // swallowed the next entry's data; skipping it as a "foreign entry" would silently drop
+        // a chunk, so refuse the archive instead.
+        throw new XvaFormatError('TAR_BAD_HEADER', `implausible tar entry name at byte ${dataOffset - TAR_BLOCK} (${describeName(h.name)})`, {
+          offset: dataOffset - TAR_BLOCK,
+        });
+      }
+      let drained = bodyless;
       const fail = (err: unknown): never => {
         if (sourceError) throw sourceError;
         // tar-stream destroys the entry when the input ends early: that is a truncation.
@@ -123,6 +150,7 @@ export function readTar(stream: Readable): TarReader {
         headerOffset: dataOffset - TAR_BLOCK,
         dataOffset,
         async readAll(into?: Buffer): Promise<Buffer> {
+          if (bodyless) return Buffer.alloc(0);
           if (drained) throw new Error('tar entry already consumed');
           drained = true;
           const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);

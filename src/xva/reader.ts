@@ -73,6 +73,8 @@ export interface XvaConsumer {
   openDisk?(disk: DiskInfo): DiskImageWriter | undefined | Promise<DiskImageWriter | undefined>;
   /** Called after a disk's data is complete and its writer finished. */
   onDiskDone?(disk: DiskInfo, stats: DiskReadStats, result: ImageWriteResult | undefined): void | Promise<void>;
+  /** A checksum mismatch that the policy lets through ('warn'/'zero'); also listed in `badChunks`, not in warnings. */
+  onBadChunk?(bad: BadChunk, message: string): void;
   /** Called for every placed data entry (also with `skipData`): guest offset and length, clipped to the disk. */
   onChunk?(disk: DiskInfo, entry: string, offset: number, length: number): void;
   onProgress?(progress: XvaProgress): void;
@@ -357,7 +359,7 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
           actual,
           action: zeroed ? 'zeroed' : 'kept',
         });
-        warn(`${msg}; ${zeroed ? 'replaced by zeros' : 'kept as is'}`);
+        consumer.onBadChunk?.(result.badChunks[result.badChunks.length - 1], `${msg}; ${zeroed ? 'replaced by zeros' : 'kept as is'}`);
       }
     }
 

@@ -107,7 +107,9 @@ export function parseXmlRpc(xml: string): RpcValue {
     parseTagValue: false,
     trimValues: false,
     processEntities: true,
-    htmlEntities: false,
+    // Also decodes numeric character references (&#65; &#x41;), which are plain XML; without it
+    // they stayed literal in names. (It additionally maps HTML names such as &nbsp;, harmless.)
+    htmlEntities: true,
     ignoreDeclaration: true,
     ignorePiTags: true,
   });
