@@ -67,8 +67,8 @@ export interface XvaProgress {
 }
 
 export interface XvaConsumer {
-  /** Called once ova.xml is parsed, before any disk data. */
-  onMetadata?(meta: XvaMetadata): void | Promise<void>;
+  /** Called once ova.xml is parsed, before any disk data; `ovaXml` is the entry's text as stored. */
+  onMetadata?(meta: XvaMetadata, ovaXml: string): void | Promise<void>;
   /** The writer for a disk, or undefined to read and verify its data without writing it. */
   openDisk?(disk: DiskInfo): DiskImageWriter | undefined | Promise<DiskImageWriter | undefined>;
   /** Called after a disk's data is complete and its writer finished. */
@@ -173,8 +173,9 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
     });
   }
   const xmlBytes = await first.readAll();
-  const metadata = parseOvaXml(xmlBytes.toString('utf8'));
-  await consumer.onMetadata?.(metadata);
+  const xmlText = xmlBytes.toString('utf8');
+  const metadata = parseOvaXml(xmlText);
+  await consumer.onMetadata?.(metadata, xmlText);
   const result: XvaReadResult = { metadata, disks: [], badChunks: [], warnings, tarBytes: 0 };
   if (options.metadataOnly) return result;
 

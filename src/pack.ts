@@ -1,0 +1,620 @@
+/**
+ * packXva: disk images (raw, qcow2 with backing chains) or an existing XVA → an XVA that
+ * XenServer / XCP-ng import, in one streaming pass, through the one XVA writer
+ * (src/xva/writer.ts; layout and rules in xva-format.md §1-6).
+ *
+ *  - `disks`: each image is opened with openDiskImage and read chunk by chunk in ascending
+ *    order; ranges the image does not allocate (qcow2) are never read. The VM record comes
+ *    from the options (name, description, vCPUs, memory, firmware, NICs).
+ *  - `from`: an XVA (path, "-", URL; plain/gzip/zstd) is read once by readXva while writeXva
+ *    writes the new archive; a DiskPipe per disk bridges the two with a small bounded queue.
+ *    Chunk checksums are verified on read (policy `onBadChunk`) and recomputed on write. The
+ *    source's ova.xml is kept (patched only where needed, see ova-xml-edit.ts) unless
+ *    `rebuildMetadata`. Source refs are kept, so the output's disk order (string order of
+ *    refs) is the source's archive order and both sides stream.
+ *
+ * Output: a file written as `<name>.part`, fsynced and renamed when complete (PartFile), or
+ * any Writable (stdout) with backpressure. Compression from `compression`, else from the
+ * file name (`.gz`, `.zst`).
+ */
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { Writable } from 'node:stream';
+import { OutputError, UsageError, XvaError, XvaFormatError } from './errors';
+import type { DiskExtent, DiskReader } from './image/disk-reader';
+import { openDiskImage } from './image/qcow2-reader';
+import { isAllZero, zeros } from './image/zero';
+import { openInput } from './input/open';
+import type { InputSource, OpenInputOptions } from './input/types';
+import { PartFile } from './output/part-file';
+import type { FileTarget } from './output/targets';
+import type { TarDialect } from './tar/header';
+import type { ChecksumKind } from './xva/checksum';
+import type { DiskInfo, XvaMetadata } from './xva/model';
+import { patchOvaXml } from './xva/ova-xml-edit';
+import { ovaXmlSpecFromMetadata, type OvaVifSpec, type OvaXmlSpec } from './xva/ova-xml-writer';
+import { readXva, type BadChunk, type BadChunkPolicy } from './xva/reader';
+import { DiskPipe } from './xva/repack';
+import { compareRefs, writeXva, type DiskByteSource, type WriteXvaOptions, type XvaCompression, type XvaDiskInput, type XvaWriteSummary } from './xva/writer';
+
+const SECTOR = 512;
+
+export interface PackDisk {
+  /** Image path (raw or qcow2; format probed from the magic unless `format`). */
+  path: string;
+  format?: 'raw' | 'qcow2';
+  /** VDI name_label; default the file name without its extension. */
+  name?: string;
+  description?: string;
+  /** Default: the disk's position (0, 1, 2, …). */
+  userdevice?: number | string;
+  /** Default: true for the first disk. */
+  bootable?: boolean;
+  readOnly?: boolean;
+}
+
+export interface PackNic {
+  /** Network name_label the import matches first (default "Pool-wide network associated with eth0"). */
+  network?: string;
+  /** Bridge the import matches second (default: `network` when it looks like a bridge, e.g. xenbr0, else ''). */
+  bridge?: string;
+  /** Default: a random locally administered unicast MAC (XAPI regenerates MACs on import anyway). */
+  mac?: string;
+  mtu?: number;
+  /** Default: the NIC's position. */
+  device?: number | string;
+}
+
+export interface PackVm {
+  name?: string;
+  description?: string;
+  vcpus?: number;
+  memoryBytes?: number;
+  firmware?: 'bios' | 'uefi';
+  isTemplate?: boolean;
+}
+
+export interface PackOptions extends OpenInputOptions {
+  /** Disk images to pack (mutually exclusive with `from`). */
+  disks?: Array<string | PackDisk>;
+  /** An XVA to repack: path, "-" (stdin), URL, or an opened input. */
+  from?: string | InputSource;
+  /** VM settings: for `disks`, the VM record; for `from`, overrides of the source's record. */
+  vm?: PackVm;
+  /** NICs (disks mode, or `from` with rebuildMetadata). */
+  nics?: PackNic[];
+  /** Output file path, or "-" for `stdout`. */
+  output?: string;
+  /** Stream to write to when `output` is "-" or absent (e.g. process.stdout). Not ended. */
+  stdout?: Writable;
+  /** Replace an existing output file. */
+  force?: boolean;
+  /** Default: from the output name (.gz → gzip, .zst/.zstd → zstd), else none. */
+  compression?: XvaCompression;
+  compressionLevel?: number;
+  /** Default xxh64 (`.xxhash`, XAPI >= 8.1); sha1 (`.checksum`) for older hosts. */
+  checksum?: ChecksumKind;
+  /** Default 'ustar' (see DEFAULT_TAR_FORMAT). */
+  tarFormat?: TarDialect;
+  /** `from`: policy for chunks whose checksum fails (default 'fail'). */
+  onBadChunk?: BadChunkPolicy;
+  /** `from`: build ova.xml from the parsed metadata instead of keeping the source's. */
+  rebuildMetadata?: boolean;
+  /**
+   * Disks mode: when nothing but zeros was read for this long, write a zero-length keep-alive
+   * chunk as XAPI does (xva-format.md §4.3) so a live import (`-o - | xe vm-import`) does not
+   * time out on a long run of zeros. Default KEEP_ALIVE_SECONDS for an uncompressed stream,
+   * off (0) otherwise: a compressor would swallow the few bytes anyway, and files need none.
+   */
+  keepAliveSeconds?: number;
+  /** UUID generator for new objects (tests). */
+  uuidGen?: () => string;
+  /** version.date of a new ova.xml (tests). */
+  date?: string;
+  /** mtime of ova.xml (default now). */
+  ovaXmlMtime?: number;
+  signal?: AbortSignal;
+  onProgress?(p: { bytesDone: number; bytesTotal: number }): void;
+  onWarning?(message: string): void;
+}
+
+export interface PackedDisk {
+  ref: string;
+  name: string;
+  userdevice: string;
+  bootable: boolean;
+  /** virtual_size in ova.xml (rounded up to 512). */
+  virtualSize: number;
+  /** Source image path, or the source XVA's ref. */
+  source: string;
+  format: 'raw' | 'qcow2' | 'xva';
+  chunksWritten: number;
+  zeroChunksSkipped: number;
+  dataBytes: number;
+}
+
+export interface PackSummary {
+  /** Output path, or "-". */
+  output: string;
+  compression: XvaCompression;
+  checksum: ChecksumKind;
+  tarFormat: TarDialect;
+  vm: { name: string; vcpus: number; memoryBytes: number; firmware: string | null };
+  disks: PackedDisk[];
+  nics: Array<{ device: string; mac: string; network: string; bridge: string }>;
+  /** `from` only. */
+  source?: { input: string; compression: string; checksum: ChecksumKind | null; metadata: 'kept' | 'patched' | 'rebuilt'; changes: string[] };
+  badChunks: BadChunk[];
+  warnings: string[];
+  tarBytes: number;
+  bytesWritten: number;
+  seconds: number;
+}
+
+/**
+ * Default tar dialect for `pack`: POSIX ustar. xva-format.md §2.2 recommends it for files meant
+ * for import: XAPI's reader (ocaml-tar HeaderReader) accepts V7 and ustar alike, ustar entries
+ * (tar-stream defaults) are what Xen Orchestra streams into XAPI's /import every day, and every
+ * other tool (GNU tar, bsdtar, Python tarfile) reads ustar without V7 guesswork. `xapi` writes
+ * XAPI's own V7 headers byte for byte for those who want an export look-alike.
+ */
+export const DEFAULT_TAR_FORMAT: TarDialect = 'ustar';
+
+export const DEFAULT_VCPUS = 1;
+export const DEFAULT_MEMORY = 1024 ** 3;
+export const DEFAULT_NETWORK = 'Pool-wide network associated with eth0';
+/** XAPI's keep-alive interval (5 s, CA-39291). */
+export const KEEP_ALIVE_SECONDS = 5;
+
+/** Compression implied by an output file name, or undefined. */
+export function compressionFromPath(p: string): XvaCompression | undefined {
+  const lower = p.toLowerCase();
+  if (lower.endsWith('.gz') || lower.endsWith('.tgz')) return 'gzip';
+  if (lower.endsWith('.zst') || lower.endsWith('.zstd')) return 'zstd';
+  return undefined;
+}
+
+/** A random locally administered, unicast MAC (first octet x2/x6/xA/xE). */
+export function randomMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfc) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+function normalizeMac(mac: string): string {
+  const m = mac.trim().toLowerCase().replace(/-/g, ':');
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m)) throw new UsageError(`invalid MAC address "${mac}" (use aa:bb:cc:dd:ee:ff)`);
+  return m;
+}
+
+function roundUp(n: number, m: number): number {
+  return Math.ceil(n / m) * m;
+}
+
+/** Export-local refs of packed disks: zero-padded so string order = argument order (as XO does). */
+function diskRefs(count: number): string[] {
+  const width = Math.max(3, String(Math.max(0, count - 1)).length);
+  return Array.from({ length: count }, (_, i) => `Ref:${String(i).padStart(width, '0')}`);
+}
+
+/**
+ * A DiskReader as the writer's DiskByteSource: reads ascend, so the allocation map is walked
+ * once; a chunk the image does not allocate is answered with zeros without reading anything.
+ */
+export function diskReaderSource(reader: DiskReader, onData?: () => void): DiskByteSource {
+  const extents = reader.allocatedExtents()[Symbol.asyncIterator]();
+  let current: DiskExtent | undefined;
+  let exhausted = false;
+  const advance = async (offset: number): Promise<void> => {
+    while (!exhausted && (!current || current.offset + current.length <= offset)) {
+      const r = await extents.next();
+      if (r.done) {
+        exhausted = true;
+        current = undefined;
+      } else {
+        current = r.value;
+      }
+    }
+  };
+  return {
+    virtualSize: reader.virtualSize,
+    async read(offset, length) {
+      await advance(offset);
+      if (!current || current.offset >= offset + length) return zeros(length);
+      const data = await reader.read(offset, length);
+      if (onData && !isAllZero(data)) onData();
+      return data;
+    },
+    close: () => reader.close(),
+  };
+}
+
+/** A Writable over a file target (the PartFile's descriptor). */
+function fileWritable(target: FileTarget): Writable {
+  return new Writable({
+    highWaterMark: 4 * 1024 * 1024,
+    write(chunk: Buffer, _enc, cb) {
+      target.write(chunk).then(() => cb(), cb);
+    },
+  });
+}
+
+function checkPositiveInt(n: number | undefined, what: string, max: number): void {
+  if (n === undefined) return;
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new UsageError(`${what} must be a whole number from 1 to ${max}, not ${n}`);
+}
+
+function validate(options: PackOptions): void {
+  const hasDisks = (options.disks?.length ?? 0) > 0;
+  if (hasDisks && options.from !== undefined) throw new UsageError('give either disk images or --from, not both');
+  if (!hasDisks && options.from === undefined) throw new UsageError('nothing to pack: give at least one --disk or --from');
+  if (options.output === undefined && !options.stdout) throw new UsageError('no output given (-o FILE or -o -)');
+  if (options.output === '-' && !options.stdout) throw new UsageError('output "-" needs a stream (options.stdout)');
+  checkPositiveInt(options.vm?.vcpus, 'vCPUs', 256);
+  if (options.vm?.memoryBytes !== undefined) {
+    const m = options.vm.memoryBytes;
+    if (!Number.isSafeInteger(m) || m < 16 * 1024 * 1024) throw new UsageError(`memory must be at least 16 MiB, not ${m} bytes`);
+  }
+  if (options.compression && !['none', 'gzip', 'zstd'].includes(options.compression)) throw new UsageError(`unknown compression "${options.compression}" (none, gzip or zstd)`);
+  if (options.checksum && !['xxh64', 'sha1'].includes(options.checksum)) throw new UsageError(`unknown checksum "${options.checksum}" (xxh64 or sha1)`);
+  if (options.tarFormat && !['xapi', 'ustar'].includes(options.tarFormat)) throw new UsageError(`unknown tar format "${options.tarFormat}" (ustar or xapi)`);
+  if (options.from !== undefined && !options.rebuildMetadata) {
+    if (options.nics?.length) throw new UsageError('--nic with --from needs --rebuild-metadata (the source\'s NICs are kept otherwise)');
+    if (options.vm?.firmware) throw new UsageError('--firmware with --from needs --rebuild-metadata (the source\'s boot settings are kept otherwise)');
+  }
+  if (typeof options.from === 'string' && /\.ova$/i.test(options.from)) {
+    throw new UsageError('--from an OVA is not supported yet; extract its disks (tar -xf) and pack them with --disk');
+  }
+}
+
+function nicSpecs(nics: PackNic[] | undefined): OvaVifSpec[] {
+  return (nics ?? []).map((n, i) => {
+    const network = n.network?.trim() || DEFAULT_NETWORK;
+    const bridge = n.bridge ?? (/^(xenbr|xapi|xenapi)\d+$/.test(network) ? network : network === DEFAULT_NETWORK ? 'xenbr0' : '');
+    if (n.mtu !== undefined && (!Number.isSafeInteger(n.mtu) || n.mtu < 68 || n.mtu > 65535)) throw new UsageError(`NIC ${i}: invalid MTU ${n.mtu}`);
+    return { device: n.device ?? i, mac: n.mac ? normalizeMac(n.mac) : randomMac(), mtu: n.mtu, networkName: network, bridge };
+  });
+}
+
+interface Output {
+  sink: Writable;
+  label: string;
+  /** Called after a successful write. */
+  commit(): Promise<void>;
+  abort(): void;
+  end: boolean;
+}
+
+async function openOutput(options: PackOptions): Promise<Output> {
+  if (options.output === undefined || options.output === '-') {
+    return { sink: options.stdout!, label: 'standard output', commit: async () => {}, abort: () => {}, end: false };
+  }
+  const part = await PartFile.create(path.resolve(options.output), !!options.force);
+  return {
+    sink: fileWritable(part.target),
+    label: options.output,
+    commit: () => part.commit(),
+    abort: () => part.abortSync(),
+    end: true,
+  };
+}
+
+function writerOptions(options: PackOptions, out: Output, compression: XvaCompression, totalBytes: number): WriteXvaOptions {
+  let lastProgress = 0;
+  const perDisk = new Map<string, number>();
+  const report = options.onProgress;
+  return {
+    compression,
+    compressionLevel: options.compressionLevel,
+    checksum: options.checksum ?? 'xxh64',
+    tarDialect: options.tarFormat ?? DEFAULT_TAR_FORMAT,
+    ovaXmlMtime: options.ovaXmlMtime,
+    end: out.end,
+    label: out.label,
+    signal: options.signal,
+    onProgress: report
+      ? (p) => {
+          perDisk.set(p.disk, p.bytesDone);
+          const now = Date.now();
+          if (now - lastProgress < 100 && p.bytesDone < p.bytesTotal) return;
+          lastProgress = now;
+          let done = 0;
+          for (const v of perDisk.values()) done += v;
+          report({ bytesDone: done, bytesTotal: totalBytes });
+        }
+      : undefined,
+  };
+}
+
+/** Packs disk images or repacks an XVA into a new XVA. See the module comment. */
+export async function packXva(options: PackOptions): Promise<PackSummary> {
+  const started = Date.now();
+  validate(options);
+  const warnings: string[] = [];
+  const warn = (m: string): void => {
+    warnings.push(m);
+    options.onWarning?.(m);
+  };
+  const fromExt = options.output && options.output !== '-' ? compressionFromPath(options.output) : undefined;
+  const compression: XvaCompression = options.compression ?? fromExt ?? 'none';
+  if (options.compression && fromExt && options.compression !== fromExt) {
+    warn(`output name ${options.output} suggests ${fromExt}, but ${options.compression === 'none' ? 'no compression' : options.compression} was chosen`);
+  } else if (options.compression && options.compression !== 'none' && !fromExt && options.output && options.output !== '-') {
+    warn(`output name ${options.output} has no .${options.compression === 'gzip' ? 'gz' : 'zst'} extension, but the file is ${options.compression}-compressed`);
+  }
+
+  const common = { compression, checksum: options.checksum ?? 'xxh64', tarFormat: options.tarFormat ?? DEFAULT_TAR_FORMAT, warnings, started };
+  if (options.from !== undefined) return packFromXva(options, common, warn);
+  return packDisks(options, common, warn);
+}
+
+interface Common {
+  compression: XvaCompression;
+  checksum: ChecksumKind;
+  tarFormat: TarDialect;
+  warnings: string[];
+  started: number;
+}
+
+async function packDisks(options: PackOptions, common: Common, warn: (m: string) => void): Promise<PackSummary> {
+  const inputs: PackDisk[] = options.disks!.map((d) => (typeof d === 'string' ? { path: d } : d));
+  const refs = diskRefs(inputs.length);
+  const readers: DiskReader[] = [];
+  const toStream = options.output === undefined || options.output === '-';
+  const keepAliveMs = 1000 * (options.keepAliveSeconds ?? (toStream && common.compression === 'none' ? KEEP_ALIVE_SECONDS : 0));
+  let lastData = Date.now();
+  let keepAlivesWritten = 0;
+  const keepAlives = (_ref: string, chunk: number): number => {
+    const now = Date.now();
+    if (chunk === 0) lastData = now; // a new disk starts with its (always written) chunk 0
+    if (keepAliveMs <= 0 || now - lastData < keepAliveMs) return 0;
+    lastData = now;
+    keepAlivesWritten++;
+    return 1;
+  };
+  let out: Output | undefined;
+  try {
+    for (const d of inputs) readers.push(await openDiskImage(d.path, d.format));
+    const disks: XvaDiskInput[] = inputs.map((d, i) => {
+      const reader = readers[i]!;
+      const size = reader.virtualSize;
+      const name = d.name ?? path.basename(d.path).replace(/\.(raw|img|qcow2?|bin)$/i, '');
+      if (size % SECTOR !== 0) {
+        warn(`disk ${i} ${JSON.stringify(name)} (${d.path}): size ${size} is not a multiple of 512; virtual_size rounded up to ${roundUp(size, SECTOR)} (zeros added)`);
+      }
+      if (size === 0) warn(`disk ${i} ${JSON.stringify(name)} (${d.path}) is empty (0 bytes)`);
+      return {
+        ref: refs[i]!,
+        name,
+        description: d.description,
+        userdevice: d.userdevice ?? i,
+        bootable: d.bootable ?? i === 0,
+        readOnly: d.readOnly,
+        source: diskReaderSource(reader, () => {
+          lastData = Date.now();
+        }),
+      };
+    });
+    const userdevices = disks.map((d) => String(d.userdevice));
+    const dup = userdevices.find((u, i) => userdevices.indexOf(u) !== i);
+    if (dup !== undefined) throw new UsageError(`userdevice ${dup} is used by two disks`);
+    const vm = options.vm ?? {};
+    const firstName = disks[0]?.name || 'vm';
+    const vifs = nicSpecs(options.nics);
+    const spec: OvaXmlSpec & { disks: XvaDiskInput[] } = {
+      vm: {
+        name: vm.name ?? firstName,
+        description: vm.description ?? '',
+        vcpus: vm.vcpus ?? DEFAULT_VCPUS,
+        memoryBytes: vm.memoryBytes ?? DEFAULT_MEMORY,
+        firmware: vm.firmware ?? 'bios',
+        isTemplate: vm.isTemplate,
+      },
+      disks,
+      vifs,
+      version: options.date ? { date: options.date } : undefined,
+      uuidGen: options.uuidGen,
+    } as OvaXmlSpec & { disks: XvaDiskInput[] };
+    const totalBytes = disks.reduce((a, d) => a + roundUp(d.source.virtualSize, SECTOR), 0);
+
+    out = await openOutput(options);
+    const summary = await writeXva(spec, out.sink, { ...writerOptions(options, out, common.compression, totalBytes), keepAlives });
+    await out.commit();
+    if (keepAlivesWritten > 0) warn(`${keepAlivesWritten} zero-length keep-alive chunk(s) written during long runs of zeros`);
+    return {
+      output: options.output ?? '-',
+      compression: common.compression,
+      checksum: common.checksum,
+      tarFormat: common.tarFormat,
+      vm: { name: spec.vm.name, vcpus: spec.vm.vcpus, memoryBytes: spec.vm.memoryBytes, firmware: spec.vm.firmware ?? 'bios' },
+      disks: disks.map((d, i) => diskSummary(summary, d.ref, d.name, String(d.userdevice), d.bootable ?? false, inputs[i]!.path, readers[i]!.format)),
+      nics: vifs.map((v) => ({ device: String(v.device), mac: v.mac, network: v.networkName, bridge: v.bridge })),
+      badChunks: [],
+      warnings: common.warnings,
+      tarBytes: summary.tarBytes,
+      bytesWritten: summary.bytesWritten,
+      seconds: (Date.now() - common.started) / 1000,
+    };
+  } catch (err) {
+    out?.abort();
+    throw err;
+  } finally {
+    await Promise.all(readers.map((r) => r.close().catch(() => undefined)));
+  }
+}
+
+function diskSummary(summary: XvaWriteSummary, ref: string, name: string, userdevice: string, bootable: boolean, source: string, format: PackedDisk['format']): PackedDisk {
+  const s = summary.disks.find((x) => x.ref === ref);
+  return {
+    ref,
+    name,
+    userdevice,
+    bootable,
+    virtualSize: s?.virtualSize ?? 0,
+    source,
+    format,
+    chunksWritten: s?.chunksWritten ?? 0,
+    zeroChunksSkipped: s?.zeroChunksSkipped ?? 0,
+    dataBytes: s?.dataBytes ?? 0,
+  };
+}
+
+/** Sentinel the pipes fail with when the writer failed (its own error is rethrown). */
+class WriterFailed extends Error {
+  constructor() {
+    super('the XVA writer stopped');
+  }
+}
+
+async function packFromXva(options: PackOptions, common: Common, warn: (m: string) => void): Promise<PackSummary> {
+  const opened = typeof options.from === 'string' ? await openInput(options.from, options) : options.from!;
+  const source = opened;
+  const pipes = new Map<string, DiskPipe>();
+  let ordered: DiskPipe[] = [];
+  let out: Output | undefined;
+  let writeP: Promise<XvaWriteSummary> | undefined;
+  let writeError: unknown;
+  let meta: XvaMetadata | undefined;
+  let metadataMode: 'kept' | 'patched' | 'rebuilt' = 'kept';
+  let changes: string[] = [];
+  let packed: DiskInfo[] = [];
+  const failAll = (err: unknown): void => {
+    for (const p of pipes.values()) p.fail(err);
+  };
+
+  try {
+    // Refuse an existing output before reading anything.
+    out = await openOutput(options);
+    const read = await readXva(
+      source,
+      {
+        onMetadata: async (m, sourceOvaXml) => {
+          meta = m;
+          // Keep the suspend image with the kept ova.xml (its VM record points at it); a rebuilt
+          // record describes a halted VM without one.
+          packed = m.disks.filter((d) => !(options.rebuildMetadata && d.isSuspendImage));
+          for (const d of packed) pipes.set(d.ref, new DiskPipe(d.ref, d.virtualSize));
+          ordered = [...pipes.values()].sort((a, b) => compareRefs(a.ref, b.ref));
+          for (const d of packed) {
+            if (d.virtualSize % SECTOR !== 0) warn(`disk ${d.userdevice} ${JSON.stringify(d.vdi.name)} (${d.ref}): virtual size ${d.virtualSize} is not a multiple of 512; rounded up to ${roundUp(d.virtualSize, SECTOR)}`);
+          }
+          const vm = options.vm ?? {};
+          let ovaXml: string | undefined;
+          let spec: OvaXmlSpec;
+          const sourceXml = options.rebuildMetadata ? undefined : sourceOvaXml;
+          if (sourceXml !== undefined) {
+            const patched = patchOvaXml(sourceXml, {
+              virtualSizes: new Map(packed.map((d) => [d.ref, roundUp(d.virtualSize, SECTOR)])),
+              vmRef: m.vm.ref,
+              name: vm.name,
+              description: vm.description,
+              vcpus: vm.vcpus,
+              memoryBytes: vm.memoryBytes,
+            });
+            ovaXml = patched.xml;
+            metadataMode = patched.changed ? 'patched' : 'kept';
+            changes = patched.changes;
+            spec = { vm: { name: '', vcpus: 1, memoryBytes: 0 }, disks: [] };
+          } else {
+            metadataMode = 'rebuilt';
+            spec = ovaXmlSpecFromMetadata(m);
+            spec.disks = spec.disks.filter((d) => pipes.has(d.ref));
+            spec.vm = {
+              ...spec.vm,
+              ...(vm.name !== undefined ? { name: vm.name } : {}),
+              ...(vm.description !== undefined ? { description: vm.description } : {}),
+              ...(vm.vcpus !== undefined ? { vcpus: vm.vcpus, vcpusAtStartup: vm.vcpus } : {}),
+              ...(vm.memoryBytes !== undefined ? { memoryBytes: vm.memoryBytes } : {}),
+              ...(vm.firmware !== undefined ? { firmware: vm.firmware } : {}),
+              ...(vm.isTemplate !== undefined ? { isTemplate: vm.isTemplate } : {}),
+            };
+            if (options.nics?.length) spec.vifs = nicSpecs(options.nics);
+            spec.uuidGen = options.uuidGen;
+            if (options.date) spec.version = { date: options.date };
+            if (m.disks.some((d) => d.isSuspendImage)) warn('the source VM is suspended; its suspend image is dropped and the VM is packed halted');
+          }
+          const byRef = new Map(spec.disks.map((d) => [d.ref, d]));
+          const disks: XvaDiskInput[] = packed.map((d) => {
+            const base = byRef.get(d.ref);
+            return {
+              ref: d.ref,
+              name: base?.name ?? d.vdi.name,
+              description: base?.description,
+              userdevice: base?.userdevice ?? d.userdevice,
+              bootable: base?.bootable ?? d.bootable,
+              readOnly: base?.readOnly,
+              uuid: base?.uuid,
+              source: pipes.get(d.ref)!,
+            };
+          });
+          const totalBytes = packed.reduce((a, d) => a + roundUp(d.virtualSize, SECTOR), 0);
+          const wopts = writerOptions(options, out!, common.compression, totalBytes);
+          if (ovaXml !== undefined) wopts.ovaXml = ovaXml;
+          writeP = writeXva({ ...spec, disks }, out!.sink, wopts);
+          writeP.catch((err: unknown) => {
+            writeError = err;
+            failAll(new WriterFailed());
+          });
+        },
+        openDisk: (disk) => {
+          const pipe = pipes.get(disk.ref);
+          if (!pipe) return undefined;
+          // The writer takes disks in string order of refs; a source stored in another order
+          // would need the whole earlier disk buffered. Refuse instead of deadlocking.
+          for (const p of ordered) {
+            if (p === pipe) break;
+            if (p.virtualSize > 0 && !p.isFinished) {
+              throw new XvaFormatError(
+                'XVA_CHUNK_ORDER',
+                `the source stores disk ${disk.ref} before ${p.ref}, which is not XAPI's order (string order of refs); pack --from cannot reorder in one pass (convert the disks and pack them with --disk)`,
+                { disk: disk.ref },
+              );
+            }
+          }
+          return pipe;
+        },
+        onWarning: warn,
+      },
+      { onBadChunk: options.onBadChunk, signal: options.signal },
+    );
+    if (!writeP) throw new XvaFormatError('XVA_NO_OVA_XML', 'the source has no ova.xml');
+    for (const p of pipes.values()) {
+      if (!p.isFinished) throw new XvaFormatError('XVA_MISSING_DISK', `disk ${p.ref} has no data in the source`, { disk: p.ref });
+    }
+    const summary = await writeP;
+    await out!.commit();
+    const m = meta!;
+    return {
+      output: options.output ?? '-',
+      compression: common.compression,
+      checksum: common.checksum,
+      tarFormat: common.tarFormat,
+      vm: {
+        name: options.vm?.name ?? m.vm.name,
+        vcpus: options.vm?.vcpus ?? m.vm.vcpus,
+        memoryBytes: options.vm?.memoryBytes ?? m.vm.memoryBytes,
+        firmware: (options.rebuildMetadata ? options.vm?.firmware : undefined) ?? m.vm.firmware ?? null,
+      },
+      disks: packed.map((d) => diskSummary(summary, d.ref, d.vdi.name, d.userdevice, d.bootable, d.ref, 'xva')),
+      nics: m.vifs.map((v) => ({ device: v.device, mac: v.mac, network: v.networkName, bridge: v.bridge })),
+      source: { input: source.name, compression: source.compression, checksum: read.checksum ?? null, metadata: metadataMode, changes },
+      badChunks: read.badChunks,
+      warnings: common.warnings,
+      tarBytes: summary.tarBytes,
+      bytesWritten: summary.bytesWritten,
+      seconds: (Date.now() - common.started) / 1000,
+    };
+  } catch (err) {
+    failAll(err);
+    if (writeP) await writeP.catch(() => undefined);
+    out?.abort();
+    // The writer's own error explains a failure that surfaced in the reader as WriterFailed.
+    const cause = writeError !== undefined && (err instanceof WriterFailed || !(err instanceof XvaError) || err instanceof OutputError) ? writeError : err;
+    if (cause instanceof XvaFormatError && cause.code === 'XVA_NO_OVA_XML' && /\.ovf"/.test(cause.message)) {
+      throw new UsageError('--from an OVA is not supported yet; extract its disks (tar -xf) and pack them with --disk');
+    }
+    throw cause;
+  } finally {
+    await source.close();
+  }
+}
