@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Writable } from 'node:stream';
-import { OutputError, UsageError, XvaError } from './errors';
+import { OutputError, UsageError, XvaError, XvaFormatError } from './errors';
 import { createImageWriter, imageExtension } from './image/create-writer';
 import type { DiskImageWriter, ImageFormat, ImageWriteResult, SequentialTarget } from './image/types';
 import { openInput } from './input/open';
@@ -152,6 +152,11 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
         onMetadata: (meta) => {
           options.onMetadata?.(meta);
           selected = selectDisks(meta, options.disks, options.includeSuspendImage);
+          if (selected.length === 0) {
+            // A metadata-only export, or an ova.xml that attaches no disk to the VM: exiting 0
+            // with no image would look like success.
+            throw new XvaFormatError('XVA_MISSING_DISK', `VM "${meta.vm.name}" has no data disk in this archive (metadata-only export, or only CD drives): nothing to convert`);
+          }
           if ((options.stdout || options.outFile) && selected.length !== 1) {
             const list = selected.map((d) => d.userdevice).join(', ');
             throw new UsageError(`this VM has ${selected.length} disks (${list}); choose one with --disk to write a single output`);

@@ -16,7 +16,7 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { XvaError, XvaFormatError } from '../errors';
-import type { TarEntry, TarReader } from './entries';
+import { plausibleName, type TarEntry, type TarReader } from './entries';
 import { decodeTarHeader, isRegularFileType, tarPadding, TAR_BLOCK, TYPE_DIRECTORY, TYPE_GNU_LONGNAME, TYPE_PAX_GLOBAL, TYPE_PAX_HEADER } from './header';
 
 /** Bytes read at a header: the header, a small entry's data block and the next header. */
@@ -197,7 +197,7 @@ export async function openTarHeaderWalker(path: string, options: { input?: strin
       }
       const size = paxSize ?? header.size;
       const dataOffset = offset + TAR_BLOCK;
-      if (dataOffset + size > fileSize) {
+      if (header.typeflag !== TYPE_DIRECTORY && dataOffset + size > fileSize) {
         throw truncated(`entry "${(paxPath ?? longName ?? header.name).slice(0, 100)}" needs ${size} bytes of data from byte ${dataOffset}`, offset);
       }
       const flag = header.typeflag;
@@ -218,12 +218,19 @@ export async function openTarHeaderWalker(path: string, options: { input?: strin
         consumed = offset;
         continue;
       }
-      const name = (paxPath ?? longName ?? header.name).replace(/^(\.\/)+/, '');
+      const rawName = paxPath ?? longName ?? header.name;
+      // Same rules as the streaming reader (entries.ts), so both paths read an archive alike:
+      // implausible names are refused, and a directory is bodyless whatever its size field says.
+      if (!plausibleName(rawName)) {
+        throw new XvaFormatError('TAR_BAD_HEADER', `implausible tar entry name at byte ${offset}`, { input, offset });
+      }
+      const name = rawName.replace(/^(\.\/)+/, '');
       paxPath = undefined;
       paxSize = undefined;
       longName = undefined;
-      const entry: WalkedEntry = { name, size, type: typeOf(flag), headerOffset: offset, dataOffset };
-      offset = dataOffset + padded(size);
+      const bodySize = flag === TYPE_DIRECTORY ? 0 : size;
+      const entry: WalkedEntry = { name, size: bodySize, type: typeOf(flag), headerOffset: offset, dataOffset };
+      offset = dataOffset + padded(bodySize);
       consumed = Math.min(offset, fileSize);
       yield entry;
     }
