@@ -14,6 +14,12 @@ import * as tarStream from 'tar-stream';
 import { XvaError, XvaFormatError } from '../errors';
 
 export const TAR_BLOCK = 512;
+/**
+ * Bytes buffered between the input and the tar parser (on each side of the byte counter). Large
+ * enough that decompression (zlib thread pool, zstd process) and file reads continue while the
+ * main thread parses, hashes and writes a few chunks; bounded so memory stays flat.
+ */
+export const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 
 export interface TarEntry {
   /** Entry name with a leading `./` removed. */
@@ -85,11 +91,13 @@ function describeName(name: string): string {
 /** Reads `stream` as a tar archive. */
 export function readTar(stream: Readable): TarReader {
   // XAPI writes V7 headers without the ustar magic; tar-stream needs this option to accept them.
-  const extract = tarStream.extract({ allowUnknownFormat: true } as Parameters<typeof tarStream.extract>[0]);
+  const extract = tarStream.extract({ allowUnknownFormat: true, highWaterMark: READ_AHEAD_BYTES } as Parameters<typeof tarStream.extract>[0]);
   let consumed = 0;
   let lastEntryEnd = 0;
   let sourceError: unknown;
   const counter = new Transform({
+    // Read-ahead: the decoder and file reads keep running while the consumer hashes and writes.
+    highWaterMark: READ_AHEAD_BYTES,
     transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
       consumed += chunk.length;
       cb(null, chunk);

@@ -43,6 +43,8 @@ export interface TarHeaderWalker {
   entries(): AsyncGenerator<WalkedEntry>;
   /** Reads an entry's data (only for small entries such as ova.xml or a checksum file). */
   readData(entry: WalkedEntry): Promise<Buffer>;
+  /** Reads an entry's data into `into` (length >= entry.size) with positional reads; returns the view. */
+  readDataInto(entry: WalkedEntry, into: Buffer): Promise<Buffer>;
   /** After iteration: whether the archive ended with (at least) the 1024 zero bytes of its end marker. */
   endBlocksSeen(): boolean;
   /** Bytes of the file accounted for so far (headers and skipped data). */
@@ -238,6 +240,17 @@ export async function openTarHeaderWalker(path: string, options: { input?: strin
 
   return {
     entries,
+    async readDataInto(entry, into) {
+      let got = 0;
+      while (got < entry.size) {
+        reads++;
+        const n = await fsRead(fd, into, got, entry.size - got, entry.dataOffset + got);
+        if (n === 0) throw truncated(`entry "${entry.name.slice(0, 100)}" is cut short`, entry.headerOffset);
+        got += n;
+        bytesRead += n;
+      }
+      return into.subarray(0, entry.size);
+    },
     async readData(entry) {
       const data = await readAt(entry.dataOffset, entry.size);
       if (data.length < entry.size) throw truncated(`entry "${entry.name.slice(0, 100)}" is cut short`, entry.headerOffset);
@@ -258,26 +271,110 @@ export async function openTarHeaderWalker(path: string, options: { input?: strin
   };
 }
 
+/** Entries at least this large are read ahead (chunk data); smaller ones come from the header window. */
+const PREFETCH_MIN_BYTES = 64 * 1024;
+/** Larger entries are not prefetched (XAPI chunks are 1 MiB; foreign writers stay close). */
+const PREFETCH_MAX_BYTES = 16 * 1024 * 1024;
+/** Entries queued ahead of the consumer (data + checksum pairs: about 4 chunks in flight). */
+const PREFETCH_DEPTH = 8;
+/** A buffer handed out by readAll stays valid until the consumer has pulled this many more entries. */
+const LEND_PULLS = 3;
+/** Pool buffer size: one XVA chunk. */
+const POOL_BUFFER_BYTES = 1024 * 1024;
+
+interface Queued {
+  entry: WalkedEntry;
+  /** Prefetched data (large entries when `readData`). */
+  data?: Promise<Buffer>;
+  buf?: Buffer;
+}
+
 /**
- * The walker as a TarReader (the interface readXva consumes): `skip()` costs nothing because the
- * walker never reads data, `readAll()` reads one entry's bytes at its offset. With this, the
- * structure-only passes (`info --chunks`, `measure --fast`) run the same reader code on a plain
- * file while reading only its headers.
+ * The walker as a TarReader (the interface readXva consumes).
+ *
+ * Without `readData` (structure-only passes such as `info --chunks`, `measure --fast`) data is
+ * never read: `skip()` costs nothing and only the headers are touched.
+ *
+ * With `readData` (a full conversion of a plain file) chunk data is read with positional reads
+ * straight into pooled buffers, PREFETCH_DEPTH entries ahead of the consumer, so the kernel
+ * copies the next chunks while the main thread hashes and writes this one — no stream layers,
+ * no tar-stream, no copy in user space. `readAll()` returns the pooled buffer itself (not
+ * `into`); it stays valid until the consumer has pulled LEND_PULLS more entries, which covers
+ * the reader's use (data entry, its checksum entry, then the write).
  */
-export function walkerTarReader(walker: TarHeaderWalker): TarReader {
+export function walkerTarReader(walker: TarHeaderWalker, options: { readData?: boolean } = {}): TarReader {
   const gen = walker.entries();
+  const queue: Queued[] = [];
+  const pool: Buffer[] = [];
+  const lent: Array<{ release: () => void; atPull: number }> = [];
+  let pulls = 0;
+  let ended = false;
+  let failure: { err: unknown } | undefined;
+
+  const recycle = (q: Queued): void => {
+    const buf = q.buf;
+    if (!buf || buf.length !== POOL_BUFFER_BYTES) return;
+    // Only once the read into it has settled may the buffer be reused.
+    void q.data!.then(
+      () => pool.push(buf),
+      () => pool.push(buf),
+    );
+  };
+
+  const enqueue = (entry: WalkedEntry): void => {
+    const q: Queued = { entry };
+    if (options.readData && entry.type === 'file' && entry.size >= PREFETCH_MIN_BYTES && entry.size <= PREFETCH_MAX_BYTES) {
+      q.buf = entry.size <= POOL_BUFFER_BYTES ? (pool.pop() ?? Buffer.allocUnsafeSlow(POOL_BUFFER_BYTES)) : Buffer.allocUnsafeSlow(entry.size);
+      q.data = walker.readDataInto(entry, q.buf);
+      q.data.catch(() => {}); // reported when (if) the consumer asks for it
+    }
+    queue.push(q);
+  };
+
   async function* entries(): AsyncGenerator<TarEntry> {
-    for await (const e of gen) {
+    for (;;) {
+      while (!ended && queue.length < (options.readData ? PREFETCH_DEPTH : 1)) {
+        try {
+          const r = await gen.next();
+          if (r.done) ended = true;
+          else enqueue(r.value);
+        } catch (err) {
+          // A bad header ahead must not pre-empt the entries before it: hand those out first,
+          // as a sequential reader would, then fail.
+          ended = true;
+          failure = { err };
+        }
+      }
+      const q = queue.shift();
+      if (!q) {
+        if (failure) throw failure.err;
+        return;
+      }
+      pulls++;
+      while (lent.length > 0 && lent[0].atPull <= pulls - LEND_PULLS) lent.shift()!.release();
+      let used = false;
       yield {
-        ...e,
+        ...q.entry,
         readAll: async (into?: Buffer) => {
-          const data = await walker.readData(e);
+          used = true;
+          if (q.data) {
+            const data = await q.data;
+            lent.push({ release: () => recycle(q), atPull: pulls });
+            return data;
+          }
+          const data = await walker.readData(q.entry);
           if (!into || into.length < data.length) return data;
           data.copy(into);
           return into.subarray(0, data.length);
         },
-        skip: async () => {},
+        skip: async () => {
+          if (!used && q.data) {
+            used = true;
+            recycle(q);
+          }
+        },
       };
+      if (!used && q.data) recycle(q);
     }
   }
   const it = entries();

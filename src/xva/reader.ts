@@ -90,7 +90,7 @@ export interface ReadXvaOptions {
   metadataOnly?: boolean;
   /** Skip chunk bodies instead of reading them (structure only; implies no checksums, no writers). */
   skipData?: boolean;
-  /** With skipData on a plain regular file, walk the headers with positional reads (default true). */
+  /** On a plain regular file, read entries with positional reads instead of the stream (default true). */
   seek?: boolean;
   /** Checked between entries; when aborted, reading stops with the signal's reason. */
   signal?: AbortSignal;
@@ -122,9 +122,13 @@ function fmtBytes(n: number): string {
 
 /** Reads an XVA from an opened input. Errors carry the input name, entry and byte offset. */
 export async function readXva(source: InputSource, consumer: XvaConsumer = {}, options: ReadXvaOptions = {}): Promise<XvaReadResult> {
-  // Structure-only passes over a plain file read just the tar headers and seek over the data.
-  const seek = options.skipData && options.seek !== false && source.seekablePath !== undefined;
-  const tar = seek ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal })) : readTar(source.stream);
+  // A plain regular file is read with positional reads where its entries sit (headers only for
+  // structure-only passes; chunk data prefetched into pooled buffers otherwise) instead of
+  // through the stream and tar-stream: fewer copies, and reads overlap hashing and writing.
+  const seek = options.seek !== false && source.seekablePath !== undefined;
+  const tar = seek
+    ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal }), { readData: !options.skipData })
+    : readTar(source.stream);
   try {
     return await readEntries(source, tar, consumer, options);
   } catch (err) {
@@ -196,7 +200,7 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
     if (!force && now - lastProgress < 100) return;
     lastProgress = now;
     consumer.onProgress({
-      rawBytesRead: source.rawBytesRead(),
+      rawBytesRead: source.seekablePath !== undefined && options.seek !== false ? tar.bytesConsumed() : source.rawBytesRead(),
       rawSize: source.rawSize,
       tarBytes: tar.bytesConsumed(),
       diskBytesDone: diskBytesDone + (active ? Math.min(active.placer.position, active.info.virtualSize) : 0),

@@ -13,13 +13,15 @@ import * as path from 'node:path';
 import { buildXva, content, MiB } from './build';
 
 // Injected write errors: FileTarget writes with fs.write; make the N-th write fail.
-const failing: { after: number; code: string } = { after: Infinity, code: 'ENOSPC' };
+/** Injected write failures: after N more writes, or to files whose path matches `path`. */
+const failing: { after: number; code: string; path?: RegExp } = { after: Infinity, code: 'ENOSPC' };
 jest.mock('node:fs', () => {
   const actual = jest.requireActual<typeof import('node:fs')>('node:fs');
   return {
     ...actual,
     write: (...args: unknown[]) => {
-      if (failing.after-- <= 0) {
+      const target = failing.path ? actual.readlinkSync(`/proc/self/fd/${args[0] as number}`) : '';
+      if (failing.after-- <= 0 || (failing.path && failing.path.test(target))) {
         const cb = args[args.length - 1] as (e: NodeJS.ErrnoException) => void;
         const err = Object.assign(new Error(`${failing.code}: injected write failure`), { code: failing.code });
         process.nextTick(() => cb(err));
@@ -155,14 +157,14 @@ describe('disk full', () => {
 
   test('a failure on the second disk removes its .part; the first disk, complete and verified, is kept', async () => {
     const { dir } = outDirWithBystander('inject-second');
-    // Disk 0 = 2 MiB of random data = two 1 MiB pwrites; the 3rd write is disk 1's first.
-    failing.after = 2;
+    // Every write to disk 1's file fails; disk 0 is written normally first.
+    failing.path = /small-1\.raw\.part$/;
     failing.code = 'ENOSPC';
     try {
       const err = await convertXva(smallXva, { outDir: dir }).catch((e: unknown) => e);
       expect((err as XvaError).code).toBe('OUTPUT_NO_SPACE');
     } finally {
-      failing.after = Infinity;
+      failing.path = undefined;
     }
     const files = listing(dir);
     expect(files.filter((f) => f.endsWith('.part'))).toEqual([]);

@@ -4,6 +4,7 @@
  * See the header of fuzz.test.ts for the property and the oracle.
  */
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import * as fc from 'fast-check';
@@ -300,6 +301,11 @@ export interface Prepared {
   bytes: Buffer;
   /** Open through openInput (sniffing + decoders) instead of a plain buffer source. */
   viaOpen: boolean;
+  /**
+   * Write the bytes to this file and open it by path: a plain archive then takes the reader's
+   * positional-read path (header walker + prefetched chunk data) instead of the stream path.
+   */
+  viaFile?: string;
   zstdCodec?: 'binary' | 'fzstd';
   gzipCodec?: 'zlib' | 'pako';
   oracle: Oracle;
@@ -714,9 +720,14 @@ export async function runLibrary(p: Prepared, timeoutMs = CASE_TIMEOUT_MS): Prom
   let source: InputSource | undefined;
   const work = (async (): Promise<Outcome> => {
     try {
-      source = p.viaOpen
-        ? await openInput('-', { stdin: Readable.from([p.bytes]), zstdCodec: p.zstdCodec, gzipCodec: p.gzipCodec })
-        : bufferSource(p.bytes);
+      if (p.viaFile) {
+        fs.writeFileSync(p.viaFile, p.bytes);
+        source = await openInput(p.viaFile, { zstdCodec: p.zstdCodec, gzipCodec: p.gzipCodec });
+      } else {
+        source = p.viaOpen
+          ? await openInput('-', { stdin: Readable.from([p.bytes]), zstdCodec: p.zstdCodec, gzipCodec: p.gzipCodec })
+          : bufferSource(p.bytes);
+      }
       const result = await readXva(source, {
         openDisk: (d) => {
           if (writers.has(d.ref)) throw new Error(`openDisk called twice for ${d.ref}`);

@@ -56,12 +56,17 @@
  * failure fast-check prints the seed, the shrunk counterexample and the replay path. Every
  * failure found becomes a named regression case in REGRESSIONS below.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as fc from 'fast-check';
 import { buildFixtures, caseArb, judge, prepare, runLibrary, type Fixture, type FuzzCase } from './fuzz-harness';
 import { initModel } from './tar-model';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20260801);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 10000);
+/** Cases also run from a file by path (the positional-read path for plain archives). */
+const FILE_RUNS = Number(process.env.FUZZ_FILE_RUNS ?? Math.max(1000, Math.round(RUNS / 10)));
 /** Memory growth allowed over the whole run (heap + array buffers), after the warm-up. */
 const MAX_GROWTH_BYTES = 256 * 1024 * 1024;
 
@@ -99,8 +104,8 @@ afterAll(() => {
   process.off('uncaughtException', onUnhandled);
 });
 
-async function check(c: FuzzCase): Promise<string> {
-  const p = prepare(fixtures, c);
+async function check(c: FuzzCase, viaFile?: string): Promise<string> {
+  const p = { ...prepare(fixtures, c), viaFile };
   const out = await runLibrary(p);
   return judge(fixtures, c, p, out);
 }
@@ -165,3 +170,24 @@ test(`fuzz: ${RUNS} mutated XVAs either give exact images or typed errors (seed 
   console.log(`fuzz: ${n} cases in ${secs.toFixed(1)} s (${JSON.stringify(kinds)}); memory growth after warm-up ${(peakGrowth / 2 ** 20).toFixed(1)} MiB`);
   expect(unhandled).toEqual([]);
 }, RUNS * 60 + 120000); // jest's default 120 s would cut long runs (npm run fuzz) short
+
+test(`fuzz from files: ${FILE_RUNS} mutated XVAs opened by path (positional reads), same property (seed ${SEED + 1})`, async () => {
+  // A plain archive opened by path is read with the header walker and prefetched positional
+  // reads, not through tar-stream: the same oracle must hold there too.
+  const base = fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir();
+  const dir = fs.mkdtempSync(path.join(base, 'fuzz-file-'));
+  const file = path.join(dir, 'case.xva');
+  try {
+    await fc.assert(
+      fc.asyncProperty(caseArb, async (c) => {
+        const why = await check(c, file);
+        if (why) throw new Error(why);
+        if (unhandled.length) throw new Error(`unhandled rejection / uncaught exception: ${String(unhandled[0])}`);
+      }),
+      { seed: SEED + 1, numRuns: FILE_RUNS, verbose: 1, endOnFailure: false },
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  expect(unhandled).toEqual([]);
+}, FILE_RUNS * 60 + 120000);
