@@ -19,7 +19,7 @@ import { isRandomAccess, type DiskImageWriter, type ImageWriteResult, type Rando
 export const RAW_HOLE_GRANULARITY = 4096;
 const ZERO_WRITE_PIECE = 4 * 1024 * 1024;
 /** Bytes per batched pwrite. */
-const BATCH_BYTES = 8 * 1024 * 1024;
+const BATCH_BYTES = 4 * 1024 * 1024;
 /** Batches pending at once: keeps the thread pool busy, bounds memory to a few tens of MiB. */
 const MAX_IN_FLIGHT = 3;
 

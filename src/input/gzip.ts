@@ -12,7 +12,7 @@ import { type DecodeContext, type Decoder, SliceDecoder, asBuffer, errorText, st
 type ZlibModule = typeof import('node:zlib');
 
 /** Output chunk size of node:zlib (default is 16 KiB; larger chunks mean fewer callbacks). */
-export const ZLIB_CHUNK_SIZE = 4 << 20;
+export const ZLIB_CHUNK_SIZE = 1 << 20;
 /** pako output buffer size. */
 export const PAKO_CHUNK_SIZE = 1 << 20;
 /** Compressed bytes per pako push: deflate expands at most ~1032:1, so this bounds the output

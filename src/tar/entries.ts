@@ -19,7 +19,7 @@ export const TAR_BLOCK = 512;
  * enough that decompression (zlib thread pool, zstd process) and file reads continue while the
  * main thread parses, hashes and writes a few chunks; bounded so memory stays flat.
  */
-export const READ_AHEAD_BYTES = 16 * 1024 * 1024;
+export const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 
 export interface TarEntry {
   /** Entry name with a leading `./` removed. */
