@@ -18,6 +18,7 @@
  * file name (`.gz`, `.zst`).
  */
 import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { OutputError, UsageError, XvaError, XvaFormatError } from './errors';
@@ -25,6 +26,7 @@ import type { DiskExtent, DiskReader } from './image/disk-reader';
 import { openDiskImage } from './image/qcow2-reader';
 import { isAllZero, zeros } from './image/zero';
 import { openInput } from './input/open';
+import { looksLikeOva, openOvaDisk, readOvaFile, type OvaDiskReader, type OvaFileInfo } from './ova/ova-reader';
 import type { InputSource, OpenInputOptions } from './input/types';
 import { PartFile } from './output/part-file';
 import type { FileTarget } from './output/targets';
@@ -77,11 +79,15 @@ export interface PackVm {
 export interface PackOptions extends OpenInputOptions {
   /** Disk images to pack (mutually exclusive with `from`). */
   disks?: Array<string | PackDisk>;
-  /** An XVA to repack: path, "-" (stdin), URL, or an opened input. */
+  /**
+   * An XVA to repack: path, "-" (stdin), URL, or an opened input; or an OVA (a regular file:
+   * its disks are read in place, so stdin and URLs are refused). An OVA is recognised by its
+   * `.ova` name or by a tar whose first member is an `.ovf`.
+   */
   from?: string | InputSource;
-  /** VM settings: for `disks`, the VM record; for `from`, overrides of the source's record. */
+  /** VM settings: for `disks`, the VM record; for `from`, overrides of the source's record (XVA or OVF). */
   vm?: PackVm;
-  /** NICs (disks mode, or `from` with rebuildMetadata). */
+  /** NICs (disks mode, `from` an OVA (replacing the OVF's), or `from` an XVA with rebuildMetadata). */
   nics?: PackNic[];
   /** Output file path, or "-" for `stdout`. */
   output?: string;
@@ -127,7 +133,7 @@ export interface PackedDisk {
   virtualSize: number;
   /** Source image path, or the source XVA's ref. */
   source: string;
-  format: 'raw' | 'qcow2' | 'xva';
+  format: 'raw' | 'qcow2' | 'vmdk' | 'xva';
   chunksWritten: number;
   zeroChunksSkipped: number;
   dataBytes: number;
@@ -142,7 +148,7 @@ export interface PackSummary {
   vm: { name: string; vcpus: number; memoryBytes: number; firmware: string | null };
   disks: PackedDisk[];
   nics: Array<{ device: string; mac: string; network: string; bridge: string }>;
-  /** `from` only. */
+  /** `from` only (an OVA: compression 'none', checksum null, metadata 'rebuilt' from its OVF). */
   source?: { input: string; compression: string; checksum: ChecksumKind | null; metadata: 'kept' | 'patched' | 'rebuilt'; changes: string[] };
   badChunks: BadChunk[];
   warnings: string[];
@@ -201,7 +207,7 @@ function diskRefs(count: number): string[] {
  * A DiskReader as the writer's DiskByteSource: reads ascend, so the allocation map is walked
  * once; a chunk the image does not allocate is answered with zeros without reading anything.
  */
-export function diskReaderSource(reader: DiskReader, onData?: () => void): DiskByteSource {
+export function diskReaderSource(reader: Omit<DiskReader, 'format'>, onData?: () => void): DiskByteSource {
   const extents = reader.allocatedExtents()[Symbol.asyncIterator]();
   let current: DiskExtent | undefined;
   let exhausted = false;
@@ -244,7 +250,7 @@ function checkPositiveInt(n: number | undefined, what: string, max: number): voi
   if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new UsageError(`${what} must be a whole number from 1 to ${max}, not ${n}`);
 }
 
-function validate(options: PackOptions): void {
+function validate(options: PackOptions, fromOva = false): void {
   const hasDisks = (options.disks?.length ?? 0) > 0;
   if (hasDisks && options.from !== undefined) throw new UsageError('give either disk images or --from, not both');
   if (!hasDisks && options.from === undefined) throw new UsageError('nothing to pack: give at least one --disk or --from');
@@ -258,13 +264,34 @@ function validate(options: PackOptions): void {
   if (options.compression && !['none', 'gzip', 'zstd'].includes(options.compression)) throw new UsageError(`unknown compression "${options.compression}" (none, gzip or zstd)`);
   if (options.checksum && !['xxh64', 'sha1'].includes(options.checksum)) throw new UsageError(`unknown checksum "${options.checksum}" (xxh64 or sha1)`);
   if (options.tarFormat && !['xapi', 'ustar'].includes(options.tarFormat)) throw new UsageError(`unknown tar format "${options.tarFormat}" (ustar or xapi)`);
-  if (options.from !== undefined && !options.rebuildMetadata) {
+  if (options.from !== undefined && !options.rebuildMetadata && !fromOva) {
     if (options.nics?.length) throw new UsageError('--nic with --from needs --rebuild-metadata (the source\'s NICs are kept otherwise)');
     if (options.vm?.firmware) throw new UsageError('--firmware with --from needs --rebuild-metadata (the source\'s boot settings are kept otherwise)');
   }
-  if (typeof options.from === 'string' && /\.ova$/i.test(options.from)) {
-    throw new UsageError('--from an OVA is not supported yet; extract its disks (tar -xf) and pack them with --disk');
+}
+
+const OVA_NEEDS_FILE = 'reads its disks in place (random access): save the OVA to a file first and give its path to --from';
+
+/**
+ * The path of an OVA given as `from`, or undefined for an XVA. An OVA on stdin or at a URL is
+ * refused: its VMDK/qcow2 disks are read by offset (grain directories, L2 tables).
+ */
+async function ovaFromPath(from: PackOptions['from']): Promise<string | undefined> {
+  if (typeof from !== 'string') return undefined;
+  const named = /\.ova$/i.test(from.replace(/[?#].*$/, ''));
+  if (from === '-' || /^[a-z][a-z0-9+.-]*:\/\//i.test(from)) {
+    if (named) throw new UsageError(`--from ${from}: pack --from an OVA ${OVA_NEEDS_FILE}`);
+    return undefined;
   }
+  if (!named && !(await looksLikeOva(from))) return undefined;
+  let st;
+  try {
+    st = await stat(from);
+  } catch {
+    return undefined; // openInput reports the missing file as for any other input
+  }
+  if (!st.isFile()) throw new UsageError(`--from ${from} is not a regular file; pack --from an OVA ${OVA_NEEDS_FILE}`);
+  return from;
 }
 
 function nicSpecs(nics: PackNic[] | undefined): OvaVifSpec[] {
@@ -329,7 +356,8 @@ function writerOptions(options: PackOptions, out: Output, compression: XvaCompre
 /** Packs disk images or repacks an XVA into a new XVA. See the module comment. */
 export async function packXva(options: PackOptions): Promise<PackSummary> {
   const started = Date.now();
-  validate(options);
+  const ovaPath = await ovaFromPath(options.from);
+  validate(options, ovaPath !== undefined);
   const warnings: string[] = [];
   const warn = (m: string): void => {
     warnings.push(m);
@@ -344,6 +372,7 @@ export async function packXva(options: PackOptions): Promise<PackSummary> {
   }
 
   const common = { compression, checksum: options.checksum ?? 'xxh64', tarFormat: options.tarFormat ?? DEFAULT_TAR_FORMAT, warnings, started };
+  if (ovaPath !== undefined) return packFromOva(options, ovaPath, common, warn);
   if (options.from !== undefined) return packFromXva(options, common, warn);
   return packDisks(options, common, warn);
 }
@@ -356,10 +385,96 @@ interface Common {
   started: number;
 }
 
+/** One disk to write from a reader (disks mode and OVA mode). */
+interface ReaderDisk {
+  reader: Omit<DiskReader, 'format'> & { readonly format: PackedDisk['format'] };
+  /** For messages and the summary. */
+  source: string;
+  name: string;
+  description?: string;
+  userdevice: number | string;
+  bootable: boolean;
+  readOnly?: boolean;
+}
+
 async function packDisks(options: PackOptions, common: Common, warn: (m: string) => void): Promise<PackSummary> {
   const inputs: PackDisk[] = options.disks!.map((d) => (typeof d === 'string' ? { path: d } : d));
-  const refs = diskRefs(inputs.length);
   const readers: DiskReader[] = [];
+  try {
+    for (const d of inputs) readers.push(await openDiskImage(d.path, d.format));
+    const disks: ReaderDisk[] = inputs.map((d, i) => ({
+      reader: readers[i]!,
+      source: d.path,
+      name: d.name ?? path.basename(d.path).replace(/\.(raw|img|qcow2?|bin)$/i, ''),
+      description: d.description,
+      userdevice: d.userdevice ?? i,
+      bootable: d.bootable ?? i === 0,
+      readOnly: d.readOnly,
+    }));
+    const vm = options.vm ?? {};
+    return await packReaders(options, common, warn, disks, {
+      name: vm.name ?? (disks[0]?.name || 'vm'),
+      description: vm.description ?? '',
+      vcpus: vm.vcpus ?? DEFAULT_VCPUS,
+      memoryBytes: vm.memoryBytes ?? DEFAULT_MEMORY,
+      firmware: vm.firmware ?? 'bios',
+      isTemplate: vm.isTemplate,
+    }, nicSpecs(options.nics));
+  } finally {
+    await Promise.all(readers.map((r) => r.close().catch(() => undefined)));
+  }
+}
+
+/**
+ * `from` an OVA file: the VM record from its OVF (options override name, description, vCPUs,
+ * memory, firmware; `nics` replace the OVF's NICs), the disks read in place from their tar
+ * members in DiskSection order, then the same writer path as `disks`.
+ */
+async function packFromOva(options: PackOptions, ovaPath: string, common: Common, warn: (m: string) => void): Promise<PackSummary> {
+  const info: OvaFileInfo = await readOvaFile(ovaPath);
+  const ovf = info.vm;
+  const readers: OvaDiskReader[] = [];
+  try {
+    for (let i = 0; i < ovf.disks.length; i++) readers.push(await openOvaDisk(info, i));
+    const anyBoot = ovf.disks.some((d) => d.boot === true);
+    const disks: ReaderDisk[] = ovf.disks.map((d, i) => {
+      const reader = readers[i]!;
+      if (reader.virtualSize > d.capacity) warn(`disk ${i} ${JSON.stringify(d.name)}: the image (${reader.virtualSize} bytes) is larger than the OVF capacity (${d.capacity} bytes); the image size is used`);
+      return {
+        reader,
+        source: `${path.basename(ovaPath)}:${info.diskMembers[i]!.name}`,
+        name: d.name,
+        description: d.description,
+        userdevice: i,
+        bootable: anyBoot ? d.boot === true : i === 0,
+      };
+    });
+    const vm = options.vm ?? {};
+    const vcpus = vm.vcpus ?? ovf.vcpus ?? DEFAULT_VCPUS;
+    const memoryBytes = vm.memoryBytes ?? ovf.memoryBytes ?? DEFAULT_MEMORY;
+    if (vm.vcpus === undefined && ovf.vcpus === undefined) warn(`the OVF gives no vCPU count; using ${DEFAULT_VCPUS}`);
+    if (vm.memoryBytes === undefined && ovf.memoryBytes === undefined) warn(`the OVF gives no memory size; using ${DEFAULT_MEMORY / 1024 ** 2} MiB`);
+    checkPositiveInt(vcpus, 'vCPUs (from the OVF; override with --cpus)', 256);
+    if (memoryBytes < 16 * 1024 * 1024) throw new UsageError(`the OVF's memory (${memoryBytes} bytes) is below 16 MiB; override it with --memory`);
+    const nics: PackNic[] = options.nics?.length ? options.nics : ovf.nics.map((n) => ({ network: n.network || undefined, mac: n.mac }));
+    const summary = await packReaders(options, common, warn, disks, {
+      name: vm.name ?? ovf.name,
+      description: vm.description ?? ovf.description,
+      vcpus,
+      memoryBytes,
+      firmware: vm.firmware ?? ovf.firmware ?? 'bios',
+      isTemplate: vm.isTemplate,
+    }, nicSpecs(nics));
+    summary.source = { input: ovaPath, compression: 'none', checksum: null, metadata: 'rebuilt', changes: [] };
+    return summary;
+  } finally {
+    await Promise.all(readers.map((r) => r.close().catch(() => undefined)));
+  }
+}
+
+/** Writes the XVA from opened readers (the caller closes them). */
+async function packReaders(options: PackOptions, common: Common, warn: (m: string) => void, inputs: ReaderDisk[], vmSpec: OvaXmlSpec['vm'], vifs: OvaVifSpec[]): Promise<PackSummary> {
+  const refs = diskRefs(inputs.length);
   const toStream = options.output === undefined || options.output === '-';
   const keepAliveMs = 1000 * (options.keepAliveSeconds ?? (toStream && common.compression === 'none' ? KEEP_ALIVE_SECONDS : 0));
   let lastData = Date.now();
@@ -374,23 +489,20 @@ async function packDisks(options: PackOptions, common: Common, warn: (m: string)
   };
   let out: Output | undefined;
   try {
-    for (const d of inputs) readers.push(await openDiskImage(d.path, d.format));
     const disks: XvaDiskInput[] = inputs.map((d, i) => {
-      const reader = readers[i]!;
-      const size = reader.virtualSize;
-      const name = d.name ?? path.basename(d.path).replace(/\.(raw|img|qcow2?|bin)$/i, '');
+      const size = d.reader.virtualSize;
       if (size % SECTOR !== 0) {
-        warn(`disk ${i} ${JSON.stringify(name)} (${d.path}): size ${size} is not a multiple of 512; virtual_size rounded up to ${roundUp(size, SECTOR)} (zeros added)`);
+        warn(`disk ${i} ${JSON.stringify(d.name)} (${d.source}): size ${size} is not a multiple of 512; virtual_size rounded up to ${roundUp(size, SECTOR)} (zeros added)`);
       }
-      if (size === 0) warn(`disk ${i} ${JSON.stringify(name)} (${d.path}) is empty (0 bytes)`);
+      if (size === 0) warn(`disk ${i} ${JSON.stringify(d.name)} (${d.source}) is empty (0 bytes)`);
       return {
         ref: refs[i]!,
-        name,
+        name: d.name,
         description: d.description,
-        userdevice: d.userdevice ?? i,
-        bootable: d.bootable ?? i === 0,
+        userdevice: d.userdevice,
+        bootable: d.bootable,
         readOnly: d.readOnly,
-        source: diskReaderSource(reader, () => {
+        source: diskReaderSource(d.reader, () => {
           lastData = Date.now();
         }),
       };
@@ -398,18 +510,8 @@ async function packDisks(options: PackOptions, common: Common, warn: (m: string)
     const userdevices = disks.map((d) => String(d.userdevice));
     const dup = userdevices.find((u, i) => userdevices.indexOf(u) !== i);
     if (dup !== undefined) throw new UsageError(`userdevice ${dup} is used by two disks`);
-    const vm = options.vm ?? {};
-    const firstName = disks[0]?.name || 'vm';
-    const vifs = nicSpecs(options.nics);
     const spec: OvaXmlSpec & { disks: XvaDiskInput[] } = {
-      vm: {
-        name: vm.name ?? firstName,
-        description: vm.description ?? '',
-        vcpus: vm.vcpus ?? DEFAULT_VCPUS,
-        memoryBytes: vm.memoryBytes ?? DEFAULT_MEMORY,
-        firmware: vm.firmware ?? 'bios',
-        isTemplate: vm.isTemplate,
-      },
+      vm: vmSpec,
       disks,
       vifs,
       version: options.date ? { date: options.date } : undefined,
@@ -427,7 +529,7 @@ async function packDisks(options: PackOptions, common: Common, warn: (m: string)
       checksum: common.checksum,
       tarFormat: common.tarFormat,
       vm: { name: spec.vm.name, vcpus: spec.vm.vcpus, memoryBytes: spec.vm.memoryBytes, firmware: spec.vm.firmware ?? 'bios' },
-      disks: disks.map((d, i) => diskSummary(summary, d.ref, d.name, String(d.userdevice), d.bootable ?? false, inputs[i]!.path, readers[i]!.format)),
+      disks: disks.map((d, i) => diskSummary(summary, d.ref, d.name, String(d.userdevice), d.bootable ?? false, inputs[i]!.source, inputs[i]!.reader.format)),
       nics: vifs.map((v) => ({ device: String(v.device), mac: v.mac, network: v.networkName, bridge: v.bridge })),
       badChunks: [],
       warnings: common.warnings,
@@ -438,8 +540,6 @@ async function packDisks(options: PackOptions, common: Common, warn: (m: string)
   } catch (err) {
     out?.abort();
     throw err;
-  } finally {
-    await Promise.all(readers.map((r) => r.close().catch(() => undefined)));
   }
 }
 
@@ -611,7 +711,7 @@ async function packFromXva(options: PackOptions, common: Common, warn: (m: strin
     // The writer's own error explains a failure that surfaced in the reader as WriterFailed.
     const cause = writeError !== undefined && (err instanceof WriterFailed || !(err instanceof XvaError) || err instanceof OutputError) ? writeError : err;
     if (cause instanceof XvaFormatError && cause.code === 'XVA_NO_OVA_XML' && /\.ovf"/.test(cause.message)) {
-      throw new UsageError('--from an OVA is not supported yet; extract its disks (tar -xf) and pack them with --disk');
+      throw new UsageError(`--from ${source.name} is an OVA; pack --from an OVA ${OVA_NEEDS_FILE}`);
     }
     throw cause;
   } finally {

@@ -387,8 +387,9 @@ test('--from: zero-size disks travel with the kept metadata', async () => {
   expect(images.get('1')!.length).toBe(0);
 });
 
-test('--from a .ova is refused with a usage error', async () => {
-  await expect(packXva({ from: path.join(dir, 'vm.ova'), output: path.join(dir, 'x.xva') })).rejects.toMatchObject({ code: 'USAGE' });
+test('--from an OVA needs random access: a URL is refused with a usage error, a missing file is unreadable input', async () => {
+  await expect(packXva({ from: 'https://example.org/vm.ova', output: path.join(dir, 'x.xva') })).rejects.toMatchObject({ code: 'USAGE' });
+  await expect(packXva({ from: path.join(dir, 'vm.ova'), output: path.join(dir, 'x.xva') })).rejects.toMatchObject({ code: 'INPUT_UNREADABLE' });
 });
 
 // ---------------------------------------------------------------------------------------------

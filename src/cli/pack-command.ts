@@ -188,7 +188,7 @@ export function registerPack(program: Command): Command {
     .command('pack')
     .description('pack disk images (raw, qcow2 with backing chains) or an existing XVA into an XVA that XenServer / XCP-ng import')
     .option('--disk <path[,opt=value…]>', 'disk image, raw or qcow2 (repeatable, in slot order); options: name=, userdevice=, format=raw|qcow2, description=, bootable=yes|no, ro=yes|no', collect)
-    .option('--from <xva>', 'repack an existing XVA (file, .gz/.zst, - for stdin, or URL): recompress / re-checksum in one pass, metadata kept')
+    .option('--from <xva|ova>', 'repack an existing XVA (file, .gz/.zst, - for stdin, or URL): recompress / re-checksum in one pass, metadata kept; or convert an OVA file (VMDK/qcow2/raw disks, VM settings from its OVF)')
     .option('-n, --name <name>', 'VM name (default: the first disk\'s file name)')
     .option('--description <text>', 'VM description')
     .option('--cpus <n>', 'vCPUs (default 1)')
@@ -216,12 +216,15 @@ Examples:
   xva2img pack --disk root.raw --firmware uefi --nic xenbr0,mac=02:00:00:aa:bb:cc -o vm.xva.gz
   xva2img pack --from old.xva.gz --checksum xxh64 -o new.xva.zst     repack: recompress, re-checksum, stream
   xva2img pack --from old.xva --checksum sha1 -o for-xenserver-7.xva   for hosts older than 8.1
+  xva2img pack --from vm.ova --memory 8G -o vm.xva.zst                 OVA (VMware / oVirt) to XVA
   xva2img pack --disk root.raw --name web01 -o - | xe vm-import filename=/dev/stdin
 
 Disks become userdevice 0, 1, 2… in the order given; the first is bootable. Sizes that are
 not a multiple of 512 are rounded up (with a warning). qcow2 backing chains are followed.
---from keeps the source's ova.xml (VM, disks, NICs, uuids), changing only what the new archive
-needs; an OVA as --from is not supported yet.
+--from an XVA keeps the source's ova.xml (VM, disks, NICs, uuids), changing only what the new
+archive needs. --from an OVA (a regular file, not stdin/URL: its disks are read in place) takes
+name, description, vCPUs, memory, firmware and NICs from the OVF (--name/--cpus/--memory/
+--description/--firmware/--nic override) and packs its disks in DiskSection order.
 
 Exit codes: 0 ok, 1 usage, 2 invalid/unreadable input, 3 checksum failures (--from),
             4 output or I/O error, 130 interrupted.`,

@@ -91,6 +91,14 @@ export interface Qcow2Info {
 export interface Qcow2OpenOptions {
   /** Internal: real paths of the images above this one (loop detection). */
   chain?: string[];
+  /**
+   * The image is a slice of `path` (e.g. a member of an OVA tar): it starts at byte `offset`
+   * and is `length` bytes long (default: to the end of the file). All image offsets are
+   * relative to `offset`; nothing outside the slice is read. Such an image cannot have a
+   * backing file.
+   */
+  offset?: number;
+  length?: number;
 }
 
 function fail(path: string, message: string): ImageFormatError {
@@ -120,6 +128,8 @@ export class Qcow2Reader implements DiskReader {
     private readonly zstd: boolean,
     /** The backing image, if any (raw or qcow2). */
     readonly backing: DiskReader | undefined,
+    /** File offset of the image's byte 0 (non-zero for a slice, see Qcow2OpenOptions.offset). */
+    private readonly base: number = 0,
   ) {
     this.clusterSize = 2 ** info.clusterBits;
     this.l2Entries = this.clusterSize / 8;
@@ -152,9 +162,12 @@ export class Qcow2Reader implements DiskReader {
 
   private static async parse(path: string, fh: FileHandle, options: Qcow2OpenOptions): Promise<Qcow2Reader> {
     const st = await fh.stat();
-    const fileSize = st.size;
+    const base = options.offset ?? 0;
+    if (!Number.isSafeInteger(base) || base < 0 || base > st.size) throw fail(path, `image offset ${base} lies outside the file`);
+    const fileSize = options.length ?? st.size - base;
+    if (!Number.isSafeInteger(fileSize) || fileSize < 0 || base + fileSize > st.size) throw fail(path, `image slice ${base}+${fileSize} runs past the end of the file`);
     const head = Buffer.alloc(V3_MIN_HEADER_LENGTH + 8);
-    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    const bytesRead = await readUpTo(fh, head, 0, base, fileSize);
     if (bytesRead < V2_HEADER_LENGTH || head.readUInt32BE(0) !== QCOW2_MAGIC) throw fail(path, 'not a qcow2 image (bad magic or truncated header)');
     const version = head.readUInt32BE(H_VERSION);
     if (version !== 2 && version !== 3) throw fail(path, `unsupported qcow2 version ${version} (2 and 3 are supported)`);
@@ -195,14 +208,14 @@ export class Qcow2Reader implements DiskReader {
     if (l1Size * 8 > MAX_L1_BYTES) throw fail(path, 'L1 table too large');
     if (needL1 > 0 && (l1Offset % clusterSize !== 0 || l1Offset + needL1 * 8 > fileSize)) throw fail(path, 'L1 table offset is invalid or beyond the end of the file');
     const l1 = Buffer.alloc(needL1 * 8);
-    if (needL1 > 0) await readFully(fh, l1, l1Offset);
+    if (needL1 > 0) await readFully(fh, l1, l1Offset, base, fileSize);
 
     // Header extensions (only the backing format matters here).
     let backingFormat: string | undefined;
     const extEnd = Math.min(clusterSize, backingOffset > 0 ? backingOffset : clusterSize, fileSize);
     if (extEnd > headerLength) {
       const ext = Buffer.alloc(extEnd - headerLength);
-      await readFully(fh, ext, headerLength);
+      await readFully(fh, ext, headerLength, base, fileSize);
       let p = 0;
       while (p + 8 <= ext.length) {
         const type = ext.readUInt32BE(p);
@@ -218,13 +231,14 @@ export class Qcow2Reader implements DiskReader {
     if (backingOffset !== 0 && backingSize > 0) {
       if (backingSize > MAX_BACKING_NAME || backingOffset + backingSize > Math.min(clusterSize, fileSize)) throw fail(path, 'invalid backing file name location');
       const nameBuf = Buffer.alloc(backingSize);
-      await readFully(fh, nameBuf, backingOffset);
+      await readFully(fh, nameBuf, backingOffset, base, fileSize);
       backingFile = nameBuf.toString('utf8');
     }
 
     const info: Qcow2Info = { version: version as 2 | 3, clusterBits, virtualSize, backingFile, backingFormat };
+    if (backingFile !== undefined && options.offset !== undefined) throw fail(path, `a qcow2 image inside an archive cannot have a backing file ("${backingFile}")`);
     const backing = backingFile === undefined ? undefined : await openBacking(path, backingFile, backingFormat, options.chain ?? []);
-    return new Qcow2Reader(path, fh, fileSize, info, l1, zstd, backing);
+    return new Qcow2Reader(path, fh, fileSize, info, l1, zstd, backing, base);
   }
 
   /** Resolves one guest cluster in this layer only. */
@@ -269,7 +283,7 @@ export class Qcow2Reader implements DiskReader {
     if (offset % this.clusterSize !== 0) throw fail(this.path, `L2 table offset ${offset} is not cluster aligned`);
     if (offset + this.clusterSize > this.fileSize) throw fail(this.path, `L2 table at ${offset} lies beyond the end of the file`);
     const table = Buffer.alloc(this.clusterSize);
-    await readFully(this.fh, table, offset);
+    await readFully(this.fh, table, offset, this.base, this.fileSize);
     if (this.l2Cache.size >= L2_CACHE_TABLES) this.l2Cache.delete(this.l2Cache.keys().next().value!);
     this.l2Cache.set(offset, table);
     return table;
@@ -279,7 +293,7 @@ export class Qcow2Reader implements DiskReader {
     if (this.lastCompressed?.host === m.host) return this.lastCompressed.data;
     if (this.zstd) throw fail(this.path, 'zstd-compressed clusters are not supported (re-compress with zlib or convert with `qemu-img convert`)');
     const raw = Buffer.alloc(Math.max(0, Math.min(m.csize, this.fileSize - m.host)));
-    await readFully(this.fh, raw, m.host);
+    await readFully(this.fh, raw, m.host, this.base, this.fileSize);
     let data: Buffer;
     try {
       // The stored range can extend past the end of the deflate stream (sector rounding).
@@ -322,7 +336,7 @@ export class Qcow2Reader implements DiskReader {
           break;
         case Kind.Data: {
           const host = first.host + (pos % cs);
-          const n = await readUpTo(this.fh, out, host);
+          const n = await readUpTo(this.fh, out, host, this.base, this.fileSize);
           // Past the end of the file reads as zeros (as qemu's block layer does).
           if (n < out.length) out.fill(0, n);
           break;
@@ -407,15 +421,17 @@ export class Qcow2Reader implements DiskReader {
   }
 }
 
-async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  const n = await readUpTo(fh, buf, position);
+async function readFully(fh: FileHandle, buf: Buffer, position: number, base = 0, limit = Infinity): Promise<void> {
+  const n = await readUpTo(fh, buf, position, base, limit);
   if (n < buf.length) buf.fill(0, n);
 }
 
-async function readUpTo(fh: FileHandle, buf: Buffer, position: number): Promise<number> {
+/** Reads up to buf.length image bytes at `position` (file offset base + position), never at or past `limit`. */
+async function readUpTo(fh: FileHandle, buf: Buffer, position: number, base = 0, limit = Infinity): Promise<number> {
+  const want = Math.max(0, Math.min(buf.length, limit - position));
   let done = 0;
-  while (done < buf.length) {
-    const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
+  while (done < want) {
+    const { bytesRead } = await fh.read(buf, done, want - done, base + position + done);
     if (bytesRead === 0) break;
     done += bytesRead;
   }

@@ -2,3 +2,4 @@
 export * from './ovf';
 export * from './manifest';
 export * from './ova-writer';
+export * from './ova-reader';
