@@ -21,8 +21,8 @@ function q(s) {
   return `'${String(s).replace(/'/g, `'\\''`)}'`;
 }
 
-function xva2img(input, output, format) {
-  return { argv: [NODE, BIN, input, '-q', '-O', format, '-o', output] };
+function xva2img(input, output, format, ...extra) {
+  return { argv: [NODE, BIN, input, '-q', '-O', format, '-o', output, ...extra] };
 }
 
 /**
@@ -35,6 +35,9 @@ function buildCases(c, small) {
     { name: 'raw', group: 'xva2img', desc: 'xva2img plain XVA (XXH64) -> raw', steps: (out) => [xva2img(c.xva, `${out}/disk.raw`, 'raw')], output: 'disk.raw', verify: 'cmp' },
     { name: 'qcow2', group: 'xva2img', desc: 'xva2img plain XVA -> qcow2', steps: (out) => [xva2img(c.xva, `${out}/disk.qcow2`, 'qcow2')], output: 'disk.qcow2', verify: 'qemu-compare' },
     { name: 'vmdk', group: 'xva2img', desc: 'xva2img plain XVA -> vmdk (streamOptimized)', steps: (out) => [xva2img(c.xva, `${out}/disk.vmdk`, 'vmdk')], output: 'disk.vmdk', verify: 'qemu-compare' },
+    // Informational: without the fsync before rename (the baselines do not flush either).
+    { name: 'raw-nosync', group: 'xva2img', desc: 'xva2img plain XVA -> raw with --no-sync (no fsync before rename)', steps: (out) => [xva2img(c.xva, `${out}/disk.raw`, 'raw', '--no-sync')], output: 'disk.raw', verify: 'cmp' },
+    { name: 'gz-raw-nosync', group: 'xva2img', desc: 'xva2img .xva.gz -> raw with --no-sync', steps: (out) => [xva2img(c.gz, `${out}/disk.raw`, 'raw', '--no-sync')], output: 'disk.raw', verify: 'cmp' },
     { name: 'sha1-raw', group: 'xva2img', desc: 'xva2img plain XVA (SHA-1) -> raw', steps: (out) => [xva2img(c.sha1, `${out}/disk.raw`, 'raw')], output: 'disk.raw', verify: 'cmp' },
     { name: 'gz-raw', group: 'xva2img', desc: 'xva2img .xva.gz -> raw', steps: (out) => [xva2img(c.gz, `${out}/disk.raw`, 'raw')], output: 'disk.raw', verify: 'cmp' },
     { name: 'zst-raw', group: 'xva2img', desc: 'xva2img .xva.zst -> raw', steps: (out) => [xva2img(c.zst, `${out}/disk.raw`, 'raw')], output: 'disk.raw', verify: 'cmp' },

@@ -34,6 +34,8 @@ export interface ConvertOptions extends OpenInputOptions {
   qcow2Compat?: '1.1' | '0.10';
   /** Replace existing outputs. */
   force?: boolean;
+  /** fsync each image before giving it its final name (default true; false = `--no-sync`). */
+  sync?: boolean;
   /** Disks to write, by userdevice ("0") or VDI ref ("Ref:998"); default every data disk. */
   disks?: string[];
   /** Also write a suspend image (guest memory) if the export carries one. */
@@ -202,7 +204,7 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
             write: (o, d) => writer.write(o, d),
             finish: async () => {
               const res = await writer.finish();
-              await part.commit();
+              await part.commit(options.sync !== false);
               return res;
             },
           };

@@ -86,3 +86,12 @@ test('disk selection and a single output file', async () => {
   expect(fs.readFileSync(path.join(dir, 'data.raw')).equals(d1)).toBe(true);
   await expect(convertXva(xva, { outDir: dir, disks: ['7'] })).rejects.toThrow(/no disk "7"/);
 });
+
+test('sync: false (--no-sync) skips the flush but still renames a complete, verified image', async () => {
+  const d0 = disk(2 * MiB + 512, 16);
+  const xva = path.join(dir, 'vm.xva');
+  fs.writeFileSync(xva, independentXva({ style: 'xapi', vmName: 'fast', disks: [{ ref: 'Ref:50', userdevice: '0', image: d0 }] }));
+  const s = await convertXva(xva, { outDir: dir, sync: false });
+  expect(fs.readFileSync(s.disks[0].path!).equals(d0)).toBe(true);
+  expect(fs.readdirSync(dir).filter((f) => f.endsWith('.part'))).toEqual([]);
+});

@@ -25,6 +25,8 @@ interface ConvertFlags extends CommonInputFlags {
   format?: string;
   disk?: string[];
   force?: boolean;
+  /** false with --no-sync */
+  sync?: boolean;
   json?: boolean;
   quiet?: boolean;
   ignoreChecksums?: boolean;
@@ -47,6 +49,7 @@ export function addConvertOptions(cmd: Command): Command {
     .option('-O, --format <format>', 'output format: raw, qcow2 or vmdk (default raw, or from the -o file extension)')
     .option('--disk <userdevice|ref>', 'convert only this disk (repeatable); needed with -o FILE or -o - when the VM has several', collect)
     .option('-f, --force', 'overwrite existing output files')
+    .option('--no-sync', 'do not fsync images before renaming them into place (faster; unsafe if the machine crashes, like qemu-img -t unsafe)')
     .option('--json', 'print a JSON summary on stdout')
     .option('-q, --quiet', 'no progress bar and no human summary')
     .option('--ignore-checksums', 'report checksum mismatches as warnings, keep the data, exit 3 at the end')
@@ -178,6 +181,7 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
     stdout: out.stdout ? process.stdout : undefined,
     format,
     force: flags.force,
+    sync: flags.sync,
     disks: flags.disk,
     onBadChunk: policy,
     qcow2Compat: flags.qcow2Compat as '1.1' | '0.10' | undefined,

@@ -42,10 +42,15 @@ export class PartFile {
     return new PartFile(finalPath, force, fd);
   }
 
-  async commit(): Promise<void> {
+  /**
+   * Flushes (unless `sync` is false), closes and renames into place. Skipping the flush is the
+   * caller's explicit choice (`--no-sync`, like `qemu-img convert -t unsafe`): faster, but after a
+   * crash the final name may hold an image whose data never reached the disk.
+   */
+  async commit(sync = true): Promise<void> {
     if (this.done) return;
     try {
-      await this.target.sync();
+      if (sync) await this.target.sync();
       fs.closeSync(this.fd!);
       this.fd = undefined;
       if (this.force) {

@@ -100,7 +100,7 @@ test('usage and input errors map to exit codes', async () => {
     [['pack', '--disk', a.path, '--from', 'x.xva', '-o', 'x.xva'], 1, /either --disk or --from/],
     [['pack', '--disk', a.path, '--checksum', 'md5', '-o', path.join(dir, 'x.xva')], 1, /--checksum must be xxh64, sha1/],
     [['pack', '--disk', a.path, '--memory', 'lots', '-o', path.join(dir, 'x.xva')], 1, /--memory: invalid size/],
-    [['pack', '--from', path.join(dir, 'vm.ova'), '-o', path.join(dir, 'x.xva')], 1, /OVA is not supported/],
+    [['pack', '--from', 'https://example.org/vm.ova', '-o', path.join(dir, 'x.xva')], 1, /OVA/],
     [['pack', '--disk', a.path, '--on-bad-chunk', 'zero', '-o', path.join(dir, 'x.xva')], 1, /--from only/],
     [['pack', '--disk', path.join(dir, 'missing.raw'), '-o', path.join(dir, 'x.xva')], 2, /cannot open image/],
     [['pack', '--from', path.join(dir, 'missing.xva'), '-o', path.join(dir, 'x.xva')], 2, /missing\.xva/],
