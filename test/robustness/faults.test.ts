@@ -328,7 +328,7 @@ describe('integrity of what is kept', () => {
   test('data is fsynced before the rename (commit order: fsync, close, link/rename, dir fsync)', () => {
     // Static check of the commit sequence, since a crash cannot be simulated portably.
     const src = fs.readFileSync(path.resolve(__dirname, '../../src/output/part-file.ts'), 'utf8');
-    const commit = src.slice(src.indexOf('async commit()'), src.indexOf('abortSync(): void'));
+    const commit = src.slice(src.indexOf('async commit('), src.indexOf('abortSync(): void'));
     const order = ['this.target.sync()', 'fs.closeSync', 'fs.linkSync', 'syncDir('].map((s) => commit.indexOf(s));
     expect(order.every((i) => i >= 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
