@@ -429,7 +429,9 @@ class WorkerDeflater implements GrainDeflater {
   }
 
   private spawn(): { worker: Worker; jobs: Map<number, WorkerJob> } {
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    // Small heaps: a worker only holds one batch at a time; without limits each worker's heap
+    // (and the zlib contexts it frees lazily) grows to tens of MB.
+    const worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 32 } });
     worker.unref();
     const slot = { worker, jobs: new Map<number, WorkerJob>() };
     const failAll = (err: unknown): void => {
