@@ -6,7 +6,8 @@ export interface CommonInputFlags {
   zstdCodec?: string;
 }
 
-function collect(value: string, previous: string[] = []): string[] {
+/** commander accumulator for repeatable options. */
+export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
 

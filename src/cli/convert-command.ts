@@ -18,7 +18,7 @@ import type { BadChunkPolicy } from '../xva/reader';
 import { formatBytes, formatRate } from './format';
 import { createBatchProgress, type ProgressReporter } from './progress';
 import { interruptSignal, PROGRAM, reportError } from './run';
-import { commonInputOptions, type CommonInputFlags } from './common-options';
+import { collect, commonInputOptions, type CommonInputFlags } from './common-options';
 
 interface ConvertFlags extends CommonInputFlags {
   output?: string;
@@ -39,9 +39,6 @@ interface ConvertFlags extends CommonInputFlags {
 
 const FORMATS: ImageFormat[] = ['raw', 'qcow2', 'vmdk'];
 
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
 
 export function addConvertOptions(cmd: Command): Command {
   return commonInputOptions(cmd)

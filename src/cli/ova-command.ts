@@ -11,7 +11,7 @@ import { StreamTarget } from '../output/targets';
 import { writeOva, type OvaProfile, type OvaWriteResult, type WriteOvaOptions } from '../ova';
 import type { OvaNic } from '../ova/ovf';
 import type { BadChunkPolicy } from '../xva/reader';
-import { commonInputOptions, type CommonInputFlags } from './common-options';
+import { collect, commonInputOptions, type CommonInputFlags } from './common-options';
 import { formatBytes, parseSize } from './format';
 import { interruptSignal, PROGRAM, runVerb } from './run';
 
@@ -35,9 +35,6 @@ export interface OvaFlags extends CommonInputFlags {
   qcow2Compat?: string;
 }
 
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
 
 /** `--nic network[,mac]` → OvaNic. */
 function parseNic(spec: string, index: number): OvaNic {

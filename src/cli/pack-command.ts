@@ -7,7 +7,7 @@ import { ExitCode, UsageError } from '../errors';
 import { packXva, type PackDisk, type PackNic, type PackSummary } from '../pack';
 import type { BadChunkPolicy } from '../xva/reader';
 import type { XvaCompression } from '../xva/writer';
-import { commonInputOptions, type CommonInputFlags } from './common-options';
+import { collect, commonInputOptions, type CommonInputFlags } from './common-options';
 import { formatBytes, formatRate, parseSize } from './format';
 import { createProgress } from './progress';
 import { interruptSignal, PROGRAM, runVerb } from './run';
@@ -34,9 +34,6 @@ interface PackFlags extends CommonInputFlags {
   quiet?: boolean;
 }
 
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
 
 /** `path[,key=value…]`: trailing `,key=value` parts with a known key are options, the rest is the path. */
 function splitOptions(text: string, keys: readonly string[], what: string): { head: string; opts: Record<string, string> } {

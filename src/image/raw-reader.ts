@@ -14,9 +14,16 @@ export class RawReader implements DiskReader {
   readonly format = 'raw' as const;
   private closed = false;
 
-  private constructor(readonly path: string, private readonly fh: FileHandle, readonly virtualSize: number) {}
+  private constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    readonly virtualSize: number,
+    /** Byte offset of the image inside the file (an OVA member); 0 for a plain image file. */
+    private readonly base: number,
+  ) {}
 
-  static async open(path: string): Promise<RawReader> {
+  /** With `offset`/`length` the image is a slice of the file (e.g. a raw member inside an OVA). */
+  static async open(path: string, slice?: { offset: number; length: number; label?: string }): Promise<RawReader> {
     let fh: FileHandle;
     try {
       fh = await open(path, 'r');
@@ -30,14 +37,15 @@ export class RawReader implements DiskReader {
       // Block devices report size 0 through stat and Node has no BLKGETSIZE64 ioctl.
       throw new ImageFormatError('raw input must be a regular file (block devices and pipes are not supported)', { input: path });
     }
-    return new RawReader(path, fh, st.size);
+    if (slice) return new RawReader(slice.label ?? path, fh, slice.length, slice.offset);
+    return new RawReader(path, fh, st.size, 0);
   }
 
   async readInto(buf: Buffer, offset: number): Promise<void> {
     let done = 0;
     const avail = Math.max(0, Math.min(buf.length, this.virtualSize - offset));
     while (done < avail) {
-      const { bytesRead } = await this.fh.read(buf, done, avail - done, offset + done);
+      const { bytesRead } = await this.fh.read(buf, done, avail - done, this.base + offset + done);
       if (bytesRead === 0) break; // file shrank underneath us: the rest reads as zeros
       done += bytesRead;
     }

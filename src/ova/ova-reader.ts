@@ -17,7 +17,8 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { ImageFormatError } from '../errors';
-import { QCOW2_MAGIC, type DiskExtent, type DiskReader } from '../image/disk-reader';
+import { QCOW2_MAGIC, type DiskReader } from '../image/disk-reader';
+import { RawReader } from '../image/raw-reader';
 import { Qcow2Reader } from '../image/qcow2-reader';
 import { isVmdkMagic, VmdkStreamReader } from '../image/vmdk-stream-reader';
 import { decodeTarHeader } from '../tar/header';
@@ -295,42 +296,6 @@ async function memberFormat(ova: string, member: OvaMember, uri: string): Promis
   throw bad(ova, `${member.name}: unsupported disk format ${uri} (streamOptimized VMDK, qcow2 and raw are supported)`);
 }
 
-/** A raw disk image stored as an OVA member. */
-class SliceRawReader implements OvaDiskReader {
-  readonly format = 'raw' as const;
-  private closed = false;
-  constructor(
-    readonly path: string,
-    private readonly fh: FileHandle,
-    private readonly base: number,
-    readonly virtualSize: number,
-  ) {}
-  async readInto(buf: Buffer, offset: number): Promise<void> {
-    const avail = Math.max(0, Math.min(buf.length, this.virtualSize - offset));
-    let done = 0;
-    while (done < avail) {
-      const { bytesRead } = await this.fh.read(buf, done, avail - done, this.base + offset + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
-    }
-    if (done < buf.length) buf.fill(0, done);
-  }
-  async read(offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
-    await this.readInto(buf, offset);
-    return buf;
-  }
-  async *allocatedExtents(start = 0, end = this.virtualSize): AsyncGenerator<DiskExtent> {
-    const e = Math.min(end, this.virtualSize);
-    if (e > start) yield { offset: start, length: e - start };
-  }
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.fh.close();
-  }
-}
-
 /** Opens disk `index` of an OVA read by readOvaFile. */
 export async function openOvaDisk(info: OvaFileInfo, index: number): Promise<OvaDiskReader> {
   const disk = info.vm.disks[index]!;
@@ -339,8 +304,7 @@ export async function openOvaDisk(info: OvaFileInfo, index: number): Promise<Ova
   const format = await memberFormat(info.path, member, disk.formatUri);
   if (format === 'vmdk') return VmdkStreamReader.open(info.path, { offset: member.dataOffset, length: member.size, label });
   if (format === 'qcow2') return Qcow2Reader.open(info.path, { offset: member.dataOffset, length: member.size });
-  const fh = await open(info.path, 'r');
-  return new SliceRawReader(label, fh, member.dataOffset, member.size);
+  return RawReader.open(info.path, { offset: member.dataOffset, length: member.size, label });
 }
 
 /**
