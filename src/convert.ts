@@ -195,7 +195,7 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
             return makeWriter(disk, streamTarget);
           }
           const finalPath = planned.get(disk.ref)!;
-          const part = await PartFile.create(finalPath, !!options.force);
+          const part = await PartFile.create(finalPath, !!options.force, { flushBehind: options.sync !== false });
           parts.push(part);
           results.set(disk.ref, { path: finalPath });
           const writer = makeWriter(disk, part.target);

@@ -14,6 +14,8 @@ import { OutputError, outputErrorFrom } from '../errors';
 import { FileTarget } from './targets';
 
 const open = new Set<PartFile>();
+/** Bytes written between two background fdatasyncs (see FileTarget). */
+const FLUSH_BEHIND_BYTES = 64 * 1024 * 1024;
 
 export class PartFile {
   readonly partPath: string;
@@ -21,15 +23,19 @@ export class PartFile {
   private done = false;
   readonly target: FileTarget;
 
-  private constructor(readonly finalPath: string, readonly force: boolean, fd: number) {
+  private constructor(readonly finalPath: string, readonly force: boolean, fd: number, flushBehindBytes: number) {
     this.partPath = `${finalPath}.part`;
     this.fd = fd;
-    this.target = new FileTarget(fd, finalPath);
+    this.target = new FileTarget(fd, finalPath, flushBehindBytes);
     open.add(this);
   }
 
-  /** Fails early (before any data is read) when the final name exists and `force` is off. */
-  static async create(finalPath: string, force: boolean): Promise<PartFile> {
+  /**
+   * Fails early (before any data is read) when the final name exists and `force` is off.
+   * `flushBehind` (default on) starts writing the file to disk while it is produced, so the
+   * fsync in commit() has little left to do; turn it off when commit will not sync.
+   */
+  static async create(finalPath: string, force: boolean, options: { flushBehind?: boolean } = {}): Promise<PartFile> {
     if (!force && fs.existsSync(finalPath)) {
       throw new OutputError('OUTPUT_EXISTS', `${finalPath} already exists (use --force to overwrite)`);
     }
@@ -39,7 +45,7 @@ export class PartFile {
     } catch (err) {
       throw outputErrorFrom(err, `${finalPath}.part`);
     }
-    return new PartFile(finalPath, force, fd);
+    return new PartFile(finalPath, force, fd, options.flushBehind === false ? 0 : FLUSH_BEHIND_BYTES);
   }
 
   /**
