@@ -9,13 +9,12 @@
  *     fields (§3.4); references in those defaults are `OpaqueRef:NULL` / `[]`;
  *   - optional VM overrides (name, description, vCPUs, memory).
  *
- * The parser here keeps XML-RPC types (`<double>`, `<dateTime.iso8601>`, `<boolean>`), unlike
- * the reader's `parseXmlRpc`, so the tree re-encodes through `rpcToXml` in XAPI's encoding.
+ * It parses with `parseXmlRpcTyped` (the reader's parser, keeping `<double>` and
+ * `<dateTime.iso8601>` typed), so the tree re-encodes through `rpcToXml` in XAPI's encoding.
  * When nothing needs changing the source text is returned unchanged (byte for byte).
  */
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { XvaFormatError } from '../errors';
-import { MAX_RPC_DEPTH } from './xmlrpc';
+import { parseXmlRpcTyped } from './xmlrpc';
 import {
   buildOvaObjects,
   NULL_REF,
@@ -28,110 +27,8 @@ import {
   type RpcValue,
 } from './ova-xml-writer';
 
-type Node = Record<string, unknown>;
-
 function bad(message: string): XvaFormatError {
   return new XvaFormatError('XVA_BAD_OVA_XML', message, { entry: 'ova.xml' });
-}
-
-function tagOf(node: Node): string | undefined {
-  for (const key of Object.keys(node)) if (key !== ':@') return key;
-  return undefined;
-}
-
-function childrenOf(node: Node): Node[] {
-  const tag = tagOf(node);
-  return tag && tag !== '#text' ? (node[tag] as Node[]) : [];
-}
-
-function textOf(nodes: Node[]): string {
-  let s = '';
-  for (const n of nodes) if ('#text' in n) s += String(n['#text']);
-  return s;
-}
-
-function elementsOf(nodes: Node[]): Node[] {
-  return nodes.filter((n) => {
-    const t = tagOf(n);
-    return t !== undefined && t !== '#text';
-  });
-}
-
-function typedValue(valueChildren: Node[], depth: number): RpcValue {
-  if (depth > MAX_RPC_DEPTH) throw bad(`XML-RPC values nested deeper than ${MAX_RPC_DEPTH} levels`);
-  const els = elementsOf(valueChildren);
-  if (els.length === 0) return textOf(valueChildren);
-  const el = els[0]!;
-  const tag = tagOf(el)!;
-  const kids = childrenOf(el);
-  switch (tag) {
-    case 'struct': {
-      const out: RpcStruct = {};
-      for (const member of elementsOf(kids)) {
-        if (tagOf(member) !== 'member') throw bad(`unexpected <${tagOf(member)}> in <struct>`);
-        const parts = elementsOf(childrenOf(member));
-        const name = parts.find((p) => tagOf(p) === 'name');
-        const value = parts.find((p) => tagOf(p) === 'value');
-        if (!name || !value) throw bad('struct member without <name> or <value>');
-        // defineProperty: a member called "__proto__" must stay an ordinary key.
-        Object.defineProperty(out, textOf(childrenOf(name)), { value: typedValue(childrenOf(value), depth + 1), enumerable: true, writable: true, configurable: true });
-      }
-      return out;
-    }
-    case 'array': {
-      const data = elementsOf(kids).find((k) => tagOf(k) === 'data');
-      if (!data) return [];
-      return elementsOf(childrenOf(data)).map((v) => {
-        if (tagOf(v) !== 'value') throw bad(`unexpected <${tagOf(v)}> in <array>`);
-        return typedValue(childrenOf(v), depth + 1);
-      });
-    }
-    case 'boolean': {
-      const t = textOf(kids).trim();
-      if (t !== '0' && t !== '1' && t !== 'true' && t !== 'false') throw bad(`invalid boolean "${t.slice(0, 20)}"`);
-      return t === '1' || t === 'true';
-    }
-    case 'double': {
-      const d = Number(textOf(kids).trim());
-      if (!Number.isFinite(d)) throw bad(`invalid double "${textOf(kids).slice(0, 20)}"`);
-      return new RpcDouble(d);
-    }
-    case 'dateTime.iso8601':
-      return new RpcDateTime(textOf(kids));
-    // Typed ints are written untyped (XAPI's int64 encoding); its reader accepts both.
-    case 'int':
-    case 'i4':
-    case 'i8':
-      return textOf(kids).trim();
-    case 'string':
-    case 'base64':
-      return textOf(kids);
-    case 'nil':
-      return '';
-    default:
-      throw bad(`unknown XML-RPC type <${tag}>`);
-  }
-}
-
-/** Parses ova.xml into the writer's value model, keeping doubles, datetimes and booleans typed. */
-export function parseOvaXmlTyped(xml: string): RpcValue {
-  if (/<!DOCTYPE|<!ENTITY/i.test(xml)) throw bad('DOCTYPE/ENTITY declarations are not allowed');
-  const valid = XMLValidator.validate(xml);
-  if (valid !== true) throw bad(`not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`);
-  const parser = new XMLParser({
-    preserveOrder: true,
-    ignoreAttributes: true,
-    parseTagValue: false,
-    trimValues: false,
-    processEntities: true,
-    htmlEntities: false,
-    ignoreDeclaration: true,
-    ignorePiTags: true,
-  });
-  const doc = parser.parse(xml) as Node[];
-  const top = elementsOf(doc);
-  if (top.length !== 1 || tagOf(top[0]!) !== 'value') throw bad('the document is not one XML-RPC <value>');
-  return typedValue(childrenOf(top[0]!), 0);
 }
 
 function isStruct(v: RpcValue | undefined): v is RpcStruct {
@@ -195,7 +92,7 @@ function setField(snap: RpcStruct, key: string, value: RpcValue, note: string[],
 
 /** Applies `patch` to the source ova.xml text (see the module comment). */
 export function patchOvaXml(sourceXml: string, patch: OvaXmlPatch): PatchedOvaXml {
-  const top = parseOvaXmlTyped(sourceXml);
+  const top: RpcValue = parseXmlRpcTyped(sourceXml);
   if (!isStruct(top)) throw bad('top-level value is not a struct');
   const changes: string[] = [];
 

@@ -12,19 +12,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { XvaMetadata } from './model';
+import { RpcDateTime, RpcDouble } from './xmlrpc';
 
 // ---------------------------------------------------------------------------------------------
 // XML-RPC value model and encoder
 
-/** A `<double>` value (XAPI prints it with %.16g). */
-export class RpcDouble {
-  constructor(readonly value: number) {}
-}
-
-/** A `<dateTime.iso8601>` value, e.g. `19700101T00:00:00Z`. */
-export class RpcDateTime {
-  constructor(readonly value: string) {}
-}
+// The typed leaves are defined with the parser (xmlrpc.ts), which builds them when reading.
+export { RpcDateTime, RpcDouble };
 
 /**
  * string → untyped `<value>`; integer number → untyped decimal (XAPI's int64 encoding);
