@@ -16,6 +16,7 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { XvaError, XvaFormatError } from '../errors';
+import { allocAligned } from '../input/aligned-buffer';
 import { plausibleName, type TarEntry, type TarReader } from './entries';
 import { decodeTarHeader, isRegularFileType, tarPadding, TAR_BLOCK, TYPE_DIRECTORY, TYPE_GNU_LONGNAME, TYPE_PAX_GLOBAL, TYPE_PAX_HEADER } from './header';
 
@@ -324,7 +325,8 @@ export function walkerTarReader(walker: TarHeaderWalker, options: { readData?: b
   const enqueue = (entry: WalkedEntry): void => {
     const q: Queued = { entry };
     if (options.readData && entry.type === 'file' && entry.size >= PREFETCH_MIN_BYTES && entry.size <= PREFETCH_MAX_BYTES) {
-      q.buf = entry.size <= POOL_BUFFER_BYTES ? (pool.pop() ?? Buffer.allocUnsafeSlow(POOL_BUFFER_BYTES)) : Buffer.allocUnsafeSlow(entry.size);
+      // Page-aligned: the kernel copies into an aligned buffer ~4x faster (see aligned-buffer.ts).
+      q.buf = entry.size <= POOL_BUFFER_BYTES ? (pool.pop() ?? allocAligned(POOL_BUFFER_BYTES)) : allocAligned(entry.size);
       q.data = walker.readDataInto(entry, q.buf);
       q.data.catch(() => {}); // reported when (if) the consumer asks for it
     }
