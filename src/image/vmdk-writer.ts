@@ -451,8 +451,10 @@ const DEFAULT_LEVEL = 6;
 const MAX_DEFAULT_WORKERS = 4;
 /** Grains per deflate batch: 16 × 64 KiB = 1 MiB (one XVA chunk). */
 const BATCH_GRAINS = 16;
-/** Batches in flight per deflate stream before the writer waits for the oldest one. */
-/** (Four streams × one batch is enough to keep the pool busy; more only adds RSS.) */
+/**
+ * Batches in flight per deflate stream before the writer waits for the oldest one (four streams
+ * × one batch keep the pool busy; more only adds RSS).
+ */
 const IN_FLIGHT_PER_WORKER = 1;
 /** Output staging buffer: grains, markers and GTs are assembled here and written in 1+ MiB writes. */
 const STAGING_BYTES = 2 * 1024 * 1024;
