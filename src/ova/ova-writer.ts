@@ -90,7 +90,7 @@ export interface OvaWriteOptions {
   vmdkCompression?: VmdkCompression;
   /** zlib level for 'deflate' (default 6). */
   vmdkLevel?: number;
-  /** Deflate worker threads (VmdkWriter default when undefined; 0 = inline). */
+  /** Concurrent deflate streams on the thread pool (VmdkWriter default when undefined; 0 = inline). */
   vmdkWorkers?: number;
   /** qcow2 compat for the 'ovirt' profile (default '1.1' = v3). */
   qcow2Compat?: '1.1' | '0.10';
