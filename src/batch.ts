@@ -11,6 +11,7 @@
  */
 import { convertXva, type ConvertOptions, type ConvertSummary } from './convert';
 import { ExitCode, UsageError, XvaError } from './errors';
+import { assertStdinNamedOnce } from './input/open';
 import { NameAllocator } from './output/naming';
 import type { XvaMetadata } from './xva/model';
 import type { XvaProgress } from './xva/reader';
@@ -98,7 +99,7 @@ export function batchItemCause(item: BatchItemResult): unknown {
 
 export async function convertBatch(inputs: readonly string[], options: BatchOptions = {}): Promise<BatchResult> {
   const started = Date.now();
-  if (inputs.filter((i) => i === '-').length > 1) throw new UsageError('standard input (-) can be named only once');
+  assertStdinNamedOnce(inputs);
   if ((options.outFile || options.stdout) && inputs.length > 1) throw new UsageError('an output file or stream takes a single input; give an output directory for several');
   const jobs = Math.max(1, Math.min(Math.floor(options.jobs ?? 1), inputs.length || 1));
   if (!Number.isFinite(jobs)) throw new UsageError('--jobs must be a positive integer');

@@ -12,6 +12,7 @@ import type { Command } from 'commander';
 import { convertBatch, batchItemCause, type BatchItemResult } from '../batch';
 import { formatFromPath, type ConvertSummary } from '../convert';
 import { UsageError } from '../errors';
+import { assertStdinNamedOnce } from '../input/open';
 import type { ImageFormat } from '../image/types';
 import { NameAllocator } from '../output/naming';
 import type { BadChunkPolicy } from '../xva/reader';
@@ -164,7 +165,7 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
   if ((out.stdout || out.outFile) && inputs.length > 1) throw new UsageError('-o FILE and -o - take a single input; give a directory with several inputs');
   if (flags.qcow2Compat && flags.qcow2Compat !== '1.1' && flags.qcow2Compat !== '0.10') throw new UsageError('--qcow2-compat must be 1.1 or 0.10');
   if (out.stdout && process.stdout.isTTY) throw new UsageError('refusing to write a disk image to a terminal; redirect stdout or use -o FILE');
-  if (inputs.filter((i) => i === '-').length > 1) throw new UsageError('standard input (-) can be named only once');
+  assertStdinNamedOnce(inputs);
   const single = inputs.length === 1;
   const progress = createBatchProgress(inputs.length, !flags.quiet && !!process.stderr.isTTY);
   // While bars are shown, messages go above them; errors wait until the bars are gone.

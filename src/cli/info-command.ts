@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { worstExitCode } from '../batch';
 import { ExitCode, UsageError } from '../errors';
+import { assertStdinNamedOnce } from '../input/open';
 import { inspectXva, type XvaInfo } from '../inspect';
 import { commonInputOptions, type CommonInputFlags } from './common-options';
 import { formatBytes } from './format';
@@ -92,7 +93,7 @@ export function formatInfo(info: XvaInfo): string {
 
 async function runInfo(inputs: string[], flags: InfoFlags): Promise<number> {
   if (inputs.length === 0) throw new UsageError('no input given; see xva2img info --help');
-  if (inputs.filter((i) => i === '-').length > 1) throw new UsageError('standard input (-) can be named only once');
+  assertStdinNamedOnce(inputs);
   const infos: XvaInfo[] = [];
   let exit: number = ExitCode.OK;
   for (const input of inputs) {

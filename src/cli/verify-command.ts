@@ -7,6 +7,7 @@
 import type { Command } from 'commander';
 import { worstExitCode } from '../batch';
 import { UsageError } from '../errors';
+import { assertStdinNamedOnce } from '../input/open';
 import { verifyXva, type VerifyResult } from '../verify';
 import { commonInputOptions, type CommonInputFlags } from './common-options';
 import { formatBytes, formatRate } from './format';
@@ -42,7 +43,7 @@ export function formatVerifyResult(r: VerifyResult): string {
 
 async function runVerify(inputs: string[], flags: VerifyFlags): Promise<number> {
   if (inputs.length === 0) throw new UsageError('no input given; see xva2img verify --help');
-  if (inputs.filter((i) => i === '-').length > 1) throw new UsageError('standard input (-) can be named only once');
+  assertStdinNamedOnce(inputs);
   const results: VerifyResult[] = [];
   for (const input of inputs) {
     const progress = createProgress(input, !flags.quiet && !!process.stderr.isTTY);

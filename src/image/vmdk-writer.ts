@@ -348,6 +348,9 @@ class InlineDeflater implements GrainDeflater {
   async close(): Promise<void> {}
 }
 
+/** Output buffer per deflate call: a whole grain's zlib stream fits (one call, one chunk). */
+const DEFLATE_CHUNK_BYTES = 80 * 1024;
+
 /**
  * Async node:zlib on libuv's thread pool: grains are compressed on all cores at once without a
  * worker isolate per core (each isolate costs ~50 MB of RSS).
@@ -358,9 +361,6 @@ class InlineDeflater implements GrainDeflater {
  * external memory grow by ~64 MB before it does — that, not the data, was most of a VMDK
  * conversion's 230 MB peak RSS.
  */
-/** Output buffer per deflate call: a whole grain's zlib stream fits (one call, one chunk). */
-const DEFLATE_CHUNK_BYTES = 80 * 1024;
-
 class ThreadPoolDeflater implements GrainDeflater {
   private readonly idle: zlib.Deflate[] = [];
   private readonly waiting: Array<(d: zlib.Deflate) => void> = [];
@@ -402,7 +402,8 @@ class ThreadPoolDeflater implements GrainDeflater {
         d.once('error', onError);
         // Written with Z_FINISH (the stream's flush mode): one thread-pool job compresses the
         // whole grain, and its callback runs after the output has been pushed.
-        d.write(grain, () => {
+        d.write(grain, (err) => {
+          if (err) return onError(err);
           d.off('data', onData);
           d.off('error', onError);
           d.reset(); // deflateReset: the next grain starts a new zlib stream
@@ -448,14 +449,14 @@ export interface VmdkWriteResult extends ImageWriteResult {
 }
 
 const DEFAULT_LEVEL = 6;
-const MAX_DEFAULT_WORKERS = 4;
+const DEFAULT_DEFLATE_STREAMS = 4;
 /** Grains per deflate batch: 16 × 64 KiB = 1 MiB (one XVA chunk). */
 const BATCH_GRAINS = 16;
 /**
  * Batches in flight per deflate stream before the writer waits for the oldest one (four streams
  * × one batch keep the pool busy; more only adds RSS).
  */
-const IN_FLIGHT_PER_WORKER = 1;
+const IN_FLIGHT_PER_STREAM = 1;
 /** Output staging buffer: grains, markers and GTs are assembled here and written in 1+ MiB writes. */
 const STAGING_BYTES = 2 * 1024 * 1024;
 /** A GT marker sector + the GT itself. */
@@ -516,9 +517,9 @@ export class VmdkWriter implements DiskImageWriter {
     this.adapterType = options.adapterType ?? 'lsilogic';
     this.base = target.position;
     this.gd = new Uint32Array(vmdkGrainTableCount(virtualSize));
-    const workers = this.level === 0 ? 0 : options.workers ?? defaultWorkers();
-    this.deflater = this.level === 0 ? undefined : workers > 0 ? new ThreadPoolDeflater(this.level, workers) : new InlineDeflater(this.level);
-    this.maxInFlight = Math.max(1, workers * IN_FLIGHT_PER_WORKER);
+    const streams = this.level === 0 ? 0 : options.workers ?? defaultDeflateStreams();
+    this.deflater = this.level === 0 ? undefined : streams > 0 ? new ThreadPoolDeflater(this.level, streams) : new InlineDeflater(this.level);
+    this.maxInFlight = Math.max(1, streams * IN_FLIGHT_PER_STREAM);
     this.aligner = new ClusterAligner({
       blockSize: VMDK_GRAIN_SIZE,
       limit: virtualSize,
@@ -748,9 +749,9 @@ export class VmdkWriter implements DiskImageWriter {
   }
 }
 
-function defaultWorkers(): number {
+function defaultDeflateStreams(): number {
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   // Four streams even on two cores: while one stream's result waits for the main thread, the
   // others keep the pool's threads busy (4 streams: 9.3 s, 2 streams: 12.7 s for 1 GiB).
-  return cores > 1 ? MAX_DEFAULT_WORKERS : 0;
+  return cores > 1 ? DEFAULT_DEFLATE_STREAMS : 0;
 }

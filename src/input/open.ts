@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { InputError } from '../errors';
+import { InputError, UsageError } from '../errors';
 import type { Compression, InputSource, OpenInputOptions } from './types';
 import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder, errorText } from './decoder';
 import { createGzipDecoder } from './gzip';
@@ -32,6 +32,11 @@ const fsOpen = promisify(fs.open);
 const fsFstat = promisify(fs.fstat);
 const fsClose = promisify(fs.close);
 const fsRead = promisify(fs.read);
+
+/** Several inputs may name standard input (`-`) only once: there is one stdin to read. */
+export function assertStdinNamedOnce(inputs: readonly string[]): void {
+  if (inputs.filter((i) => i === '-').length > 1) throw new UsageError('standard input (-) can be named only once');
+}
 
 export async function openInput(spec: string, options: OpenInputOptions = {}): Promise<InputSource> {
   if (spec === '-') return decodeSource(openStdin(options.stdin), options);

@@ -11,7 +11,7 @@
  * Output is deterministic for a given spec when `uuidGen` and `version.date` are fixed.
  */
 import { randomUUID } from 'node:crypto';
-import type { XvaMetadata } from './model';
+import type { ExportVersion, XvaMetadata } from './model';
 import { RpcDateTime, RpcDouble } from './xmlrpc';
 
 // ---------------------------------------------------------------------------------------------
@@ -199,17 +199,11 @@ export interface OvaVifSpec {
   bridge: string;
 }
 
-export interface OvaVersionSpec {
-  hostname: string;
-  /** Export date as XAPI writes it in `version.date`. Default: today (UTC), YYYY-MM-DD. */
-  date: string;
-  productVersion: string;
-  productBrand: string;
-  buildNumber: string;
-  xapiMajor: number;
-  xapiMinor: number;
-  exportVsn: number;
-}
+/**
+ * The `version` record written into ova.xml: the same fields the reader parses. Unset fields take
+ * DEFAULT_VERSION; `date` (as XAPI writes it in `version.date`) defaults to today (UTC), YYYY-MM-DD.
+ */
+export type OvaVersionSpec = ExportVersion;
 
 export interface OvaXmlSpec {
   vm: OvaVmSpec;

@@ -178,7 +178,7 @@ const scenarios: Record<string, () => DiskSource> = {
 };
 
 const modes: [string, Omit<VmdkWriterOptions, 'virtualSize'>][] = [
-  ['zlib level 6, worker threads', { level: 6, workers: 2 }],
+  ['zlib level 6, two deflate streams on the thread pool', { level: 6, workers: 2 }],
   ['zlib level 1, on the calling thread', { level: 1, workers: 0 }],
   ['stored deflate (level 0)', { level: 0 }],
 ];

@@ -103,7 +103,7 @@ d('OVA export from an XVA', () => {
     expect((await measureOva(options())).size).toBe(result.size);
   });
 
-  test('to a pipe from a re-readable XVA: measured first, identical to the file output (deflate workers on)', async () => {
+  test('to a pipe from a re-readable XVA: measured first, identical to the file output (deflate streams on the thread pool)', async () => {
     const { file } = await toFile('xva-file.ova', options({ vmdkWorkers: 2 }));
     const pipe = memoryPipe();
     const result = await writeOva(pipe.target, options({ vmdkWorkers: 2 }));
