@@ -35,7 +35,11 @@ function buildCases(c, small) {
     { name: 'raw', group: 'xva2img', desc: 'xva2img plain XVA (XXH64) -> raw', steps: (out) => [xva2img(c.xva, `${out}/disk.raw`, 'raw')], output: 'disk.raw', verify: 'cmp' },
     { name: 'qcow2', group: 'xva2img', desc: 'xva2img plain XVA -> qcow2', steps: (out) => [xva2img(c.xva, `${out}/disk.qcow2`, 'qcow2')], output: 'disk.qcow2', verify: 'qemu-compare' },
     { name: 'vmdk', group: 'xva2img', desc: 'xva2img plain XVA -> vmdk (streamOptimized)', steps: (out) => [xva2img(c.xva, `${out}/disk.vmdk`, 'vmdk')], output: 'disk.vmdk', verify: 'qemu-compare' },
-    // Informational: without the fsync before rename (the baselines do not flush either).
+    // Without the fsync before rename. The baselines do not flush either: tar and the merge
+    // script never fsync, and qemu-img convert (7.2, default cache mode) issues its fdatasyncs
+    // while creating the image and none after the last data write (strace -tt), so its time
+    // does not include the data reaching the disk. qcow2-nosync is the like-for-like case for (e).
+    { name: 'qcow2-nosync', group: 'xva2img', desc: 'xva2img plain XVA -> qcow2 with --no-sync (no fsync before rename)', steps: (out) => [xva2img(c.xva, `${out}/disk.qcow2`, 'qcow2', '--no-sync')], output: 'disk.qcow2', verify: 'qemu-compare' },
     { name: 'raw-nosync', group: 'xva2img', desc: 'xva2img plain XVA -> raw with --no-sync (no fsync before rename)', steps: (out) => [xva2img(c.xva, `${out}/disk.raw`, 'raw', '--no-sync')], output: 'disk.raw', verify: 'cmp' },
     { name: 'gz-raw-nosync', group: 'xva2img', desc: 'xva2img .xva.gz -> raw with --no-sync', steps: (out) => [xva2img(c.gz, `${out}/disk.raw`, 'raw', '--no-sync')], output: 'disk.raw', verify: 'cmp' },
     { name: 'sha1-raw', group: 'xva2img', desc: 'xva2img plain XVA (SHA-1) -> raw', steps: (out) => [xva2img(c.sha1, `${out}/disk.raw`, 'raw')], output: 'disk.raw', verify: 'cmp' },
@@ -111,13 +115,16 @@ function buildCases(c, small) {
   return cases;
 }
 
-/** Ratios the issue asks for: [id, label, numerator case, denominator case, target]. */
+/** Ratios the issue asks for: [id, label, numerator case, denominator case, target (null: informational)]. */
 const RATIOS = [
   ['a', 'plain -> raw / manual workflow', 'raw', 'manual', 0.25],
   ['b', 'gz -> raw / node:zlib inflate floor', 'gz-raw', 'floor-inflate', 1.1],
   ['c', 'zstd -> raw / zstd -dc floor', 'zst-raw', 'floor-zstd', 1.5],
   ['d', '-> qcow2 / -> raw', 'qcow2', 'raw', 1.15],
-  ['e', '-> qcow2 / qemu-img convert -O qcow2', 'qcow2', 'qemu-img', 1.5],
+  // Like for like: neither side waits for the data to reach the disk (see qcow2-nosync).
+  ['e', '-> qcow2 --no-sync / qemu-img convert -O qcow2', 'qcow2-nosync', 'qemu-img', 1.5],
+  // Informational (no target): our default, which fsyncs before the rename, against the same.
+  ['e2', '-> qcow2 (fsync before rename) / qemu-img convert', 'qcow2', 'qemu-img', null],
 ];
 /** (f): peak RSS of every xva2img case <= this, and raw vs raw-small within RSS_SPREAD. */
 const RSS_LIMIT_MB = 150;

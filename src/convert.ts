@@ -201,7 +201,7 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
           const writer = makeWriter(disk, part.target);
           // Commit the file right after the writer completes (the reader calls finish()).
           return {
-            write: (o, d) => writer.write(o, d),
+            write: (o, d, lease) => writer.write(o, d, lease),
             finish: async () => {
               const res = await writer.finish();
               await part.commit(options.sync !== false);

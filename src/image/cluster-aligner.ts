@@ -18,16 +18,18 @@
  *    past `limit`, as soon as its last byte has arrived;
  *  - bytes past `limit` must be zero (they are dropped), otherwise the push fails;
  *  - the sink owns `data` only until its promise resolves: it is either the caller's buffer
- *    (valid until the caller's `push` resolves) or `pending`, which is reused afterwards.
+ *    (valid until the caller's `push` resolves) or `pending`, which is reused afterwards. The
+ *    caller's BufferLease, if any, is passed on with the caller's own bytes (never with `pending`).
  */
 import { XvaFormatError } from '../errors';
+import type { BufferLease } from './types';
 import { isAllZero } from './zero';
 
 /**
  * Receives `data.length / blockSize` consecutive whole blocks starting at block `firstBlock`.
- * `data` may only be used until the returned promise resolves.
+ * `data` may only be used until the returned promise resolves, unless a `lease` comes with it.
  */
-export type AlignedBlockSink = (firstBlock: number, data: Buffer) => Promise<void>;
+export type AlignedBlockSink = (firstBlock: number, data: Buffer, lease?: BufferLease) => Promise<void>;
 
 export interface ClusterAlignerOptions {
   /** Block size in bytes (CLUSTER_SIZE for qcow2 clusters and VMDK grains). */
@@ -68,7 +70,7 @@ export class ClusterAligner {
     return Math.ceil(this.limit / this.blockSize);
   }
 
-  async push(offset: number, data: Buffer): Promise<void> {
+  async push(offset: number, data: Buffer, lease?: BufferLease): Promise<void> {
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new XvaFormatError('XVA_CHUNK_ORDER', `invalid write offset ${offset}`);
     }
@@ -106,7 +108,7 @@ export class ClusterAligner {
     // Middle: whole aligned blocks straight from the caller's buffer.
     const whole = Math.floor((end - pos) / bs) * bs;
     if (whole > 0) {
-      await this.sink(pos / bs, data.subarray(src, src + whole));
+      await this.sink(pos / bs, data.subarray(src, src + whole), lease);
       pos += whole;
       src += whole;
     }

@@ -6,13 +6,26 @@
  *  - anything never written reads as zeros (gaps are holes);
  *  - offsets and lengths are arbitrary (usually 1 MiB aligned, but a non-XAPI producer can
  *    shift the cursor), so writers that work in clusters/grains must align internally;
- *  - `data` belongs to the caller again once the returned promise resolves (buffers are reused).
+ *  - `data` belongs to the caller again once the returned promise resolves (buffers are reused),
+ *    unless the caller passes a `lease`: then the writer may keep using `data` after the promise
+ *    resolved, for as long as it holds the lease (see BufferLease).
  * Writers decide what is a hole: all-zero blocks inside `data` need not be stored.
  */
 export interface DiskImageWriter {
-  write(offset: number, data: Buffer): Promise<void>;
+  write(offset: number, data: Buffer, lease?: BufferLease): Promise<void>;
   /** All data delivered: complete the image (metadata, final length = virtual size). */
   finish(): Promise<ImageWriteResult>;
+}
+
+/**
+ * Offered with a buffer by a caller that can wait to reuse it (the tar reader's pooled chunk
+ * buffers). A writer that wants to overlap writing `data` with the caller reading and hashing
+ * the next chunks calls `hold()` before its write() resolves and the returned release function
+ * (exactly once) when it no longer needs the bytes. Without a lease a writer must finish with
+ * `data` (or copy it) before resolving.
+ */
+export interface BufferLease {
+  hold(): () => void;
 }
 
 export interface ImageWriteResult {
@@ -32,11 +45,18 @@ export interface SequentialTarget {
   readonly position: number;
   /** Appends. The caller may reuse `data` after the promise resolves. */
   write(data: Uint8Array): Promise<void>;
+  /**
+   * Appends `chunks` back to back, where the target can do it in one system call (pwritev). The
+   * range is reserved when called, so calls may overlap (their order is the call order).
+   */
+  writev?(chunks: Uint8Array[]): Promise<void>;
 }
 
 /** A seekable destination (a regular file). Sequential writes append at `position`. */
 export interface RandomAccessTarget extends SequentialTarget {
   pwrite(data: Uint8Array, position: number): Promise<void>;
+  /** Writes `chunks` back to back from `position` (one pwritev where the target can). */
+  pwritev?(chunks: Uint8Array[], position: number): Promise<void>;
   /** Sets the length (extends with a hole or cuts). */
   truncate(length: number): Promise<void>;
 }

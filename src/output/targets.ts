@@ -19,6 +19,26 @@ function writeAll(fd: number, data: Uint8Array, position: number): Promise<void>
   });
 }
 
+/** pwritev of all of `chunks` from `position` (continues after short writes). */
+function writevAll(fd: number, chunks: Uint8Array[], position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (list: Uint8Array[], at: number): void => {
+      if (list.length === 0) return resolve();
+      fs.writev(fd, list, at, (err, n) => {
+        if (err) return reject(err);
+        // Drop the bytes written: whole chunks, then the front of a partly written one.
+        let rest = n;
+        let i = 0;
+        while (i < list.length && rest >= list[i].length) rest -= list[i++].length;
+        const left = list.slice(i);
+        if (rest > 0) left[0] = left[0].subarray(rest);
+        step(left, at + n);
+      });
+    };
+    step(chunks.filter((c) => c.length > 0), position);
+  });
+}
+
 /**
  * A regular file opened by the caller; errors become OutputErrors naming `label`.
  *
@@ -60,6 +80,21 @@ export class FileTarget implements RandomAccessTarget {
       throw outputErrorFrom(err, this.label);
     }
     this.flushBehind(data.length);
+  }
+
+  async writev(chunks: Uint8Array[]): Promise<void> {
+    const at = this.position;
+    this.position += chunks.reduce((n, c) => n + c.length, 0);
+    await this.pwritev(chunks, at);
+  }
+
+  async pwritev(chunks: Uint8Array[], position: number): Promise<void> {
+    try {
+      await writevAll(this.fd, chunks, position);
+    } catch (err) {
+      throw outputErrorFrom(err, this.label);
+    }
+    this.flushBehind(chunks.reduce((n, c) => n + c.length, 0));
   }
 
   async truncate(length: number): Promise<void> {

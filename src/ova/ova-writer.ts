@@ -40,7 +40,7 @@ import { qcow2ExactFileSize } from '../image/qcow2-layout';
 import { openDiskImage } from '../image/qcow2-reader';
 import { Qcow2StreamWriter } from '../image/qcow2-stream-writer';
 import { Qcow2Writer } from '../image/qcow2-writer';
-import { isRandomAccess, type DiskImageWriter, type ImageWriteResult, type RandomAccessTarget, type SequentialTarget } from '../image/types';
+import { isRandomAccess, type BufferLease, type DiskImageWriter, type ImageWriteResult, type RandomAccessTarget, type SequentialTarget } from '../image/types';
 import { VmdkWriter, vmdkExactStoredSize } from '../image/vmdk-writer';
 import { zeros } from '../image/zero';
 import type { InputSource } from '../input/types';
@@ -446,9 +446,9 @@ export class OvaArchiveWriter {
       })());
 
     return {
-      write: async (offset: number, data: Buffer): Promise<void> => {
+      write: async (offset: number, data: Buffer, lease?: BufferLease): Promise<void> => {
         await start();
-        await inner!.write(offset, data);
+        await inner!.write(offset, data, lease);
       },
       finish: async (): Promise<ImageWriteResult> => {
         await start();

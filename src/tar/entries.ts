@@ -12,6 +12,7 @@
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import * as tarStream from 'tar-stream';
 import { XvaError, XvaFormatError } from '../errors';
+import type { BufferLease } from '../image/types';
 
 export const TAR_BLOCK = 512;
 /**
@@ -35,6 +36,12 @@ export interface TarEntry {
    * exactly `size` bytes is returned; otherwise a new Buffer is allocated.
    */
   readAll(into?: Buffer): Promise<Buffer>;
+  /**
+   * Present where the reader already holds the body in a pooled buffer of its own (the
+   * plain-file walker): the body as `readAll()` returns it, plus a lease that lets an image
+   * writer keep writing from it after its write() returned (image/types.ts BufferLease).
+   */
+  readLeased?(): Promise<{ data: Buffer; lease: BufferLease }>;
   /** Discards the body. */
   skip(): Promise<void>;
 }

@@ -16,7 +16,6 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { XvaError, XvaFormatError } from '../errors';
-import { allocAligned } from '../input/aligned-buffer';
 import { plausibleName, type TarEntry, type TarReader } from './entries';
 import { decodeTarHeader, isRegularFileType, tarPadding, TAR_BLOCK, TYPE_DIRECTORY, TYPE_GNU_LONGNAME, TYPE_PAX_GLOBAL, TYPE_PAX_HEADER } from './header';
 
@@ -44,8 +43,6 @@ export interface TarHeaderWalker {
   entries(): AsyncGenerator<WalkedEntry>;
   /** Reads an entry's data (only for small entries such as ova.xml or a checksum file). */
   readData(entry: WalkedEntry): Promise<Buffer>;
-  /** Reads an entry's data into `into` (length >= entry.size) with positional reads; returns the view. */
-  readDataInto(entry: WalkedEntry, into: Buffer): Promise<Buffer>;
   /** After iteration: whether the archive ended with (at least) the 1024 zero bytes of its end marker. */
   endBlocksSeen(): boolean;
   /** Bytes of the file accounted for so far (headers and skipped data). */
@@ -94,6 +91,109 @@ function parsePax(body: Buffer): { path?: string; size?: number } {
     at += len;
   }
   return out;
+}
+
+/** What `walkTarEntries` reads through: positional reads of a file, or a forward-only block cursor. */
+export interface TarWalkAccess {
+  /** Input name for error locations. */
+  input: string;
+  /** Size of the input when known (a file): an entry running past it fails before it is yielded. */
+  size?: number;
+  signal?: AbortSignal;
+  /**
+   * `length` bytes at `offset` (fewer only at the end of the input). The view may be used until
+   * the next call. Offsets are at or after the end of the previously yielded entry's header.
+   */
+  readAt(offset: number, length: number): Promise<Buffer>;
+  /** Bytes accounted for (headers and data passed over); `endSeen` once the end marker is found. */
+  onConsumed(consumed: number, endSeen: boolean): void;
+}
+
+/** A tar error for an input that ends early; `size` is where it ends when known. */
+export function tarTruncated(input: string, what: string, at: number, size: number | undefined): XvaFormatError {
+  const where = size !== undefined ? ` (file ends at byte ${size})` : '';
+  return new XvaFormatError('TAR_TRUNCATED', `archive truncated: ${what}${where}`, { input, offset: at });
+}
+
+/**
+ * The tar entries of an input, in order, without reading their data: headers are decoded (and
+ * their checksums verified) by `decodeTarHeader`; PAX `x` path/size overrides and GNU `L` long
+ * names are applied (`g` ignored), directories are bodyless, a leading `./` is dropped; the walk
+ * stops at the first all-zero header block.
+ */
+export async function* walkTarEntries(a: TarWalkAccess): AsyncGenerator<WalkedEntry> {
+  const { input, size: fileSize } = a;
+  const truncated = (what: string, at: number): XvaFormatError => tarTruncated(input, what, at, fileSize);
+  let offset = 0;
+  let paxPath: string | undefined;
+  let paxSize: number | undefined;
+  let longName: string | undefined;
+  for (;;) {
+    if (a.signal?.aborted) throw a.signal.reason;
+    const block = fileSize !== undefined && offset >= fileSize ? Buffer.alloc(0) : await a.readAt(offset, TAR_BLOCK);
+    if (block.length === 0) {
+      // The input stops right after an entry: no end-of-archive marker.
+      a.onConsumed(offset, false);
+      return;
+    }
+    if (block.length < TAR_BLOCK) throw truncated(`partial header block at byte ${offset}`, offset);
+    let header;
+    try {
+      header = decodeTarHeader(block);
+    } catch (err) {
+      const detail = err instanceof XvaError ? err.message : String(err);
+      throw new XvaFormatError('TAR_BAD_HEADER', `invalid tar header at byte ${offset} (${detail})`, { input, offset });
+    }
+    if (header === null) {
+      const end = offset + 2 * TAR_BLOCK;
+      if (fileSize !== undefined) a.onConsumed(Math.min(fileSize, end), fileSize >= end);
+      else {
+        // A stream: the second zero block must be there too.
+        const second = await a.readAt(offset + TAR_BLOCK, TAR_BLOCK);
+        a.onConsumed(offset + TAR_BLOCK + second.length, second.length === TAR_BLOCK);
+      }
+      return;
+    }
+    const size = paxSize ?? header.size;
+    const dataOffset = offset + TAR_BLOCK;
+    if (fileSize !== undefined && header.typeflag !== TYPE_DIRECTORY && dataOffset + size > fileSize) {
+      throw truncated(`entry "${(paxPath ?? longName ?? header.name).slice(0, 100)}" needs ${size} bytes of data from byte ${dataOffset}`, offset);
+    }
+    const flag = header.typeflag;
+    if (flag === TYPE_PAX_HEADER || flag === TYPE_PAX_GLOBAL || flag === TYPE_GNU_LONGNAME) {
+      if (header.size > MAX_META_ENTRY) {
+        throw new XvaFormatError('TAR_BAD_HEADER', `tar extension header of ${header.size} bytes at byte ${offset} is too large`, { input, offset });
+      }
+      const body = Buffer.from(await a.readAt(dataOffset, header.size));
+      if (body.length < header.size) throw truncated(`tar extension header at byte ${offset} is cut short`, offset);
+      if (flag === TYPE_PAX_HEADER) {
+        const pax = parsePax(body);
+        if (pax.path !== undefined) paxPath = pax.path;
+        if (pax.size !== undefined) paxSize = pax.size;
+      } else if (flag === TYPE_GNU_LONGNAME) {
+        const nul = body.indexOf(0);
+        longName = body.toString('utf8', 0, nul < 0 ? body.length : nul);
+      }
+      offset = dataOffset + padded(header.size);
+      a.onConsumed(offset, false);
+      continue;
+    }
+    const rawName = paxPath ?? longName ?? header.name;
+    // Same rules as the streaming reader (entries.ts), so both paths read an archive alike:
+    // implausible names are refused, and a directory is bodyless whatever its size field says.
+    if (!plausibleName(rawName)) {
+      throw new XvaFormatError('TAR_BAD_HEADER', `implausible tar entry name at byte ${offset}`, { input, offset });
+    }
+    const name = rawName.replace(/^(\.\/)+/, '');
+    paxPath = undefined;
+    paxSize = undefined;
+    longName = undefined;
+    const bodySize = flag === TYPE_DIRECTORY ? 0 : size;
+    const entry: WalkedEntry = { name, size: bodySize, type: typeOf(flag), headerOffset: offset, dataOffset };
+    offset = dataOffset + padded(bodySize);
+    a.onConsumed(fileSize !== undefined ? Math.min(offset, fileSize) : offset, false);
+    yield entry;
+  }
 }
 
 /** Opens `path` for header walking. `input` names it in error messages. */
@@ -169,89 +269,21 @@ export async function openTarHeaderWalker(path: string, options: { input?: strin
     return buf.subarray(0, Math.min(length, buf.length));
   };
 
-  const truncated = (what: string, at: number): XvaFormatError =>
-    new XvaFormatError('TAR_TRUNCATED', `archive truncated: ${what} (file ends at byte ${fileSize})`, { input, offset: at });
-
-  async function* entries(): AsyncGenerator<WalkedEntry> {
-    let offset = 0;
-    let paxPath: string | undefined;
-    let paxSize: number | undefined;
-    let longName: string | undefined;
-    for (;;) {
-      if (options.signal?.aborted) throw options.signal.reason;
-      if (offset >= fileSize) {
-        // The file stops right after an entry: no end-of-archive marker.
-        consumed = offset;
-        return;
-      }
-      const block = await readAt(offset, TAR_BLOCK);
-      if (block.length < TAR_BLOCK) throw truncated(`partial header block at byte ${offset}`, offset);
-      let header;
-      try {
-        header = decodeTarHeader(block);
-      } catch (err) {
-        const detail = err instanceof XvaError ? err.message : String(err);
-        throw new XvaFormatError('TAR_BAD_HEADER', `invalid tar header at byte ${offset} (${detail})`, { input, offset });
-      }
-      if (header === null) {
-        consumed = Math.min(fileSize, offset + 2 * TAR_BLOCK);
-        endSeen = fileSize >= offset + 2 * TAR_BLOCK;
-        return;
-      }
-      const size = paxSize ?? header.size;
-      const dataOffset = offset + TAR_BLOCK;
-      if (header.typeflag !== TYPE_DIRECTORY && dataOffset + size > fileSize) {
-        throw truncated(`entry "${(paxPath ?? longName ?? header.name).slice(0, 100)}" needs ${size} bytes of data from byte ${dataOffset}`, offset);
-      }
-      const flag = header.typeflag;
-      if (flag === TYPE_PAX_HEADER || flag === TYPE_PAX_GLOBAL || flag === TYPE_GNU_LONGNAME) {
-        if (header.size > MAX_META_ENTRY) {
-          throw new XvaFormatError('TAR_BAD_HEADER', `tar extension header of ${header.size} bytes at byte ${offset} is too large`, { input, offset });
-        }
-        const body = Buffer.from(await readAt(dataOffset, header.size));
-        if (flag === TYPE_PAX_HEADER) {
-          const pax = parsePax(body);
-          if (pax.path !== undefined) paxPath = pax.path;
-          if (pax.size !== undefined) paxSize = pax.size;
-        } else if (flag === TYPE_GNU_LONGNAME) {
-          const nul = body.indexOf(0);
-          longName = body.toString('utf8', 0, nul < 0 ? body.length : nul);
-        }
-        offset = dataOffset + padded(header.size);
-        consumed = offset;
-        continue;
-      }
-      const rawName = paxPath ?? longName ?? header.name;
-      // Same rules as the streaming reader (entries.ts), so both paths read an archive alike:
-      // implausible names are refused, and a directory is bodyless whatever its size field says.
-      if (!plausibleName(rawName)) {
-        throw new XvaFormatError('TAR_BAD_HEADER', `implausible tar entry name at byte ${offset}`, { input, offset });
-      }
-      const name = rawName.replace(/^(\.\/)+/, '');
-      paxPath = undefined;
-      paxSize = undefined;
-      longName = undefined;
-      const bodySize = flag === TYPE_DIRECTORY ? 0 : size;
-      const entry: WalkedEntry = { name, size: bodySize, type: typeOf(flag), headerOffset: offset, dataOffset };
-      offset = dataOffset + padded(bodySize);
-      consumed = Math.min(offset, fileSize);
-      yield entry;
-    }
-  }
+  const truncated = (what: string, at: number): XvaFormatError => tarTruncated(input, what, at, fileSize);
+  const entries = (): AsyncGenerator<WalkedEntry> =>
+    walkTarEntries({
+      input,
+      size: fileSize,
+      signal: options.signal,
+      readAt,
+      onConsumed: (c, e) => {
+        consumed = c;
+        endSeen = e;
+      },
+    });
 
   return {
     entries,
-    async readDataInto(entry, into) {
-      let got = 0;
-      while (got < entry.size) {
-        reads++;
-        const n = await fsRead(fd, into, got, entry.size - got, entry.dataOffset + got);
-        if (n === 0) throw truncated(`entry "${entry.name.slice(0, 100)}" is cut short`, entry.headerOffset);
-        got += n;
-        bytesRead += n;
-      }
-      return into.subarray(0, entry.size);
-    },
     async readData(entry) {
       const data = await readAt(entry.dataOffset, entry.size);
       if (data.length < entry.size) throw truncated(`entry "${entry.name.slice(0, 100)}" is cut short`, entry.headerOffset);
@@ -272,111 +304,26 @@ export async function openTarHeaderWalker(path: string, options: { input?: strin
   };
 }
 
-/** Entries at least this large are read ahead (chunk data); smaller ones come from the header window. */
-const PREFETCH_MIN_BYTES = 64 * 1024;
-/** Larger entries are not prefetched (XAPI chunks are 1 MiB; foreign writers stay close). */
-const PREFETCH_MAX_BYTES = 16 * 1024 * 1024;
-/** Entries queued ahead of the consumer (data + checksum pairs: about 4 chunks in flight). */
-const PREFETCH_DEPTH = 8;
-/** A buffer handed out by readAll stays valid until the consumer has pulled this many more entries. */
-const LEND_PULLS = 3;
-/** Pool buffer size: one XVA chunk. */
-const POOL_BUFFER_BYTES = 1024 * 1024;
-
-interface Queued {
-  entry: WalkedEntry;
-  /** Prefetched data (large entries when `readData`). */
-  data?: Promise<Buffer>;
-  buf?: Buffer;
-}
-
 /**
- * The walker as a TarReader (the interface readXva consumes).
- *
- * Without `readData` (structure-only passes such as `info --chunks`, `measure --fast`) data is
- * never read: `skip()` costs nothing and only the headers are touched.
- *
- * With `readData` (a full conversion of a plain file) chunk data is read with positional reads
- * straight into pooled buffers, PREFETCH_DEPTH entries ahead of the consumer, so the kernel
- * copies the next chunks while the main thread hashes and writes this one — no stream layers,
- * no tar-stream, no copy in user space. `readAll()` returns the pooled buffer itself (not
- * `into`); it stays valid until the consumer has pulled LEND_PULLS more entries, which covers
- * the reader's use (data entry, its checksum entry, then the write).
+ * The walker as a TarReader (the interface readXva and inspect consume) for structure-only
+ * passes (`info --chunks`, `measure --fast`, `verify --fast`): entry data is never read unless
+ * asked for, `skip()` costs nothing, and only the headers are touched. Conversions of a plain
+ * file read it front to back instead (block-reader.ts).
  */
-export function walkerTarReader(walker: TarHeaderWalker, options: { readData?: boolean } = {}): TarReader {
+export function walkerTarReader(walker: TarHeaderWalker): TarReader {
   const gen = walker.entries();
-  const queue: Queued[] = [];
-  const pool: Buffer[] = [];
-  const lent: Array<{ release: () => void; atPull: number }> = [];
-  let pulls = 0;
-  let ended = false;
-  let failure: { err: unknown } | undefined;
-
-  const recycle = (q: Queued): void => {
-    const buf = q.buf;
-    if (!buf || buf.length !== POOL_BUFFER_BYTES) return;
-    // Only once the read into it has settled may the buffer be reused.
-    void q.data!.then(
-      () => pool.push(buf),
-      () => pool.push(buf),
-    );
-  };
-
-  const enqueue = (entry: WalkedEntry): void => {
-    const q: Queued = { entry };
-    if (options.readData && entry.type === 'file' && entry.size >= PREFETCH_MIN_BYTES && entry.size <= PREFETCH_MAX_BYTES) {
-      // Page-aligned: the kernel copies into an aligned buffer ~4x faster (see aligned-buffer.ts).
-      q.buf = entry.size <= POOL_BUFFER_BYTES ? (pool.pop() ?? allocAligned(POOL_BUFFER_BYTES)) : allocAligned(entry.size);
-      q.data = walker.readDataInto(entry, q.buf);
-      q.data.catch(() => {}); // reported when (if) the consumer asks for it
-    }
-    queue.push(q);
-  };
-
   async function* entries(): AsyncGenerator<TarEntry> {
-    for (;;) {
-      while (!ended && queue.length < (options.readData ? PREFETCH_DEPTH : 1)) {
-        try {
-          const r = await gen.next();
-          if (r.done) ended = true;
-          else enqueue(r.value);
-        } catch (err) {
-          // A bad header ahead must not pre-empt the entries before it: hand those out first,
-          // as a sequential reader would, then fail.
-          ended = true;
-          failure = { err };
-        }
-      }
-      const q = queue.shift();
-      if (!q) {
-        if (failure) throw failure.err;
-        return;
-      }
-      pulls++;
-      while (lent.length > 0 && lent[0].atPull <= pulls - LEND_PULLS) lent.shift()!.release();
-      let used = false;
+    for await (const entry of gen) {
       yield {
-        ...q.entry,
+        ...entry,
         readAll: async (into?: Buffer) => {
-          used = true;
-          if (q.data) {
-            const data = await q.data;
-            lent.push({ release: () => recycle(q), atPull: pulls });
-            return data;
-          }
-          const data = await walker.readData(q.entry);
+          const data = await walker.readData(entry);
           if (!into || into.length < data.length) return data;
           data.copy(into);
           return into.subarray(0, data.length);
         },
-        skip: async () => {
-          if (!used && q.data) {
-            used = true;
-            recycle(q);
-          }
-        },
+        skip: async () => {},
       };
-      if (!used && q.data) recycle(q);
     }
   }
   const it = entries();

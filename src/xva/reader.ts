@@ -14,10 +14,12 @@
  * Buffers are reused, so memory stays flat whatever the disk size.
  */
 import { ChecksumError, XvaError, XvaFormatError } from '../errors';
-import type { DiskImageWriter, ImageWriteResult } from '../image/types';
+import type { BufferLease, DiskImageWriter, ImageWriteResult } from '../image/types';
+import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
 import { isAllZero } from '../image/zero';
 import type { InputSource } from '../input/types';
 import { readTar, type TarEntry, type TarReader } from '../tar/entries';
+import { blockTarReader, openFileBlockSource } from '../tar/block-reader';
 import { openTarHeaderWalker, walkerTarReader } from '../tar/header-walker';
 import { checksumsEqual, createChunkHasher, kindFromSuffix, type ChecksumKind, type ChunkHasher } from './checksum';
 import type { DiskInfo, XvaMetadata } from './model';
@@ -126,9 +128,11 @@ export async function readXva(source: InputSource, consumer: XvaConsumer = {}, o
   // structure-only passes; chunk data prefetched into pooled buffers otherwise) instead of
   // through the stream and tar-stream: fewer copies, and reads overlap hashing and writing.
   const seek = options.seek !== false && source.seekablePath !== undefined;
-  const tar = seek
-    ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal }), { readData: !options.skipData })
-    : readTar(source.stream);
+  const tar = !seek
+    ? readTar(source.stream)
+    : options.skipData
+      ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal }))
+      : blockTarReader(await openFileBlockSource(source.seekablePath!), { input: source.name, signal: options.signal });
   try {
     return await readEntries(source, tar, consumer, options);
   } catch (err) {
@@ -189,7 +193,7 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
   const diskBytesTotal = metadata.disks.reduce((s, d) => s + d.virtualSize, 0);
   let diskBytesDone = 0;
   const hashers = new Map<ChecksumKind, ChunkHasher>();
-  let chunkBuf = Buffer.allocUnsafe(CHUNK_SIZE);
+  const chunkPool = new ChunkBufferPool(CHUNK_SIZE);
   let active: ActiveDisk | undefined;
   let skippedDir: string | undefined;
   let lastProgress = 0;
@@ -292,101 +296,113 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
       }
     }
 
-    // Read (or skip) the data entry.
+    // Read (or skip) the data entry. Its buffer comes with a lease so that the writer can keep
+    // writing from it while the next chunks are read and verified (no copy, see WriteQueue).
     let data: Buffer | undefined;
+    let lease: BufferLease | undefined;
+    let pooled: PooledBuffer | undefined;
     if (options.skipData || !active) {
       await entry.skip();
+    } else if (entry.readLeased) {
+      ({ data, lease } = await entry.readLeased());
+    } else if (entry.size > 0 && entry.size <= chunkPool.bufferSize) {
+      pooled = chunkPool.take();
+      lease = pooled.lease;
+      data = await entry.readAll(pooled.buf);
     } else {
-      if (entry.size > chunkBuf.length) chunkBuf = Buffer.allocUnsafe(entry.size);
-      data = await entry.readAll(chunkBuf);
+      data = await entry.readAll(); // a keep-alive, or an oversized foreign chunk: its own buffer
     }
+    try {
 
-    // Its checksum entry must come next.
-    const sumEntry = await next();
-    const sumName = sumEntry ? parseChunkName(sumEntry.name) : undefined;
-    if (!sumEntry || !sumName || sumName.dir !== parsed.dir || sumName.counter !== parsed.counter || sumName.suffix === '' || entry.name + sumName.suffix !== sumEntry.name) {
-      const found = sumEntry ? `next entry is "${sumEntry.name.slice(0, 100)}"` : 'the archive ends';
-      throw new XvaFormatError('XVA_MISSING_CHECKSUM', `${entry.name}: no checksum file after the chunk (${found})`, {
-        ...loc,
-        offset: sumEntry?.headerOffset ?? tar.bytesConsumed(),
-      });
-    }
-    const kind = kindFromSuffix(sumName.suffix);
-    if (!kind) {
-      throw new XvaFormatError('XVA_BAD_ENTRY', `${sumEntry.name}: unsupported checksum file (expected .xxhash or .checksum)`, {
-        entry: sumEntry.name,
-        offset: sumEntry.headerOffset,
-      });
-    }
-    if (sumEntry.size > MAX_CHECKSUM_ENTRY_BYTES) {
-      throw new XvaFormatError('XVA_BAD_ENTRY', `${sumEntry.name}: checksum file of ${sumEntry.size} bytes is too large`, {
-        entry: sumEntry.name,
-        offset: sumEntry.headerOffset,
-      });
-    }
-    result.checksum ??= kind;
-    const expected = (await sumEntry.readAll()).toString('latin1');
-    if (!active) continue;
-
-    const placement = active.placer.place(parsed.counter, entry.size, entry.name);
-    active.stats.chunks++;
-    active.stats.dataBytes += entry.size;
-    active.stats.checksum ??= kind;
-    if (entry.size === 0) active.stats.keepAlives++;
-    const clipped = Math.max(0, Math.min(entry.size, active.info.virtualSize - placement.offset));
-    if (clipped > 0) consumer.onChunk?.(active.info, entry.name, placement.offset, clipped);
-    if (!data) {
-      progress();
-      continue;
-    }
-
-    let zeroed = false;
-    if (verify) {
-      let hasher = hashers.get(kind);
-      if (!hasher) {
-        hasher = await createChunkHasher(kind);
-        hashers.set(kind, hasher);
-      }
-      hasher.update(data);
-      const actual = hasher.digestHex();
-      if (!checksumsEqual(expected, actual)) {
-        const label = kind === 'xxh64' ? 'XXH64' : 'SHA-1';
-        const shown = expected.trim().slice(0, 64);
-        const msg = `${entry.name}: ${label} mismatch (expected ${shown}, got ${actual})`;
-        if (policy === 'fail') throw new ChecksumError(msg, { ...loc, disk: active.info.ref });
-        zeroed = policy === 'zero';
-        result.badChunks.push({
-          disk: active.info.ref,
-          entry: entry.name,
-          offset: placement.offset,
-          length: entry.size,
-          expected: shown,
-          actual,
-          action: zeroed ? 'zeroed' : 'kept',
+      // Its checksum entry must come next.
+      const sumEntry = await next();
+      const sumName = sumEntry ? parseChunkName(sumEntry.name) : undefined;
+      if (!sumEntry || !sumName || sumName.dir !== parsed.dir || sumName.counter !== parsed.counter || sumName.suffix === '' || entry.name + sumName.suffix !== sumEntry.name) {
+        const found = sumEntry ? `next entry is "${sumEntry.name.slice(0, 100)}"` : 'the archive ends';
+        throw new XvaFormatError('XVA_MISSING_CHECKSUM', `${entry.name}: no checksum file after the chunk (${found})`, {
+          ...loc,
+          offset: sumEntry?.headerOffset ?? tar.bytesConsumed(),
         });
-        consumer.onBadChunk?.(result.badChunks[result.badChunks.length - 1], `${msg}; ${zeroed ? 'replaced by zeros' : 'kept as is'}`);
       }
-    }
+      const kind = kindFromSuffix(sumName.suffix);
+      if (!kind) {
+        throw new XvaFormatError('XVA_BAD_ENTRY', `${sumEntry.name}: unsupported checksum file (expected .xxhash or .checksum)`, {
+          entry: sumEntry.name,
+          offset: sumEntry.headerOffset,
+        });
+      }
+      if (sumEntry.size > MAX_CHECKSUM_ENTRY_BYTES) {
+        throw new XvaFormatError('XVA_BAD_ENTRY', `${sumEntry.name}: checksum file of ${sumEntry.size} bytes is too large`, {
+          entry: sumEntry.name,
+          offset: sumEntry.headerOffset,
+        });
+      }
+      result.checksum ??= kind;
+      const expected = (await sumEntry.readAll()).toString('latin1');
+      if (!active) continue;
 
-    // Clip to the virtual size: zeros past the end are padding, data past the end is an error.
-    const size = active.info.virtualSize;
-    let body = data;
-    if (placement.offset + body.length > size) {
-      const keep = Math.max(0, size - placement.offset);
-      const tail = body.subarray(keep);
-      if (!zeroed && !isAllZero(tail)) {
-        throw new XvaFormatError(
-          'XVA_DATA_PAST_END',
-          `${entry.name}: ${tail.length} bytes of data past the end of disk ${active.info.ref} (virtual_size ${size})`,
-          { ...loc, disk: active.info.ref },
-        );
+      const placement = active.placer.place(parsed.counter, entry.size, entry.name);
+      active.stats.chunks++;
+      active.stats.dataBytes += entry.size;
+      active.stats.checksum ??= kind;
+      if (entry.size === 0) active.stats.keepAlives++;
+      const clipped = Math.max(0, Math.min(entry.size, active.info.virtualSize - placement.offset));
+      if (clipped > 0) consumer.onChunk?.(active.info, entry.name, placement.offset, clipped);
+      if (!data) {
+        progress();
+        continue;
       }
-      active.droppedZeroTail += tail.length;
-      body = body.subarray(0, keep);
+
+      let zeroed = false;
+      if (verify) {
+        let hasher = hashers.get(kind);
+        if (!hasher) {
+          hasher = await createChunkHasher(kind);
+          hashers.set(kind, hasher);
+        }
+        hasher.update(data);
+        const actual = hasher.digestHex();
+        if (!checksumsEqual(expected, actual)) {
+          const label = kind === 'xxh64' ? 'XXH64' : 'SHA-1';
+          const shown = expected.trim().slice(0, 64);
+          const msg = `${entry.name}: ${label} mismatch (expected ${shown}, got ${actual})`;
+          if (policy === 'fail') throw new ChecksumError(msg, { ...loc, disk: active.info.ref });
+          zeroed = policy === 'zero';
+          result.badChunks.push({
+            disk: active.info.ref,
+            entry: entry.name,
+            offset: placement.offset,
+            length: entry.size,
+            expected: shown,
+            actual,
+            action: zeroed ? 'zeroed' : 'kept',
+          });
+          consumer.onBadChunk?.(result.badChunks[result.badChunks.length - 1], `${msg}; ${zeroed ? 'replaced by zeros' : 'kept as is'}`);
+        }
+      }
+
+      // Clip to the virtual size: zeros past the end are padding, data past the end is an error.
+      const size = active.info.virtualSize;
+      let body = data;
+      if (placement.offset + body.length > size) {
+        const keep = Math.max(0, size - placement.offset);
+        const tail = body.subarray(keep);
+        if (!zeroed && !isAllZero(tail)) {
+          throw new XvaFormatError(
+            'XVA_DATA_PAST_END',
+            `${entry.name}: ${tail.length} bytes of data past the end of disk ${active.info.ref} (virtual_size ${size})`,
+            { ...loc, disk: active.info.ref },
+          );
+        }
+        active.droppedZeroTail += tail.length;
+        body = body.subarray(0, keep);
+      }
+      active.stats.bytesPlaced += body.length;
+      if (!zeroed && body.length > 0 && active.writer) await active.writer.write(placement.offset, body, lease);
+      progress();
+    } finally {
+      pooled?.release();
     }
-    active.stats.bytesPlaced += body.length;
-    if (!zeroed && body.length > 0 && active.writer) await active.writer.write(placement.offset, body);
-    progress();
   }
 
   if (active) await finishDisk(active, true);

@@ -12,14 +12,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildXva, content, MiB } from './build';
 
-// Injected write errors: FileTarget writes with fs.write; make the N-th write fail.
+// Injected write errors: FileTarget writes with fs.write (headers, tables) and fs.writev (image
+// data, batched); make the N-th write of either kind fail.
 /** Injected write failures: after N more writes, or to files whose path matches `path`. */
 const failing: { after: number; code: string; path?: RegExp } = { after: Infinity, code: 'ENOSPC' };
 jest.mock('node:fs', () => {
   const actual = jest.requireActual<typeof import('node:fs')>('node:fs');
-  return {
-    ...actual,
-    write: (...args: unknown[]) => {
+  const failable =
+    (real: (...a: unknown[]) => void) =>
+    (...args: unknown[]) => {
       const target = failing.path ? actual.readlinkSync(`/proc/self/fd/${args[0] as number}`) : '';
       if (failing.after-- <= 0 || (failing.path && failing.path.test(target))) {
         const cb = args[args.length - 1] as (e: NodeJS.ErrnoException) => void;
@@ -27,8 +28,12 @@ jest.mock('node:fs', () => {
         process.nextTick(() => cb(err));
         return;
       }
-      return (actual.write as (...a: unknown[]) => void)(...args);
-    },
+      return real(...args);
+    };
+  return {
+    ...actual,
+    write: failable(actual.write as (...a: unknown[]) => void),
+    writev: failable(actual.writev as (...a: unknown[]) => void),
   };
 });
 // eslint-disable-next-line import/first

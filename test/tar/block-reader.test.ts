@@ -1,0 +1,183 @@
+/**
+ * The block reader (plain XVA files are converted by reading them front to back in 4 MiB
+ * blocks): it must yield the same entries and bytes as the tar-stream reader, for archives
+ * from other producers too, whatever the block boundaries; chunks inside one block are handed
+ * out without a copy and stay valid while a writer holds them.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { XvaFormatError } from '../../src/errors';
+import type { DiskInfo } from '../../src/xva/model';
+import { openInput } from '../../src/input/open';
+import { ChunkBufferPool, type PooledBuffer } from '../../src/input/buffer-pool';
+import { BlockCursor, blockTarReader, openFileBlockSource, FILE_BLOCK_BYTES, type BlockSource } from '../../src/tar/block-reader';
+import { readTar } from '../../src/tar/entries';
+import { readXva } from '../../src/xva/reader';
+import { independentXva, pseudoRandom } from '../helpers/independent';
+import { MemoryWriter } from '../helpers/memory-writer';
+
+const MiB = 1024 * 1024;
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'block-reader-'));
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** A BlockSource over a buffer cut into blocks of `size` bytes (any size, not only 4 MiB). */
+function memoryBlocks(bytes: Buffer, size: number): BlockSource & { released: number } {
+  let at = 0;
+  const src = {
+    released: 0,
+    size: bytes.length,
+    async next(): Promise<PooledBuffer | null> {
+      if (at >= bytes.length) return null;
+      const buf = Buffer.from(bytes.subarray(at, Math.min(at + size, bytes.length)));
+      at += size;
+      let refs = 1;
+      const drop = (): void => {
+        if (--refs === 0) src.released++;
+      };
+      return { buf, lease: { hold: () => (refs++, drop) }, release: drop };
+    },
+    async close() {},
+  };
+  return src;
+}
+
+async function entriesOf(reader: AsyncIterable<{ name: string; size: number; type: string; readAll(): Promise<Buffer> }>): Promise<Array<[string, number, string, string]>> {
+  const out: Array<[string, number, string, string]> = [];
+  for await (const e of reader) out.push([e.name, e.size, e.type, (await e.readAll()).toString('hex')]);
+  return out;
+}
+
+function sampleDisk(size: number, seed: number): Buffer {
+  const d = pseudoRandom(size, seed);
+  if (size > 3 * MiB) d.fill(0, MiB, 2 * MiB);
+  return d;
+}
+
+describe('same entries as the tar-stream reader', () => {
+  const xva = independentXva({
+    style: 'xapi',
+    disks: [
+      { ref: 'Ref:10', userdevice: '1', image: sampleDisk(5 * MiB + 512, 1), keepaliveBefore: [2] },
+      { ref: 'Ref:9', userdevice: '0', image: sampleDisk(2 * MiB, 2) },
+    ],
+  });
+
+  test.each([512, 700, 4096, 1536 * 1024, FILE_BLOCK_BYTES])('blocks of %i bytes (headers and chunks straddling blocks)', async (blockSize) => {
+    const expected = await entriesOf(readTar(Readable.from([xva])));
+    const got = await entriesOf(blockTarReader(memoryBlocks(xva, blockSize), { input: 'mem.xva' }));
+    expect(got).toEqual(expected);
+  });
+
+  test('a file opened for conversion reads the same bytes as the stream, disk by disk', async () => {
+    const file = path.join(dir, 'xapi.xva');
+    fs.writeFileSync(file, xva);
+    const read = async (seek: boolean): Promise<Map<string, Buffer>> => {
+      const disks = new Map<string, Buffer>();
+      const source = await openInput(file);
+      try {
+        expect(source.seekablePath).toBe(file);
+        await readXva(
+          source,
+          {
+            openDisk: (d: DiskInfo) => {
+              const w = new MemoryWriter(d.virtualSize);
+              const finish = w.finish.bind(w);
+              w.finish = async () => {
+                disks.set(d.ref, w.bytes);
+                return finish();
+              };
+              return w;
+            },
+          },
+          { seek },
+        );
+      } finally {
+        await source.close();
+      }
+      return disks;
+    };
+    const viaBlocks = await read(true);
+    const viaStream = await read(false);
+    expect([...viaBlocks.keys()].sort()).toEqual(['Ref:10', 'Ref:9']);
+    for (const [ref, bytes] of viaStream) expect(viaBlocks.get(ref)!.equals(bytes)).toBe(true);
+  });
+});
+
+describe('zero copy and leases', () => {
+  test('a chunk inside one block is a view of it; the block is not reused while a writer holds it', async () => {
+    const xva = independentXva({ style: 'xo', disks: [{ ref: 'Ref:1', userdevice: '0', image: pseudoRandom(3 * MiB, 7) }] });
+    const blocks = memoryBlocks(xva, 8 * MiB); // the whole archive in one block
+    const reader = blockTarReader(blocks, { input: 'mem.xva' });
+    const releases: Array<() => void> = [];
+    let chunks = 0;
+    for await (const e of reader) {
+      if (!/^Ref:1\/\d+$/.test(e.name)) continue;
+      const { data, lease } = await e.readLeased!();
+      expect(data.length).toBe(MiB);
+      releases.push(lease.hold());
+      chunks++;
+    }
+    expect(chunks).toBe(3);
+    reader.destroy();
+    expect(blocks.released).toBe(0); // three holds keep the block
+    for (const r of releases) r();
+    expect(blocks.released).toBe(1);
+  });
+
+  test('a chunk across two blocks is copied whole into a pooled buffer', async () => {
+    const image = pseudoRandom(2 * MiB, 9);
+    const xva = independentXva({ style: 'xapi', disks: [{ ref: 'Ref:1', userdevice: '0', image }] });
+    const reader = blockTarReader(memoryBlocks(xva, 1000 * 1024), { input: 'mem.xva' });
+    const got: Buffer[] = [];
+    for await (const e of reader) if (/^Ref:1\/\d+$/.test(e.name)) got.push(Buffer.from((await e.readLeased!()).data));
+    expect(Buffer.concat(got).equals(image)).toBe(true);
+  });
+
+  test('the cursor only moves forward', async () => {
+    const cursor = new BlockCursor(memoryBlocks(Buffer.alloc(4096, 1), 1024));
+    expect((await cursor.readAt(2048, 512)).length).toBe(512);
+    await expect(cursor.readAt(0, 512)).rejects.toThrow(/behind the cursor/);
+  });
+
+  test('take() past the end of the input is null (the caller reports the truncation)', async () => {
+    const cursor = new BlockCursor(memoryBlocks(Buffer.alloc(3000, 1), 1024));
+    expect(await cursor.take(2000, 2000, new ChunkBufferPool(4096))).toBeNull();
+  });
+});
+
+describe('files', () => {
+  test('reads in FILE_BLOCK_BYTES blocks, the last one short', async () => {
+    const file = path.join(dir, 'blocks.bin');
+    const bytes = pseudoRandom(FILE_BLOCK_BYTES * 2 + 1234, 3);
+    fs.writeFileSync(file, bytes);
+    const src = await openFileBlockSource(file);
+    const sizes: number[] = [];
+    const parts: Buffer[] = [];
+    for (let b = await src.next(); b; b = await src.next()) {
+      sizes.push(b.buf.length);
+      expect(b.buf.byteOffset % 4096).toBe(0); // page-aligned: fast copies from the page cache
+      parts.push(Buffer.from(b.buf));
+      b.release();
+    }
+    await src.close();
+    expect(sizes).toEqual([FILE_BLOCK_BYTES, FILE_BLOCK_BYTES, 1234]);
+    expect(Buffer.concat(parts).equals(bytes)).toBe(true);
+  });
+
+  test('an archive cut inside a chunk: TAR_TRUNCATED naming the entry and the file end', async () => {
+    const xva = independentXva({ style: 'xapi', disks: [{ ref: 'Ref:1', userdevice: '0', image: pseudoRandom(2 * MiB, 4) }] });
+    const file = path.join(dir, 'cut.xva');
+    fs.writeFileSync(file, xva.subarray(0, xva.length - 1024 * 1024));
+    const reader = blockTarReader(await openFileBlockSource(file), { input: file });
+    const err = await entriesOf(reader).catch((e: unknown) => e);
+    reader.destroy();
+    expect(err).toBeInstanceOf(XvaFormatError);
+    expect((err as XvaFormatError).code).toBe('TAR_TRUNCATED');
+    expect((err as Error).message).toMatch(/Ref:1\/00000001.*file ends at byte/);
+  });
+});
