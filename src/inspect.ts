@@ -15,7 +15,8 @@ import { XvaError, XvaFormatError } from './errors';
 import { openInput } from './input/open';
 import type { Compression, InputSource, OpenInputOptions } from './input/types';
 import { openTarHeaderWalker, walkerTarReader, type TarHeaderWalker } from './tar/header-walker';
-import { readTar, type TarReader } from './tar/entries';
+import { blockTarReader, streamBlockSource } from './tar/block-reader';
+import type { TarReader } from './tar/entries';
 import { kindFromSuffix, type ChecksumKind } from './xva/checksum';
 import type { XvaMetadata } from './xva/model';
 import { MAX_OVA_XML_BYTES, parseOvaXml } from './xva/ova-xml';
@@ -209,7 +210,9 @@ export async function inspectXva(input: string | InputSource, options: InspectOp
     if (options.chunks) {
       info = await inspectChunks(source, seek, options);
     } else {
-      const tar = seek ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal })) : readTar(source.stream);
+      const tar = seek
+        ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal }))
+        : blockTarReader(streamBlockSource(source.stream), { input: source.name, signal: options.signal });
       info = await inspectHead(source, tar);
     }
     info.seconds = (Date.now() - started) / 1000;

@@ -11,7 +11,7 @@ import { XvaFormatError } from '../src/errors';
 import { inspectXva, type XvaInfo } from '../src/inspect';
 import { openInput } from '../src/input/open';
 import { openTarHeaderWalker, type WalkedEntry } from '../src/tar/header-walker';
-import { readTar } from '../src/tar/entries';
+import { readTar } from './helpers/tar-stream-oracle';
 import { readXva } from '../src/xva/reader';
 import { independentXva, pseudoRandom } from './helpers/independent';
 import { KiB, makeXvaFile, MiB, type MakeXvaOptions } from './helpers/xva-fixtures';

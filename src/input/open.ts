@@ -22,11 +22,13 @@ import { SNIFF_BYTES, detectCompression, sniff } from './sniff';
 import { createZstdDecoder, resolveZstdCodec } from './zstd';
 
 /**
- * Default bytes per read from files. 1 MiB: a larger read of compressed input inflates into a
- * backlog of decoded buffers at once (4 MiB of gzip is ~12 MiB of tar), which costs memory and
- * buys no speed. Plain files are read by the reader's positional path, not here.
+ * Default bytes per read from files (compressed ones: plain files are read by the reader's
+ * block path, not here). Every read is a round trip through the thread pool, costly on small
+ * VMs, so bigger reads are faster; but each read inflates into a backlog of decoded buffers
+ * that V8 frees late. Measured on gz -> raw (1.3 GB XVA, 2 vCPUs): 1 MiB 4.2 s / 125 MB peak
+ * RSS, 2 MiB 4.1 s / 130 MB, 4 MiB ~3.9 s / 160-170 MB. 2 MiB keeps memory well under budget.
  */
-export const DEFAULT_READ_SIZE = 1 << 20;
+export const DEFAULT_READ_SIZE = 2 << 20;
 
 const fsOpen = promisify(fs.open);
 const fsFstat = promisify(fs.fstat);

@@ -12,10 +12,14 @@
  * once the cursor has moved past it and every holder let go (ChunkBufferPool). Only a chunk that
  * straddles two blocks (about one in four) is copied, into a pooled chunk buffer.
  *
+ * The same parser reads compressed input, stdin and HTTP from the decoded stream's chunks
+ * (streamBlockSource); there every chunk is copied once into a pooled buffer.
+ *
  * Headers are decoded by `walkTarEntries`, the same code that walks headers positionally for
  * structure-only passes, so both read an archive alike.
  */
 import * as fs from 'node:fs';
+import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
 import type { BufferLease } from '../image/types';
@@ -26,8 +30,8 @@ import { tarTruncated, walkTarEntries } from './header-walker';
 export const FILE_BLOCK_BYTES = 4 * 1024 * 1024;
 /** Block reads in flight ahead of the parser. */
 export const FILE_READ_AHEAD = 2;
-/** Copy buffers for chunks that straddle two blocks: one XVA chunk. */
-const STRADDLE_BUFFER_BYTES = 1024 * 1024;
+/** Copy buffers (chunks that straddle two blocks, or a stream's): one XVA chunk. */
+const COPY_BUFFER_BYTES = 1024 * 1024;
 /** A chunk handed out stays valid until the consumer has pulled this many more entries (data, checksum, write). */
 const LEND_PULLS = 3;
 
@@ -37,6 +41,21 @@ export interface BlockSource {
   next(): Promise<PooledBuffer | null>;
   /** Size of the input when known. */
   readonly size?: number;
+  /**
+   * Whether entry data may be handed out as views of the blocks. True for pooled blocks (file
+   * reads). A stream's chunks are garbage-collected buffers of up to 4 MiB: a view held by a
+   * queued write would pin the whole chunk, and V8 frees them late (it collects after ~64 MB
+   * of external memory), so their entries are copied into pooled buffers instead: one copy,
+   * and memory bounded by the pool.
+   */
+  readonly lendsBlocks: boolean;
+  /**
+   * A stream's error seen so far (e.g. a corrupt gzip member), even if blocks before it are
+   * still queued. It explains a tar error found in those blocks better than the tar error does.
+   */
+  failure?(): unknown;
+  /** Reads what is left without parsing it (a stream after the end-of-archive marker). */
+  drain?(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -85,6 +104,7 @@ export async function openFileBlockSource(path: string): Promise<BlockSource> {
 
   return {
     size,
+    lendsBlocks: true,
     next() {
       while (!closed && ahead.length < FILE_READ_AHEAD && nextOffset < size) {
         const r = readBlock(nextOffset);
@@ -99,6 +119,83 @@ export async function openFileBlockSource(path: string): Promise<BlockSource> {
       closed = true;
       await Promise.allSettled(ahead);
       await fsClose(fd);
+    },
+  };
+}
+
+/** Decoded bytes queued ahead of the parser (the decoder keeps working meanwhile). */
+export const STREAM_QUEUE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The chunks of a byte stream (the decoded output of gzip/zstd, stdin, HTTP) as blocks, as they
+ * come: no concatenation. Entries are copied out of them (lendsBlocks false), once, into pooled
+ * buffers that writers then hold. Backpressure: the stream is paused while STREAM_QUEUE_BYTES
+ * are queued.
+ */
+export function streamBlockSource(stream: Readable): BlockSource {
+  const queue: Buffer[] = [];
+  let queued = 0;
+  let ended = false;
+  let failure: { err: unknown } | undefined;
+  let waiter: ((b: PooledBuffer | null | Error) => void) | undefined;
+  let closed = false;
+
+  const settle = (): void => {
+    const w = waiter;
+    if (!w) return;
+    const b = queue.shift();
+    if (b) {
+      queued -= b.length;
+      if (queued < STREAM_QUEUE_BYTES && !ended && !closed) stream.resume();
+      waiter = undefined;
+      w({ buf: b, lease: NO_LEASE, release: () => {} });
+    } else if (failure) {
+      waiter = undefined;
+      w(failure.err instanceof Error ? failure.err : new Error(String(failure.err)));
+    } else if (ended) {
+      waiter = undefined;
+      w(null);
+    }
+  };
+  const onData = (chunk: Buffer): void => {
+    if (chunk.length === 0) return;
+    queue.push(chunk);
+    queued += chunk.length;
+    if (queued >= STREAM_QUEUE_BYTES) stream.pause();
+    settle();
+  };
+  const onEnd = (): void => {
+    ended = true;
+    settle();
+  };
+  const onError = (err: unknown): void => {
+    failure ??= { err };
+    settle();
+  };
+  stream.on('data', onData);
+  stream.on('end', onEnd);
+  stream.on('error', onError);
+
+  const next = (): Promise<PooledBuffer | null> =>
+    new Promise((resolve, reject) => {
+      waiter = (b) => (b instanceof Error ? reject(b) : resolve(b));
+      settle();
+    });
+  return {
+    next,
+    lendsBlocks: false,
+    failure: () => failure?.err,
+    async drain() {
+      while (await next());
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      stream.removeListener('data', onData);
+      stream.removeListener('end', onEnd);
+      // The error listener stays: a late error from a destroyed stream must not go unhandled.
+      queue.length = 0;
+      stream.destroy();
     },
   };
 }
@@ -161,17 +258,21 @@ export class BlockCursor {
     return out.subarray(0, await this.copyInto(offset, out));
   }
 
-  /** `length` bytes at `offset` that stay valid until released; null when the input ends first. */
-  async take(offset: number, length: number, straddlePool: ChunkBufferPool): Promise<TakenData | null> {
+  /**
+   * `length` bytes at `offset` that stay valid until released; null when the input ends first.
+   * A view of the current block when the source lends its blocks and the bytes lie inside one;
+   * otherwise a copy (into `copyPool` when they fit).
+   */
+  async take(offset: number, length: number, copyPool: ChunkBufferPool): Promise<TakenData | null> {
     if (length === 0) return { data: Buffer.alloc(0), lease: NO_LEASE, release: () => {} };
     if (!(await this.seek(offset))) return null;
     const cur = this.cur!;
     const rel = offset - this.curStart;
-    if (rel + length <= cur.buf.length) {
+    if (rel + length <= cur.buf.length && this.source.lendsBlocks) {
       return { data: cur.buf.subarray(rel, rel + length), lease: cur.lease, release: cur.lease.hold() };
     }
-    if (length <= straddlePool.bufferSize) {
-      const p = straddlePool.take();
+    if (length <= copyPool.bufferSize) {
+      const p = copyPool.take();
       const data = p.buf.subarray(0, length);
       if ((await this.copyInto(offset, data)) < length) {
         p.release();
@@ -182,6 +283,11 @@ export class BlockCursor {
     const data = Buffer.allocUnsafe(length);
     if ((await this.copyInto(offset, data)) < length) return null;
     return { data, lease: NO_LEASE, release: () => {} };
+  }
+
+  /** The input's length, once its end has been reached. */
+  endOffset(): number | undefined {
+    return this.ended ? this.curStart : undefined;
   }
 
   /** Lets go of the current block (end of reading). */
@@ -198,7 +304,7 @@ export class BlockCursor {
  */
 export function blockTarReader(source: BlockSource, options: { input: string; signal?: AbortSignal }): TarReader {
   const cursor = new BlockCursor(source);
-  const straddlePool = new ChunkBufferPool(STRADDLE_BUFFER_BYTES);
+  const copyPool = new ChunkBufferPool(COPY_BUFFER_BYTES);
   let consumed = 0;
   let endSeen = false;
   const walk = walkTarEntries({
@@ -206,6 +312,7 @@ export function blockTarReader(source: BlockSource, options: { input: string; si
     size: source.size,
     signal: options.signal,
     readAt: (offset, length) => cursor.readAt(offset, length),
+    endOffset: () => cursor.endOffset(),
     onConsumed: (c, e) => {
       consumed = c;
       endSeen = e;
@@ -214,13 +321,26 @@ export function blockTarReader(source: BlockSource, options: { input: string; si
   const lent: Array<{ release: () => void; atPull: number }> = [];
   let pulls = 0;
 
+  // A tar error found in bytes that came before a stream error is a consequence of it (a
+  // corrupt or cut compressed stream): report the stream's error.
+  const explain = (err: unknown): unknown => source.failure?.() ?? err;
+
   async function* entries(): AsyncGenerator<TarEntry> {
+    try {
+      yield* walkEntries();
+      await source.drain?.(); // let a pipe's writer finish (tar pads after the end marker)
+    } catch (err) {
+      throw explain(err);
+    }
+  }
+
+  async function* walkEntries(): AsyncGenerator<TarEntry> {
     for await (const e of walk) {
       pulls++;
       while (lent.length > 0 && lent[0].atPull <= pulls - LEND_PULLS) lent.shift()!.release();
       let taken: Promise<TakenData> | undefined;
       const take = (): Promise<TakenData> =>
-        (taken ??= cursor.take(e.dataOffset, e.size, straddlePool).then((t) => {
+        (taken ??= cursor.take(e.dataOffset, e.size, copyPool).then((t) => {
           if (!t) throw tarTruncated(options.input, `entry "${e.name.slice(0, 100)}" is cut short`, e.headerOffset, source.size);
           lent.push({ release: t.release, atPull: pulls });
           return t;
@@ -228,10 +348,10 @@ export function blockTarReader(source: BlockSource, options: { input: string; si
       yield {
         ...e,
         readLeased: async () => {
-          const t = await take();
+          const t = await take().catch((err: unknown) => Promise.reject(explain(err)));
           return { data: t.data, lease: t.lease };
         },
-        readAll: async () => (await take()).data,
+        readAll: async () => (await take().catch((err: unknown) => Promise.reject(explain(err)))).data,
         skip: async () => {},
       };
     }

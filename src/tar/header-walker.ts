@@ -107,6 +107,8 @@ export interface TarWalkAccess {
   readAt(offset: number, length: number): Promise<Buffer>;
   /** Bytes accounted for (headers and data passed over); `endSeen` once the end marker is found. */
   onConsumed(consumed: number, endSeen: boolean): void;
+  /** For a stream: its length once it has ended (tells a cut entry from a clean end). */
+  endOffset?(): number | undefined;
 }
 
 /** A tar error for an input that ends early; `size` is where it ends when known. */
@@ -128,10 +130,15 @@ export async function* walkTarEntries(a: TarWalkAccess): AsyncGenerator<WalkedEn
   let paxPath: string | undefined;
   let paxSize: number | undefined;
   let longName: string | undefined;
+  let previous: WalkedEntry | undefined;
   for (;;) {
     if (a.signal?.aborted) throw a.signal.reason;
     const block = fileSize !== undefined && offset >= fileSize ? Buffer.alloc(0) : await a.readAt(offset, TAR_BLOCK);
     if (block.length === 0) {
+      const end = a.endOffset?.();
+      if (end !== undefined && end < offset && previous) {
+        throw truncated(`entry "${previous.name.slice(0, 100)}" is cut short (the input ends at byte ${end})`, previous.headerOffset);
+      }
       // The input stops right after an entry: no end-of-archive marker.
       a.onConsumed(offset, false);
       return;
@@ -192,6 +199,7 @@ export async function* walkTarEntries(a: TarWalkAccess): AsyncGenerator<WalkedEn
     const entry: WalkedEntry = { name, size: bodySize, type: typeOf(flag), headerOffset: offset, dataOffset };
     offset = dataOffset + padded(bodySize);
     a.onConsumed(fileSize !== undefined ? Math.min(offset, fileSize) : offset, false);
+    previous = entry;
     yield entry;
   }
 }

@@ -18,8 +18,8 @@ import type { BufferLease, DiskImageWriter, ImageWriteResult } from '../image/ty
 import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
 import { isAllZero } from '../image/zero';
 import type { InputSource } from '../input/types';
-import { readTar, type TarEntry, type TarReader } from '../tar/entries';
-import { blockTarReader, openFileBlockSource } from '../tar/block-reader';
+import type { TarEntry, TarReader } from '../tar/entries';
+import { blockTarReader, openFileBlockSource, streamBlockSource } from '../tar/block-reader';
 import { openTarHeaderWalker, walkerTarReader } from '../tar/header-walker';
 import { checksumsEqual, createChunkHasher, kindFromSuffix, type ChecksumKind, type ChunkHasher } from './checksum';
 import type { DiskInfo, XvaMetadata } from './model';
@@ -124,12 +124,13 @@ function fmtBytes(n: number): string {
 
 /** Reads an XVA from an opened input. Errors carry the input name, entry and byte offset. */
 export async function readXva(source: InputSource, consumer: XvaConsumer = {}, options: ReadXvaOptions = {}): Promise<XvaReadResult> {
-  // A plain regular file is read with positional reads where its entries sit (headers only for
-  // structure-only passes; chunk data prefetched into pooled buffers otherwise) instead of
-  // through the stream and tar-stream: fewer copies, and reads overlap hashing and writing.
+  // A plain regular file is read front to back in large aligned blocks (block-reader.ts), or,
+  // for structure-only passes, only where its headers sit (header-walker.ts). Anything else
+  // (compressed, stdin, HTTP) is parsed from the decoded stream's chunks as they come. All three
+  // decode headers with the same walkTarEntries.
   const seek = options.seek !== false && source.seekablePath !== undefined;
   const tar = !seek
-    ? readTar(source.stream)
+    ? blockTarReader(streamBlockSource(source.stream), { input: source.name, signal: options.signal })
     : options.skipData
       ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal }))
       : blockTarReader(await openFileBlockSource(source.seekablePath!), { input: source.name, signal: options.signal });

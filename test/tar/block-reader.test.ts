@@ -4,6 +4,7 @@
  * from other producers too, whatever the block boundaries; chunks inside one block are handed
  * out without a copy and stay valid while a writer holds them.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,8 +13,8 @@ import { XvaFormatError } from '../../src/errors';
 import type { DiskInfo } from '../../src/xva/model';
 import { openInput } from '../../src/input/open';
 import { ChunkBufferPool, type PooledBuffer } from '../../src/input/buffer-pool';
-import { BlockCursor, blockTarReader, openFileBlockSource, FILE_BLOCK_BYTES, type BlockSource } from '../../src/tar/block-reader';
-import { readTar } from '../../src/tar/entries';
+import { BlockCursor, blockTarReader, openFileBlockSource, streamBlockSource, FILE_BLOCK_BYTES, type BlockSource } from '../../src/tar/block-reader';
+import { readTar } from '../helpers/tar-stream-oracle';
 import { readXva } from '../../src/xva/reader';
 import { independentXva, pseudoRandom } from '../helpers/independent';
 import { MemoryWriter } from '../helpers/memory-writer';
@@ -31,6 +32,7 @@ function memoryBlocks(bytes: Buffer, size: number): BlockSource & { released: nu
   const src = {
     released: 0,
     size: bytes.length,
+    lendsBlocks: true,
     async next(): Promise<PooledBuffer | null> {
       if (at >= bytes.length) return null;
       const buf = Buffer.from(bytes.subarray(at, Math.min(at + size, bytes.length)));
@@ -108,6 +110,27 @@ describe('same entries as the tar-stream reader', () => {
   });
 });
 
+describe('archives written by GNU tar (pax and GNU long names, ./ prefixes, directories)', () => {
+  test.each(['pax', 'gnu', 'ustar'])('--format %s: same entries and bytes as tar-stream, through a stream cut in odd pieces', async (format) => {
+    const src = path.join(dir, `tree-${format}`);
+    const long = format === 'ustar' ? 'd'.repeat(90) : 'd'.repeat(150);
+    fs.mkdirSync(path.join(src, 'sub', long), { recursive: true });
+    fs.writeFileSync(path.join(src, 'a.txt'), 'hello');
+    fs.writeFileSync(path.join(src, 'sub', long, 'f.bin'), pseudoRandom(3000, 5));
+    fs.writeFileSync(path.join(src, 'empty'), '');
+    const tarFile = path.join(dir, `tree-${format}.tar`);
+    execFileSync('tar', ['--format', format, '-C', src, '-cf', tarFile, '.']);
+    const bytes = fs.readFileSync(tarFile);
+    const expected = await entriesOf(readTar(Readable.from([bytes])));
+    expect(expected.map((e) => e[0])).toContain(`sub/${long}/f.bin`);
+    for (const pieces of [1, 333, 512, 4096]) {
+      const reader = blockTarReader(memoryBlocks(bytes, pieces === 1 ? bytes.length : pieces), { input: tarFile });
+      expect(await entriesOf(reader)).toEqual(expected);
+      expect(reader.endBlocksSeen()).toBe(true);
+    }
+  });
+});
+
 describe('zero copy and leases', () => {
   test('a chunk inside one block is a view of it; the block is not reused while a writer holds it', async () => {
     const xva = independentXva({ style: 'xo', disks: [{ ref: 'Ref:1', userdevice: '0', image: pseudoRandom(3 * MiB, 7) }] });
@@ -147,6 +170,47 @@ describe('zero copy and leases', () => {
   test('take() past the end of the input is null (the caller reports the truncation)', async () => {
     const cursor = new BlockCursor(memoryBlocks(Buffer.alloc(3000, 1), 1024));
     expect(await cursor.take(2000, 2000, new ChunkBufferPool(4096))).toBeNull();
+  });
+});
+
+describe('streams', () => {
+  const xva = independentXva({ style: 'xapi', disks: [{ ref: 'Ref:1', userdevice: '0', image: pseudoRandom(2 * MiB, 6) }] });
+
+  test('the stream is read to its end after the end-of-archive marker (a pipe writer is not cut off)', async () => {
+    const padded = Buffer.concat([xva, Buffer.alloc(20 * 1024)]);
+    let read = 0;
+    const stream = Readable.from(
+      (function* () {
+        for (let o = 0; o < padded.length; o += 64 * 1024) {
+          const piece = padded.subarray(o, o + 64 * 1024);
+          read += piece.length;
+          yield piece;
+        }
+      })(),
+    );
+    const reader = blockTarReader(streamBlockSource(stream), { input: '-' });
+    await entriesOf(reader);
+    expect(reader.endBlocksSeen()).toBe(true);
+    expect(read).toBe(padded.length);
+  });
+
+  test("a stream error wins over the tar error it causes (e.g. a corrupt gzip member)", async () => {
+    const boom = new Error('gzip stream truncated/corrupt at compressed byte 1234');
+    const stream = new Readable({ read() {} });
+    stream.push(xva.subarray(0, MiB + 700)); // cut inside a header
+    stream.destroy(boom);
+    const reader = blockTarReader(streamBlockSource(stream), { input: '-' });
+    await expect(entriesOf(reader)).rejects.toBe(boom);
+  });
+
+  test('a stream that ends inside an entry skipped without reading: TAR_TRUNCATED naming it', async () => {
+    const reader = blockTarReader(streamBlockSource(Readable.from([xva.subarray(0, MiB)])), { input: '-' });
+    const err = await (async () => {
+      for await (const e of reader) await e.skip();
+    })().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(XvaFormatError);
+    expect((err as XvaFormatError).code).toBe('TAR_TRUNCATED');
+    expect((err as Error).message).toMatch(/Ref:1\/00000000" is cut short \(the input ends at byte 1048576\)/);
   });
 });
 
