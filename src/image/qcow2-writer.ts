@@ -44,7 +44,7 @@ import {
 } from './qcow2-layout';
 import type { BufferLease, DiskImageWriter, ImageWriteResult, RandomAccessTarget, SequentialTarget } from './types';
 import { WriteQueue } from './write-queue';
-import { isAllZero, zeros } from './zero';
+import { isZeroRange, zeros } from './zero';
 
 export interface Qcow2WriterOptions {
   /** Guest disk size in bytes. */
@@ -208,7 +208,7 @@ export class Qcow2Writer implements DiskImageWriter {
     const n = data.length / QCOW2_CLUSTER_SIZE;
     for (let i = 0; i < n; i++) {
       const at = i * QCOW2_CLUSTER_SIZE;
-      if (isAllZero(data.subarray(at, at + QCOW2_CLUSTER_SIZE))) {
+      if (isZeroRange(data, at, at + QCOW2_CLUSTER_SIZE)) {
         if (runStart >= 0) {
           await this.queue.add('append', data.subarray(runStart * QCOW2_CLUSTER_SIZE, at), lease);
           runStart = -1;

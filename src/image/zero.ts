@@ -1,6 +1,6 @@
 /**
  * All-zero detection without copying: compares against a shared zero buffer with
- * Buffer.equals (a native memcmp), which is far faster than a JS loop.
+ * Buffer.compare (a native memcmp), which is far faster than a JS loop.
  */
 const ZERO_BYTES = Buffer.alloc(4 * 1024 * 1024);
 
@@ -10,11 +10,21 @@ export function zeros(length: number): Buffer {
 }
 
 export function isAllZero(data: Uint8Array): boolean {
-  let off = 0;
-  while (off < data.length) {
-    const n = Math.min(ZERO_BYTES.length, data.length - off);
-    const part = data.subarray(off, off + n);
-    if (!ZERO_BYTES.subarray(0, n).equals(part)) return false;
+  return isZeroRange(data, 0, data.length);
+}
+
+/**
+ * Whether data[start, end) is all zeros, without allocating a view. The first and last bytes
+ * are looked at first: a block of real data almost never begins and ends with zeros, so most
+ * non-zero blocks are told apart in JS without a native call; the rest are compared with
+ * Buffer.compare against the shared zero buffer (a memcmp).
+ */
+export function isZeroRange(data: Uint8Array, start: number, end: number): boolean {
+  if (start >= end) return true;
+  if (data[start] !== 0 || data[end - 1] !== 0) return false;
+  for (let off = start; off < end; ) {
+    const n = Math.min(ZERO_BYTES.length, end - off);
+    if (ZERO_BYTES.compare(data, off, off + n, 0, n) !== 0) return false;
     off += n;
   }
   return true;
@@ -26,11 +36,10 @@ export function isAllZero(data: Uint8Array): boolean {
  * merged so that callers can issue one write per run.
  */
 export function forEachNonZeroRun(data: Uint8Array, blockSize: number, onData: (start: number, end: number) => void): void {
-  if (isAllZero(data)) return;
   let runStart = -1;
   for (let off = 0; off < data.length; off += blockSize) {
     const end = Math.min(off + blockSize, data.length);
-    const zero = isAllZero(data.subarray(off, end));
+    const zero = isZeroRange(data, off, end);
     if (!zero && runStart < 0) runStart = off;
     if (zero && runStart >= 0) {
       onData(runStart, off);
