@@ -4,7 +4,7 @@
  *
  *   --size <6G>        virtual size of the main corpus disk (512M for a quick run; larger works)
  *   --small-size <1G>  the second corpus for the RSS-vs-size check (f); 0 to skip
- *   --runs <3>         measured runs per case, after one warm-up run (median, min, max reported)
+ *   --runs <3>         measured rounds (every case once per round) after one warm-up run per case
  *   --only <a,b>       only these cases (names or groups: xva2img, baseline, floor); see --list
  *   --source <dir>     where the corpus files come from (default /usr/lib)
  *   --json <file>      results file (default bench/results/latest.json)
@@ -257,7 +257,11 @@ async function main() {
   const mach = machine();
   console.error(`[bench] ${cases.length} cases x (1 warm-up + ${opts.runs} runs) on ${corpus.key}; load ${load0.map((l) => l.toFixed(2)).join(' ')}`);
 
+  // Warm-up and check each case once, then measure in rounds: round r runs every case once, in
+  // order. A slow phase of the machine (this VM's host is noisy for tens of seconds at a time)
+  // then lands on all cases alike instead of on whichever case was running.
   const results = [];
+  const live = [];
   for (const kase of cases) {
     const out = path.join(WORK, kase.name);
     const res = { name: kase.name, group: kase.group, desc: kase.desc, corpus: kase.corpus.key };
@@ -269,31 +273,44 @@ async function main() {
         res.verify = verifyOutput(kase, out);
         process.stderr.write(`, ${res.verify.check} ${res.verify.ok ? 'ok' : 'FAILED'}`);
       }
-      cleanup(out);
-      const runs = [];
-      const inner = [];
-      for (let i = 0; i < opts.runs; i++) {
-        const r = await runCase(kase, out, opts.touch);
-        cleanup(out);
-        runs.push(r);
-        process.stderr.write(`, ${r.seconds.toFixed(2)} s`);
-        if (kase.group === 'floor' && r.stdout.trim().startsWith('{')) inner.push(JSON.parse(r.stdout.trim()));
-      }
       process.stderr.write('\n');
-      const secs = runs.map((r) => r.seconds);
-      res.median = median(secs);
-      res.min = Math.min(...secs);
-      res.max = Math.max(...secs);
-      res.runs = secs.map((s) => Number(s.toFixed(3)));
-      res.peakRssMB = Math.max(...runs.map((r) => r.rssKB)) / 1024;
-      res.mbPerSec = kase.corpus.meta.xva.bytes / 1e6 / res.median;
-      if (inner.some((x) => x.hashSeconds !== undefined)) res.hashOnlySeconds = median(inner.map((x) => x.hashSeconds));
+      cleanup(out);
+      live.push({ kase, out, res, runs: [], inner: [] });
     } catch (err) {
       process.stderr.write('\n');
       console.error(`[bench] ${kase.name} FAILED: ${err.message}`);
       res.error = err.message.slice(0, 1000);
       cleanup(out);
     }
+  }
+  for (let round = 1; round <= opts.runs; round++) {
+    process.stderr.write(`[bench] round ${round}/${opts.runs}:`);
+    for (const c of live) {
+      if (c.res.error) continue;
+      try {
+        const r = await runCase(c.kase, c.out, opts.touch);
+        cleanup(c.out);
+        c.runs.push(r);
+        process.stderr.write(` ${c.kase.name} ${r.seconds.toFixed(2)}`);
+        if (c.kase.group === 'floor' && r.stdout.trim().startsWith('{')) c.inner.push(JSON.parse(r.stdout.trim()));
+      } catch (err) {
+        console.error(`\n[bench] ${c.kase.name} FAILED: ${err.message}`);
+        c.res.error = err.message.slice(0, 1000);
+        cleanup(c.out);
+      }
+    }
+    process.stderr.write('\n');
+  }
+  for (const { kase, res, runs, inner } of live) {
+    if (res.error) continue;
+    const secs = runs.map((r) => r.seconds);
+    res.median = median(secs);
+    res.min = Math.min(...secs);
+    res.max = Math.max(...secs);
+    res.runs = secs.map((x) => Number(x.toFixed(3)));
+    res.peakRssMB = Math.max(...runs.map((r) => r.rssKB)) / 1024;
+    res.mbPerSec = kase.corpus.meta.xva.bytes / 1e6 / res.median;
+    if (inner.some((x) => x.hashSeconds !== undefined)) res.hashOnlySeconds = median(inner.map((x) => x.hashSeconds));
   }
   fs.rmSync(WORK, { recursive: true, force: true });
 
@@ -302,7 +319,7 @@ async function main() {
 
   // ---- print
   const m = corpus.meta;
-  console.log(`\nxva2img bench  ${started.toISOString()}  (${opts.runs} runs after 1 warm-up, warm page cache)`);
+  console.log(`\nxva2img bench  ${started.toISOString()}  (${opts.runs} rounds of every case after 1 warm-up each, warm page cache)`);
   console.log(`machine: ${mach.cpus} x ${mach.cpuModel}, ${mach.ramGiB} GiB RAM, Node ${mach.node}, ${mach.os}`);
   console.log(`corpus fs: ${mach.corpusFs.type} on ${mach.corpusFs.device} (${mach.corpusFs.disk || 'disk model unknown'})`);
   console.log(`load average: start ${load0.map((l) => l.toFixed(2)).join(' ')}, end ${load1.map((l) => l.toFixed(2)).join(' ')}`);
@@ -333,7 +350,7 @@ async function main() {
   // ---- JSON (small, commit-able)
   const json = {
     startedAt: started.toISOString(),
-    options: { size: sizeLabel(sizeBytes), smallSize: small ? sizeLabel(smallBytes) : null, runs: opts.runs, only: opts.only, warmup: 1, pageCache: 'warm', touchMemory: opts.touch },
+    options: { size: sizeLabel(sizeBytes), smallSize: small ? sizeLabel(smallBytes) : null, runs: opts.runs, only: opts.only, warmup: 1, order: 'rounds', pageCache: 'warm', touchMemory: opts.touch },
     machine: { ...mach, loadavgStart: load0.map((l) => Number(l.toFixed(2))), loadavgEnd: load1.map((l) => Number(l.toFixed(2))) },
     corpus: { ...m, builtAt: undefined, host: undefined },
     smallCorpus: small ? { key: small.key, virtualSize: small.meta.virtualSize, filesBytes: small.meta.filesBytes, rawAllocatedBytes: small.meta.rawAllocatedBytes, xvaBytes: small.meta.xva.bytes } : null,

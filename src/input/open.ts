@@ -194,7 +194,8 @@ function errnoText(err: unknown): string {
   return e?.code ? `${e.code}: ${text}` : text;
 }
 
-function unreadable(input: string, what: string, err?: unknown): InputError {
+/** INPUT_UNREADABLE naming the input, with the system error's code and text. */
+export function unreadable(input: string, what: string, err?: unknown): InputError {
   return new InputError('INPUT_UNREADABLE', err === undefined ? what : `${what}: ${errnoText(err)}`, { input }, { cause: err });
 }
 

@@ -22,6 +22,7 @@ import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
+import { unreadable } from '../input/open';
 import type { BufferLease } from '../image/types';
 import type { TarEntry, TarReader } from './entries';
 import { tarTruncated, walkTarEntries } from './header-walker';
@@ -65,15 +66,23 @@ const fsClose = promisify(fs.close);
 const fsRead = (fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> =>
   new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 
-/** A regular file read in FILE_BLOCK_BYTES blocks, FILE_READ_AHEAD reads ahead. */
-export async function openFileBlockSource(path: string): Promise<BlockSource> {
-  const fd = await fsOpen(path, 'r');
+/**
+ * A regular file read in FILE_BLOCK_BYTES blocks, FILE_READ_AHEAD reads ahead of the block being
+ * parsed. `input` names the file in errors (INPUT_UNREADABLE with the byte offset).
+ */
+export async function openFileBlockSource(path: string, input = path): Promise<BlockSource> {
+  let fd: number;
+  try {
+    fd = await fsOpen(path, 'r');
+  } catch (err) {
+    throw unreadable(input, 'cannot open input', err);
+  }
   let size: number;
   try {
     size = (await fsFstat(fd)).size;
   } catch (err) {
     await fsClose(fd).catch(() => {});
-    throw err;
+    throw unreadable(input, 'cannot stat input', err);
   }
   const pool = new ChunkBufferPool(FILE_BLOCK_BYTES);
   const ahead: Array<Promise<PooledBuffer | null>> = [];
@@ -98,7 +107,15 @@ export async function openFileBlockSource(path: string): Promise<BlockSource> {
       return { buf: p.buf.subarray(0, got), lease: p.lease, release: p.release };
     } catch (err) {
       p.release();
-      throw err;
+      throw unreadable(input, `cannot read input at byte ${offset}`, err);
+    }
+  };
+  const topUp = (): void => {
+    while (!closed && ahead.length < FILE_READ_AHEAD && nextOffset < size) {
+      const r = readBlock(nextOffset);
+      r.catch(() => {}); // reported when the parser gets to it
+      ahead.push(r);
+      nextOffset += FILE_BLOCK_BYTES;
     }
   };
 
@@ -106,13 +123,10 @@ export async function openFileBlockSource(path: string): Promise<BlockSource> {
     size,
     lendsBlocks: true,
     next() {
-      while (!closed && ahead.length < FILE_READ_AHEAD && nextOffset < size) {
-        const r = readBlock(nextOffset);
-        r.catch(() => {}); // reported when the parser gets to it
-        ahead.push(r);
-        nextOffset += FILE_BLOCK_BYTES;
-      }
-      return ahead.shift() ?? Promise.resolve(null);
+      topUp();
+      const r = ahead.shift();
+      topUp(); // keep FILE_READ_AHEAD reads going while this block is parsed
+      return r ?? Promise.resolve(null);
     },
     async close() {
       if (closed) return;

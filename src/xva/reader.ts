@@ -133,7 +133,7 @@ export async function readXva(source: InputSource, consumer: XvaConsumer = {}, o
     ? blockTarReader(streamBlockSource(source.stream), { input: source.name, signal: options.signal })
     : options.skipData
       ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal }))
-      : blockTarReader(await openFileBlockSource(source.seekablePath!), { input: source.name, signal: options.signal });
+      : blockTarReader(await openFileBlockSource(source.seekablePath!, source.name), { input: source.name, signal: options.signal });
   try {
     return await readEntries(source, tar, consumer, options);
   } catch (err) {
