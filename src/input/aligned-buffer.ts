@@ -20,8 +20,14 @@ const ALIGN = 4096;
 /** Slab size: a handful of 1 MiB chunk buffers per WebAssembly.Memory. */
 const SLAB_BYTES = 16 * 1024 * 1024;
 
-/** The one WebAssembly API used here (the TypeScript libs we compile with do not declare it). */
-const WasmMemory = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory;
+/** A WebAssembly.Memory (the TypeScript libs we compile with do not declare WebAssembly). */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+}
+const WasmMemoryCtor = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => WasmMemory } }).WebAssembly.Memory;
+
+/** The memory behind each slab, so that WebAssembly code can work on the buffers in place. */
+const memories = new WeakMap<ArrayBuffer, WasmMemory>();
 
 let slab: ArrayBuffer | undefined;
 let slabUsed = 0;
@@ -29,10 +35,17 @@ let slabUsed = 0;
 function newSlab(bytes: number): ArrayBuffer | undefined {
   const pages = Math.ceil(bytes / WASM_PAGE);
   try {
-    return new WasmMemory({ initial: pages, maximum: pages }).buffer;
+    const memory = new WasmMemoryCtor({ initial: pages, maximum: pages });
+    memories.set(memory.buffer, memory);
+    return memory.buffer;
   } catch {
     return undefined;
   }
+}
+
+/** The WebAssembly memory `data` was cut from (by allocAligned), if any. */
+export function wasmMemoryOf(data: Uint8Array): WasmMemory | undefined {
+  return memories.get(data.buffer as ArrayBuffer);
 }
 
 /** An uninitialised buffer of `size` bytes whose first byte is page-aligned. */

@@ -10,6 +10,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createXXHash64, type IHasher } from 'hash-wasm';
+import { xxh64InPlace } from './xxh64-in-place';
 
 export type ChecksumKind = 'sha1' | 'xxh64';
 
@@ -22,6 +23,7 @@ const SUFFIX: Record<ChecksumKind, string> = { xxh64: '.xxhash', sha1: '.checksu
 
 export interface ChunkHasher {
   readonly kind: ChecksumKind;
+  /** Adds bytes. `data` must stay unchanged until the next update() or digestHex(). */
   update(data: Uint8Array): void;
   /** The digest in the exact on-disk format; the hasher is reset and ready for the next chunk. */
   digestHex(): string;
@@ -59,20 +61,53 @@ export function checksumsEqual(expectedFileContent: string | Uint8Array, compute
 
 class Xxh64Hasher implements ChunkHasher {
   readonly kind = 'xxh64' as const;
+  /** The first piece given since the last digest, not hashed yet (see update()). */
+  private pending: Uint8Array | undefined;
+  /** Bytes given to hash-wasm since the last digest. */
+  private streamed = false;
+
   constructor(private readonly wasm: IHasher) {
     wasm.init();
   }
   update(data: Uint8Array): void {
-    if (data.length > 0) this.wasm.update(data);
+    if (data.length === 0) return;
+    // A chunk given in one piece, in one of our buffers, is hashed where it lies at digest time
+    // (xxh64-in-place.ts) instead of being copied into hash-wasm's memory. The reader gives
+    // every chunk that way; anything else streams through hash-wasm.
+    if (!this.streamed && this.pending === undefined) {
+      this.pending = data;
+      return;
+    }
+    this.stream();
+    this.wasm.update(data);
   }
   digestHex(): string {
-    // hash-wasm prints the canonical (big-endian) value in lowercase; XAPI prints "%016LX".
-    const hex = this.wasm.digest('hex').toUpperCase();
-    this.wasm.init();
-    return hex;
+    let value: bigint | undefined;
+    if (!this.streamed && this.pending !== undefined) value = xxh64InPlace(this.pending);
+    let hex: string;
+    if (value !== undefined) {
+      hex = value.toString(16).padStart(16, '0');
+    } else {
+      this.stream();
+      hex = this.wasm.digest('hex');
+    }
+    this.reset();
+    // Canonical (big-endian) value; XAPI prints "%016LX".
+    return hex.toUpperCase();
   }
   reset(): void {
-    this.wasm.init();
+    if (this.streamed) this.wasm.init();
+    this.streamed = false;
+    this.pending = undefined;
+  }
+  /** Switches to hash-wasm, feeding it the piece held back. */
+  private stream(): void {
+    if (!this.streamed) {
+      this.wasm.init();
+      this.streamed = true;
+    }
+    if (this.pending) this.wasm.update(this.pending);
+    this.pending = undefined;
   }
 }
 
