@@ -4,9 +4,11 @@
  * A 6 GiB XVA has ~12 000 headers, so walking it costs a few thousand small reads instead of
  * 6 GiB of I/O. Headers are decoded (and their checksums verified) by `decodeTarHeader`.
  *
- * Understands what `readTar` (src/tar/entries.ts) accepts: V7, ustar and old-GNU headers, PAX
- * `x` headers (path/size overrides; `g` ignored), GNU `L` long names, directory entries, a
- * leading `./`. It stops at the first all-zero header block.
+ * Used where data is not needed (`info --chunks`, `measure --fast`, OVA inspection);
+ * conversions read the whole file front to back instead (block-reader.ts). Both decode headers
+ * with `walkTarEntries` (below): V7, ustar and old-GNU headers, PAX `x` headers (path/size
+ * overrides; `g` ignored), GNU `L` long names, directory entries, a leading `./`; the walk stops
+ * at the first all-zero header block.
  *
  * Each read fetches a header plus READAHEAD bytes after it: a checksum entry's header, its
  * 16-40 bytes of data and the next chunk's header share one read, so a 1 MiB chunk with its
