@@ -199,7 +199,8 @@ export function unreadable(input: string, what: string, err?: unknown): InputErr
   return new InputError('INPUT_UNREADABLE', err === undefined ? what : `${what}: ${errnoText(err)}`, { input }, { cause: err });
 }
 
-async function openFd(path: string): Promise<{ fd: number; stat: fs.Stats }> {
+/** Opens `path` read-only and stats it; INPUT_UNREADABLE for a missing file or a directory. */
+export async function openFd(path: string): Promise<{ fd: number; stat: fs.Stats }> {
   let fd: number;
   try {
     fd = await fsOpen(path, fs.constants.O_RDONLY);

@@ -43,6 +43,7 @@ import { Qcow2Writer } from '../image/qcow2-writer';
 import { isRandomAccess, type BufferLease, type DiskImageWriter, type ImageWriteResult, type RandomAccessTarget, type SequentialTarget } from '../image/types';
 import { VmdkWriter, vmdkExactStoredSize } from '../image/vmdk-writer';
 import { zeros } from '../image/zero';
+import { pread } from '../input/pread';
 import type { InputSource } from '../input/types';
 import { encodeTarHeader, TAR_BLOCK, tarEndBlocks, tarPadding } from '../tar/header';
 import type { XvaMetadata } from '../xva/model';
@@ -781,16 +782,12 @@ export async function measureOva(options: WriteOvaOptions): Promise<OvaMeasureRe
   throw new UsageError('OVA measure needs an XVA or at least one --disk');
 }
 
-function readAt(fd: number, buf: Buffer, length: number, position: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.read(fd, buf, 0, length, position, (err, n) => (err ? reject(err) : resolve(n))));
-}
-
 async function hashFd(fd: number, position: number, length: number): Promise<string> {
   const h = createHash('sha256');
   const buf = Buffer.allocUnsafe(Math.min(4 * 1024 * 1024, Math.max(1, length)));
   let done = 0;
   while (done < length) {
-    const n = await readAt(fd, buf, Math.min(buf.length, length - done), position + done);
+    const n = await pread(fd, buf, 0, Math.min(buf.length, length - done), position + done);
     if (n <= 0) throw new OutputError('OUTPUT_IO', 'OVA: short read while hashing a member');
     h.update(buf.subarray(0, n));
     done += n;

@@ -22,7 +22,8 @@ import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
-import { unreadable } from '../input/open';
+import { openFd, unreadable } from '../input/open';
+import { pread } from '../input/pread';
 import type { BufferLease } from '../image/types';
 import type { TarEntry, TarReader } from './entries';
 import { tarTruncated, walkTarEntries } from './header-walker';
@@ -64,30 +65,15 @@ export interface BlockSource {
   close(): Promise<void>;
 }
 
-const fsOpen = promisify(fs.open);
-const fsFstat = promisify(fs.fstat);
 const fsClose = promisify(fs.close);
-const fsRead = (fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> =>
-  new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 
 /**
  * A regular file read in FILE_BLOCK_BYTES blocks, FILE_READ_AHEAD reads ahead of the block being
  * parsed. `input` names the file in errors (INPUT_UNREADABLE with the byte offset).
  */
 export async function openFileBlockSource(path: string, input = path): Promise<BlockSource> {
-  let fd: number;
-  try {
-    fd = await fsOpen(path, 'r');
-  } catch (err) {
-    throw unreadable(input, 'cannot open input', err);
-  }
-  let size: number;
-  try {
-    size = (await fsFstat(fd)).size;
-  } catch (err) {
-    await fsClose(fd).catch(() => {});
-    throw unreadable(input, 'cannot stat input', err);
-  }
+  const { fd, stat } = await openFd(path);
+  const size = stat.size;
   const pool = new ChunkBufferPool(FILE_BLOCK_BYTES);
   const ahead: Array<Promise<PooledBuffer | null>> = [];
   let nextOffset = 0;
@@ -100,7 +86,7 @@ export async function openFileBlockSource(path: string, input = path): Promise<B
     try {
       let got = 0;
       while (got < want) {
-        const n = await fsRead(fd, p.buf, got, want - got, offset + got);
+        const n = await pread(fd, p.buf, got, want - got, offset + got);
         if (n === 0) break; // the file shrank: the parser reports the truncation
         got += n;
       }

@@ -23,10 +23,11 @@ export interface TarEntry {
   /** Byte offset of the entry's data. */
   dataOffset: number;
   /**
-   * Reads the whole body. With `into` (length >= size) the bytes land there and a view of
-   * exactly `size` bytes is returned; otherwise a new Buffer is allocated.
+   * Reads the whole body. The buffer may be the reader's own: it stays valid until the consumer
+   * has pulled a few more entries (the block reader's LEND_PULLS), enough to read the checksum
+   * entry after a chunk and hand the chunk to a writer.
    */
-  readAll(into?: Buffer): Promise<Buffer>;
+  readAll(): Promise<Buffer>;
   /**
    * Present where the reader holds the body in a buffer of its own (the block reader): the body
    * as `readAll()` returns it, plus a lease that lets an image writer keep writing from it after

@@ -18,6 +18,7 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { XvaError, XvaFormatError } from '../errors';
+import { pread } from '../input/pread';
 import { plausibleName, type TarEntry, type TarReader } from './entries';
 import { decodeTarHeader, isRegularFileType, tarPadding, TAR_BLOCK, TYPE_DIRECTORY, TYPE_GNU_LONGNAME, TYPE_PAX_GLOBAL, TYPE_PAX_HEADER } from './header';
 
@@ -60,8 +61,6 @@ export interface TarHeaderWalker {
 const fsOpen = promisify(fs.open);
 const fsFstat = promisify(fs.fstat);
 const fsClose = promisify(fs.close);
-const fsRead = (fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> =>
-  new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 
 function padded(size: number): number {
   return size + tarPadding(size);
@@ -237,7 +236,7 @@ export async function openTarHeaderWalker(path: string, options: { input?: strin
     let got = 0;
     while (got < out.length) {
       reads++;
-      const n = await fsRead(fd, out, got, out.length - got, offset + got);
+      const n = await pread(fd, out, got, out.length - got, offset + got);
       if (n === 0) break;
       got += n;
       bytesRead += n;
@@ -326,12 +325,7 @@ export function walkerTarReader(walker: TarHeaderWalker): TarReader {
     for await (const entry of gen) {
       yield {
         ...entry,
-        readAll: async (into?: Buffer) => {
-          const data = await walker.readData(entry);
-          if (!into || into.length < data.length) return data;
-          data.copy(into);
-          return into.subarray(0, data.length);
-        },
+        readAll: () => walker.readData(entry),
         skip: async () => {},
       };
     }

@@ -15,7 +15,6 @@
  */
 import { ChecksumError, XvaError, XvaFormatError } from '../errors';
 import type { BufferLease, DiskImageWriter, ImageWriteResult } from '../image/types';
-import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
 import { isAllZero } from '../image/zero';
 import type { InputSource } from '../input/types';
 import type { TarEntry, TarReader } from '../tar/entries';
@@ -24,7 +23,7 @@ import { openTarHeaderWalker, walkerTarReader } from '../tar/header-walker';
 import { checksumsEqual, createChunkHasher, kindFromSuffix, type ChecksumKind, type ChunkHasher } from './checksum';
 import type { DiskInfo, XvaMetadata } from './model';
 import { MAX_OVA_XML_BYTES, parseOvaXml } from './ova-xml';
-import { CHUNK_SIZE, ChunkPlacer, parseChunkName } from './placement';
+import { ChunkPlacer, parseChunkName } from './placement';
 
 /** Largest data entry accepted: XAPI writes 1 MiB; padded/foreign writers stay close to it. */
 export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
@@ -194,7 +193,6 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
   const diskBytesTotal = metadata.disks.reduce((s, d) => s + d.virtualSize, 0);
   let diskBytesDone = 0;
   const hashers = new Map<ChecksumKind, ChunkHasher>();
-  const chunkPool = new ChunkBufferPool(CHUNK_SIZE);
   let active: ActiveDisk | undefined;
   let skippedDir: string | undefined;
   let lastProgress = 0;
@@ -297,113 +295,105 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
       }
     }
 
-    // Read (or skip) the data entry. Its buffer comes with a lease so that the writer can keep
-    // writing from it while the next chunks are read and verified (no copy, see WriteQueue).
+    // Read (or skip) the data entry. The block reader's buffers come with a lease so that the
+    // writer can keep writing from them while the next chunks are read and verified (no copy,
+    // see WriteQueue); a reader without leases hands out buffers the writer must finish with.
     let data: Buffer | undefined;
     let lease: BufferLease | undefined;
-    let pooled: PooledBuffer | undefined;
     if (options.skipData || !active) {
       await entry.skip();
     } else if (entry.readLeased) {
       ({ data, lease } = await entry.readLeased());
-    } else if (entry.size > 0 && entry.size <= chunkPool.bufferSize) {
-      pooled = chunkPool.take();
-      lease = pooled.lease;
-      data = await entry.readAll(pooled.buf);
     } else {
-      data = await entry.readAll(); // a keep-alive, or an oversized foreign chunk: its own buffer
+      data = await entry.readAll();
     }
-    try {
 
-      // Its checksum entry must come next.
-      const sumEntry = await next();
-      const sumName = sumEntry ? parseChunkName(sumEntry.name) : undefined;
-      if (!sumEntry || !sumName || sumName.dir !== parsed.dir || sumName.counter !== parsed.counter || sumName.suffix === '' || entry.name + sumName.suffix !== sumEntry.name) {
-        const found = sumEntry ? `next entry is "${sumEntry.name.slice(0, 100)}"` : 'the archive ends';
-        throw new XvaFormatError('XVA_MISSING_CHECKSUM', `${entry.name}: no checksum file after the chunk (${found})`, {
-          ...loc,
-          offset: sumEntry?.headerOffset ?? tar.bytesConsumed(),
-        });
-      }
-      const kind = kindFromSuffix(sumName.suffix);
-      if (!kind) {
-        throw new XvaFormatError('XVA_BAD_ENTRY', `${sumEntry.name}: unsupported checksum file (expected .xxhash or .checksum)`, {
-          entry: sumEntry.name,
-          offset: sumEntry.headerOffset,
-        });
-      }
-      if (sumEntry.size > MAX_CHECKSUM_ENTRY_BYTES) {
-        throw new XvaFormatError('XVA_BAD_ENTRY', `${sumEntry.name}: checksum file of ${sumEntry.size} bytes is too large`, {
-          entry: sumEntry.name,
-          offset: sumEntry.headerOffset,
-        });
-      }
-      result.checksum ??= kind;
-      const expected = (await sumEntry.readAll()).toString('latin1');
-      if (!active) continue;
+    // Its checksum entry must come next.
+    const sumEntry = await next();
+    const sumName = sumEntry ? parseChunkName(sumEntry.name) : undefined;
+    if (!sumEntry || !sumName || sumName.dir !== parsed.dir || sumName.counter !== parsed.counter || sumName.suffix === '' || entry.name + sumName.suffix !== sumEntry.name) {
+      const found = sumEntry ? `next entry is "${sumEntry.name.slice(0, 100)}"` : 'the archive ends';
+      throw new XvaFormatError('XVA_MISSING_CHECKSUM', `${entry.name}: no checksum file after the chunk (${found})`, {
+        ...loc,
+        offset: sumEntry?.headerOffset ?? tar.bytesConsumed(),
+      });
+    }
+    const kind = kindFromSuffix(sumName.suffix);
+    if (!kind) {
+      throw new XvaFormatError('XVA_BAD_ENTRY', `${sumEntry.name}: unsupported checksum file (expected .xxhash or .checksum)`, {
+        entry: sumEntry.name,
+        offset: sumEntry.headerOffset,
+      });
+    }
+    if (sumEntry.size > MAX_CHECKSUM_ENTRY_BYTES) {
+      throw new XvaFormatError('XVA_BAD_ENTRY', `${sumEntry.name}: checksum file of ${sumEntry.size} bytes is too large`, {
+        entry: sumEntry.name,
+        offset: sumEntry.headerOffset,
+      });
+    }
+    result.checksum ??= kind;
+    const expected = (await sumEntry.readAll()).toString('latin1');
+    if (!active) continue;
 
-      const placement = active.placer.place(parsed.counter, entry.size, entry.name);
-      active.stats.chunks++;
-      active.stats.dataBytes += entry.size;
-      active.stats.checksum ??= kind;
-      if (entry.size === 0) active.stats.keepAlives++;
-      const clipped = Math.max(0, Math.min(entry.size, active.info.virtualSize - placement.offset));
-      if (clipped > 0) consumer.onChunk?.(active.info, entry.name, placement.offset, clipped);
-      if (!data) {
-        progress();
-        continue;
-      }
-
-      let zeroed = false;
-      if (verify) {
-        let hasher = hashers.get(kind);
-        if (!hasher) {
-          hasher = await createChunkHasher(kind);
-          hashers.set(kind, hasher);
-        }
-        hasher.update(data);
-        const actual = hasher.digestHex();
-        if (!checksumsEqual(expected, actual)) {
-          const label = kind === 'xxh64' ? 'XXH64' : 'SHA-1';
-          const shown = expected.trim().slice(0, 64);
-          const msg = `${entry.name}: ${label} mismatch (expected ${shown}, got ${actual})`;
-          if (policy === 'fail') throw new ChecksumError(msg, { ...loc, disk: active.info.ref });
-          zeroed = policy === 'zero';
-          result.badChunks.push({
-            disk: active.info.ref,
-            entry: entry.name,
-            offset: placement.offset,
-            length: entry.size,
-            expected: shown,
-            actual,
-            action: zeroed ? 'zeroed' : 'kept',
-          });
-          consumer.onBadChunk?.(result.badChunks[result.badChunks.length - 1], `${msg}; ${zeroed ? 'replaced by zeros' : 'kept as is'}`);
-        }
-      }
-
-      // Clip to the virtual size: zeros past the end are padding, data past the end is an error.
-      const size = active.info.virtualSize;
-      let body = data;
-      if (placement.offset + body.length > size) {
-        const keep = Math.max(0, size - placement.offset);
-        const tail = body.subarray(keep);
-        if (!zeroed && !isAllZero(tail)) {
-          throw new XvaFormatError(
-            'XVA_DATA_PAST_END',
-            `${entry.name}: ${tail.length} bytes of data past the end of disk ${active.info.ref} (virtual_size ${size})`,
-            { ...loc, disk: active.info.ref },
-          );
-        }
-        active.droppedZeroTail += tail.length;
-        body = body.subarray(0, keep);
-      }
-      active.stats.bytesPlaced += body.length;
-      if (!zeroed && body.length > 0 && active.writer) await active.writer.write(placement.offset, body, lease);
+    const placement = active.placer.place(parsed.counter, entry.size, entry.name);
+    active.stats.chunks++;
+    active.stats.dataBytes += entry.size;
+    active.stats.checksum ??= kind;
+    if (entry.size === 0) active.stats.keepAlives++;
+    const clipped = Math.max(0, Math.min(entry.size, active.info.virtualSize - placement.offset));
+    if (clipped > 0) consumer.onChunk?.(active.info, entry.name, placement.offset, clipped);
+    if (!data) {
       progress();
-    } finally {
-      pooled?.release();
+      continue;
     }
+
+    let zeroed = false;
+    if (verify) {
+      let hasher = hashers.get(kind);
+      if (!hasher) {
+        hasher = await createChunkHasher(kind);
+        hashers.set(kind, hasher);
+      }
+      hasher.update(data);
+      const actual = hasher.digestHex();
+      if (!checksumsEqual(expected, actual)) {
+        const label = kind === 'xxh64' ? 'XXH64' : 'SHA-1';
+        const shown = expected.trim().slice(0, 64);
+        const msg = `${entry.name}: ${label} mismatch (expected ${shown}, got ${actual})`;
+        if (policy === 'fail') throw new ChecksumError(msg, { ...loc, disk: active.info.ref });
+        zeroed = policy === 'zero';
+        result.badChunks.push({
+          disk: active.info.ref,
+          entry: entry.name,
+          offset: placement.offset,
+          length: entry.size,
+          expected: shown,
+          actual,
+          action: zeroed ? 'zeroed' : 'kept',
+        });
+        consumer.onBadChunk?.(result.badChunks[result.badChunks.length - 1], `${msg}; ${zeroed ? 'replaced by zeros' : 'kept as is'}`);
+      }
+    }
+
+    // Clip to the virtual size: zeros past the end are padding, data past the end is an error.
+    const size = active.info.virtualSize;
+    let body = data;
+    if (placement.offset + body.length > size) {
+      const keep = Math.max(0, size - placement.offset);
+      const tail = body.subarray(keep);
+      if (!zeroed && !isAllZero(tail)) {
+        throw new XvaFormatError(
+          'XVA_DATA_PAST_END',
+          `${entry.name}: ${tail.length} bytes of data past the end of disk ${active.info.ref} (virtual_size ${size})`,
+          { ...loc, disk: active.info.ref },
+        );
+      }
+      active.droppedZeroTail += tail.length;
+      body = body.subarray(0, keep);
+    }
+    active.stats.bytesPlaced += body.length;
+    if (!zeroed && body.length > 0 && active.writer) await active.writer.write(placement.offset, body, lease);
+    progress();
   }
 
   if (active) await finishDisk(active, true);

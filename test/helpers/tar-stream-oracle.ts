@@ -113,11 +113,11 @@ export function readTar(stream: Readable): TarReader {
         type: typeOf(h.type),
         headerOffset: dataOffset - TAR_BLOCK,
         dataOffset,
-        async readAll(into?: Buffer): Promise<Buffer> {
+        async readAll(): Promise<Buffer> {
           if (bodyless) return Buffer.alloc(0);
           if (drained) throw new Error('tar entry already consumed');
           drained = true;
-          const out = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
+          const out = Buffer.allocUnsafe(size);
           let at = 0;
           try {
             for await (const piece of raw as AsyncIterable<Buffer>) {
