@@ -15,7 +15,7 @@ import { XvaError, XvaFormatError } from './errors';
 import { openInput } from './input/open';
 import type { Compression, InputSource, OpenInputOptions } from './input/types';
 import { openTarHeaderWalker, walkerTarReader, type TarHeaderWalker } from './tar/header-walker';
-import { blockTarReader, streamBlockSource } from './tar/block-reader';
+import { blockTarReader, inputBlocks } from './tar/block-reader';
 import type { TarReader } from './tar/entries';
 import { kindFromSuffix, type ChecksumKind } from './xva/checksum';
 import type { XvaMetadata } from './xva/model';
@@ -212,7 +212,7 @@ export async function inspectXva(input: string | InputSource, options: InspectOp
     } else {
       const tar = seek
         ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal }))
-        : blockTarReader(streamBlockSource(source.stream), { input: source.name, signal: options.signal });
+        : blockTarReader(inputBlocks(source), { input: source.name, signal: options.signal });
       info = await inspectHead(source, tar);
     }
     info.seconds = (Date.now() - started) / 1000;

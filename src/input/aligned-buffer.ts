@@ -22,12 +22,14 @@ const SLAB_BYTES = 16 * 1024 * 1024;
 
 /** A WebAssembly.Memory (the TypeScript libs we compile with do not declare WebAssembly). */
 export interface WasmMemory {
-  readonly buffer: ArrayBuffer;
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
 }
-const WasmMemoryCtor = (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number; maximum: number }) => WasmMemory } }).WebAssembly.Memory;
+const WasmMemoryCtor = (globalThis as unknown as {
+  WebAssembly: { Memory: new (d: { initial: number; maximum: number; shared?: boolean }) => WasmMemory };
+}).WebAssembly.Memory;
 
 /** The memory behind each slab, so that WebAssembly code can work on the buffers in place. */
-const memories = new WeakMap<ArrayBuffer, WasmMemory>();
+const memories = new WeakMap<ArrayBuffer | SharedArrayBuffer, WasmMemory>();
 
 let slab: ArrayBuffer | undefined;
 let slabUsed = 0;
@@ -37,15 +39,32 @@ function newSlab(bytes: number): ArrayBuffer | undefined {
   try {
     const memory = new WasmMemoryCtor({ initial: pages, maximum: pages });
     memories.set(memory.buffer, memory);
-    return memory.buffer;
+    return memory.buffer as ArrayBuffer;
   } catch {
     return undefined;
   }
 }
 
-/** The WebAssembly memory `data` was cut from (by allocAligned), if any. */
+/** The WebAssembly memory `data` was cut from (by allocAligned or allocSharedAligned), if any. */
 export function wasmMemoryOf(data: Uint8Array): WasmMemory | undefined {
-  return memories.get(data.buffer as ArrayBuffer);
+  return memories.get(data.buffer);
+}
+
+/**
+ * A page-aligned WebAssembly memory of `bytes` (rounded up to 64 KiB pages) that worker threads
+ * can share (its buffer is a SharedArrayBuffer, and the memory itself can be posted to a
+ * worker), or undefined where the engine refuses one. Registered like the slabs, so that
+ * buffers cut from it are hashed in place too.
+ */
+export function allocSharedMemory(bytes: number): WasmMemory | undefined {
+  const pages = Math.ceil(bytes / WASM_PAGE);
+  try {
+    const memory = new WasmMemoryCtor({ initial: pages, maximum: pages, shared: true });
+    memories.set(memory.buffer, memory);
+    return memory;
+  } catch {
+    return undefined;
+  }
 }
 
 /** An uninitialised buffer of `size` bytes whose first byte is page-aligned. */

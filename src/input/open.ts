@@ -5,9 +5,10 @@
  * large reads. The returned `stream` is the decoded tar byte stream; destroying it (or calling
  * `close()`) stops the decoder, kills a zstd child and releases the descriptor or socket.
  *
- * Fast path: a regular zstd file decoded by the zstd program is handed to the child as its stdin
- * (sniffed with pread, so the offset is still 0), and progress is read from the shared file
- * offset. Every other input goes RawPump -> sniff -> decoder -> DecodedStream.
+ * Fast paths for regular files (sniffed with pread, so the offset is still 0): gzip and zstd are
+ * decoded on a worker thread into shared blocks (decoder-thread.ts; zstd by the zstd program
+ * reading the file as its stdin, progress read from the shared file offset). Every other input
+ * goes RawPump -> sniff -> decoder -> DecodedStream.
  */
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
@@ -19,7 +20,8 @@ import { createGzipDecoder } from './gzip';
 import { isUrl, openHttp } from './http';
 import { RawPump, type RawSource } from './raw-pump';
 import { SNIFF_BYTES, detectCompression, sniff } from './sniff';
-import { createZstdDecoder, resolveZstdCodec } from './zstd';
+import { ZSTD_BINARY_ARGS, createZstdDecoder, findZstdBinary, resolveZstdCodec } from './zstd';
+import { type ThreadCodec, blocksAsStream, gzipThreadAvailable, startDecoderThread } from './decoder-thread';
 
 /**
  * Default bytes per read from files (compressed ones: plain files are read by the reader's
@@ -134,8 +136,15 @@ async function openFileInput(path: string, options: OpenInputOptions): Promise<I
       await fsClose(fd).catch(() => {});
       throw unreadable(path, 'read error at byte 0', err);
     }
-    if (detectCompression(head) === 'zstd' && resolveZstdCodec(options.zstdCodec) === 'binary') {
-      return zstdChildOnFile(path, fd, stat);
+    const compression = detectCompression(head);
+    const threaded = options.decodeThread !== false;
+    if (compression === 'gzip' && threaded && (options.gzipCodec ?? 'zlib') === 'zlib' && gzipThreadAvailable()) {
+      const input = threadedFileInput(path, fd, stat, 'gzip', readSize);
+      if (input) return input;
+    }
+    if (compression === 'zstd' && resolveZstdCodec(options.zstdCodec) === 'binary') {
+      const input = threaded ? threadedFileInput(path, fd, stat, 'zstd', readSize) : undefined;
+      return input ?? zstdChildOnFile(path, fd, stat);
     }
   }
   return decodeSource(fileSource(path, fd, stat, readSize), options);
@@ -172,6 +181,47 @@ function zstdChildOnFile(path: string, fd: number, stat: fs.Stats): InputSource 
     stream: out,
     rawBytesRead,
     close,
+  };
+}
+
+/**
+ * A regular gzip or zstd file decoded on a worker thread (decoder-thread.ts); undefined when no
+ * thread can be had here (the caller decodes on the main thread instead).
+ */
+function threadedFileInput(path: string, fd: number, stat: fs.Stats, codec: ThreadCodec, readSize: number): InputSource | undefined {
+  let zstd: { path: string; args: string[] } | undefined;
+  let rawBytesRead: (() => number) | undefined;
+  if (codec === 'zstd') {
+    const program = findZstdBinary();
+    if (!program) return undefined;
+    zstd = { path: program, args: ZSTD_BINARY_ARGS };
+    // The child shares our open file description, so its offset is our progress (Linux /proc).
+    let position = 0;
+    rawBytesRead = () => (position = fdPosition(fd) ?? position);
+  }
+  const thread = startDecoderThread({ codec, fd, input: path, readSize, zstd, rawBytesRead });
+  if (!thread) return undefined;
+  let closed: Promise<void> | undefined;
+  let stream: Readable | undefined;
+  let lastRead = 0;
+  const rawRead = (): number => (closed ? lastRead : (lastRead = thread.rawBytesRead()));
+  return {
+    name: path,
+    compression: codec,
+    codec: codec === 'gzip' ? 'node:zlib' : 'zstd binary',
+    rawSize: stat.size,
+    blocks: thread,
+    get stream() {
+      return (stream ??= blocksAsStream(thread));
+    },
+    rawBytesRead: rawRead,
+    close: () =>
+      (closed ??= (async () => {
+        rawRead();
+        stream?.destroy();
+        await thread.close();
+        await fsClose(fd).catch(() => {});
+      })()),
   };
 }
 

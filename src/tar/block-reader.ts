@@ -22,6 +22,7 @@ import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
+import type { BlockSource, InputSource } from '../input/types';
 import { openFd, unreadable } from '../input/open';
 import { pread } from '../input/pread';
 import type { BufferLease } from '../image/types';
@@ -41,29 +42,7 @@ const COPY_BUFFER_BYTES = 1024 * 1024;
 /** A chunk handed out stays valid until the consumer has pulled this many more entries (data, checksum, write). */
 const LEND_PULLS = 3;
 
-/** A source of consecutive blocks of the input. */
-export interface BlockSource {
-  /** The next block (non-empty), or null at the end of the input. */
-  next(): Promise<PooledBuffer | null>;
-  /** Size of the input when known. */
-  readonly size?: number;
-  /**
-   * Whether entry data may be handed out as views of the blocks. True for pooled blocks (file
-   * reads). A stream's chunks are garbage-collected buffers of up to 4 MiB: a view held by a
-   * queued write would pin the whole chunk, and V8 frees them late (it collects after ~64 MB
-   * of external memory), so their entries are copied into pooled buffers instead: one copy,
-   * and memory bounded by the pool.
-   */
-  readonly lendsBlocks: boolean;
-  /**
-   * A stream's error seen so far (e.g. a corrupt gzip member), even if blocks before it are
-   * still queued. It explains a tar error found in those blocks better than the tar error does.
-   */
-  failure?(): unknown;
-  /** Reads what is left without parsing it (a stream after the end-of-archive marker). */
-  drain?(): Promise<void>;
-  close(): Promise<void>;
-}
+export type { BlockSource };
 
 const fsClose = promisify(fs.close);
 
@@ -202,6 +181,11 @@ export function streamBlockSource(stream: Readable): BlockSource {
       stream.destroy();
     },
   };
+}
+
+/** The decoded bytes of an opened input as blocks: its own when it has them, else its stream's chunks. */
+export function inputBlocks(source: InputSource): BlockSource {
+  return source.blocks ?? streamBlockSource(source.stream);
 }
 
 /** Entry data handed out by the cursor: valid until `release()`; `lease` lets writers hold it longer. */

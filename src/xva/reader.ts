@@ -18,7 +18,7 @@ import type { BufferLease, DiskImageWriter, ImageWriteResult } from '../image/ty
 import { isAllZero } from '../image/zero';
 import type { InputSource } from '../input/types';
 import type { TarEntry, TarReader } from '../tar/entries';
-import { blockTarReader, openFileBlockSource, streamBlockSource } from '../tar/block-reader';
+import { blockTarReader, inputBlocks, openFileBlockSource } from '../tar/block-reader';
 import { openTarHeaderWalker, walkerTarReader } from '../tar/header-walker';
 import { checksumsEqual, createChunkHasher, kindFromSuffix, type ChecksumKind, type ChunkHasher } from './checksum';
 import type { DiskInfo, XvaMetadata } from './model';
@@ -129,7 +129,7 @@ export async function readXva(source: InputSource, consumer: XvaConsumer = {}, o
   // decode headers with the same walkTarEntries.
   const seek = options.seek !== false && source.seekablePath !== undefined;
   const tar = !seek
-    ? blockTarReader(streamBlockSource(source.stream), { input: source.name, signal: options.signal })
+    ? blockTarReader(inputBlocks(source), { input: source.name, signal: options.signal })
     : options.skipData
       ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal }))
       : blockTarReader(await openFileBlockSource(source.seekablePath!, source.name), { input: source.name, signal: options.signal });

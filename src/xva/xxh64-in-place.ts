@@ -174,13 +174,17 @@ function name(s: string): number[] {
   return [...uleb(s.length), ...Buffer.from(s, 'latin1')];
 }
 
-/** The module's bytes. */
-export function xxh64ModuleBytes(): Uint8Array {
+/** Memory import limits: any unshared memory of at least one page, or any shared one up to 4 GiB. */
+const UNSHARED_MEMORY = [0x00, ...uleb(1)];
+const SHARED_MEMORY = [0x03, ...uleb(1), ...uleb(65536)];
+
+/** The module's bytes; `shared` for the variant that imports a shared memory (decoder threads' rings). */
+export function xxh64ModuleBytes(shared = false): Uint8Array {
   const code = [...uleb(2), ...uleb(2), I32, ...uleb(6), I64, ...body()]; // locals: 2 x i32, 6 x i64
   return Uint8Array.from([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, [...uleb(1), 0x60, ...uleb(3), I32, I32, I64, ...uleb(1), I64]),
-    ...section(2, [...uleb(1), ...name('m'), ...name('mem'), 0x02, 0x00, ...uleb(1)]),
+    ...section(2, [...uleb(1), ...name('m'), ...name('mem'), 0x02, ...(shared ? SHARED_MEMORY : UNSHARED_MEMORY)]),
     ...section(3, [...uleb(1), ...uleb(0)]),
     ...section(7, [...uleb(1), ...name('xxh64'), 0x00, ...uleb(0)]),
     ...section(10, [...uleb(1), ...uleb(code.length), ...code]),
@@ -196,21 +200,25 @@ interface WasmApi {
 }
 const Wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
-let compiled: object | null | undefined;
+/** Compiled modules, [unshared, shared]; null where WebAssembly (or shared memory) is missing. */
+const compiled: Array<object | null | undefined> = [undefined, undefined];
 const instances = new WeakMap<WasmMemory, Xxh64Fn>();
 
 function functionFor(memory: WasmMemory): Xxh64Fn | undefined {
   let fn = instances.get(memory);
   if (fn) return fn;
-  if (compiled === undefined) {
+  // (Not instanceof: a test sandbox's SharedArrayBuffer is another realm's.)
+  const shared = Object.prototype.toString.call(memory.buffer) === '[object SharedArrayBuffer]' ? 1 : 0;
+  if (compiled[shared] === undefined) {
     try {
-      compiled = new Wasm.Module(xxh64ModuleBytes());
+      compiled[shared] = new Wasm.Module(xxh64ModuleBytes(shared === 1));
     } catch {
-      compiled = null; // no WebAssembly here: callers fall back
+      compiled[shared] = null; // no WebAssembly here: callers fall back
     }
   }
-  if (!compiled) return undefined;
-  fn = new Wasm.Instance(compiled, { m: { mem: memory } }).exports.xxh64;
+  const module = compiled[shared];
+  if (!module) return undefined;
+  fn = new Wasm.Instance(module, { m: { mem: memory } }).exports.xxh64;
   instances.set(memory, fn);
   return fn;
 }

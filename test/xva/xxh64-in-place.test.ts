@@ -5,7 +5,7 @@
  */
 import { createXXHash64 } from 'hash-wasm';
 import fc from 'fast-check';
-import { allocAligned } from '../../src/input/aligned-buffer';
+import { allocAligned, allocSharedMemory } from '../../src/input/aligned-buffer';
 import { createChunkHasher } from '../../src/xva/checksum';
 import { xxh64InPlace } from '../../src/xva/xxh64-in-place';
 
@@ -46,6 +46,17 @@ test('random data and sizes up to 1 MiB + 5 (a chunk, a short last chunk)', asyn
   );
   const big = aligned(Buffer.from(Array.from({ length: 1024 * 1024 + 5 }, (_, i) => (i ^ (i >>> 9)) & 0xff)));
   expect(xxh64InPlace(big)).toBe(await reference(big));
+});
+
+test('buffers in a shared memory (a decoder thread\'s ring) are hashed in place too', async () => {
+  const memory = allocSharedMemory(1 << 20)!;
+  expect(memory.buffer).toBeInstanceOf(SharedArrayBuffer);
+  const src = Buffer.from(Array.from({ length: 70001 }, (_, i) => (i * 97 + 3) & 0xff));
+  for (const [offset, length] of [[0, 0], [0, 3], [4096, 70001], [12345, 70001], [(1 << 20) - 33, 33]]) {
+    const view = Buffer.from(memory.buffer, offset, length);
+    view.set(src.subarray(0, length));
+    expect(xxh64InPlace(view)).toBe(await reference(view));
+  }
 });
 
 test('a buffer that is not in one of our memories is declined', () => {

@@ -1,0 +1,192 @@
+/**
+ * Decoding gzip and zstd files on a worker thread into a ring of shared blocks: the same bytes
+ * and the same errors as decoding on the main thread, blocks lent without copies (and hashed in
+ * place), bounded run-ahead, and nothing left running after close().
+ */
+import fs from 'node:fs';
+import { InputError } from '../../src/errors';
+import { gzipThreadAvailable, RING_BLOCK_BYTES, RING_BLOCKS } from '../../src/input/decoder-thread';
+import { openInput } from '../../src/input/open';
+import type { InputSource, OpenInputOptions } from '../../src/input/types';
+import { findZstdBinary } from '../../src/input/zstd';
+import { xxh64InPlace } from '../../src/xva/xxh64-in-place';
+import { childZstdPids, isAlive, makeTempDir, readAll, readError, removeDir, sampleBytes, tool, waitFor, writeFile } from './helpers';
+
+const A = sampleBytes(9 << 20, 41); // more than two ring blocks
+const B = sampleBytes(300 << 10, 42);
+const HAS_ZSTD = findZstdBinary() !== null;
+
+let dir: string;
+let gzA: Buffer;
+let gzB: Buffer;
+
+beforeAll(() => {
+  dir = makeTempDir();
+  gzA = tool('gzip', ['-6', '-c'], A);
+  gzB = tool('gzip', ['-1', '-c'], B);
+});
+afterAll(() => removeDir(dir));
+
+/** Every block of the source, copied, each released at once. */
+async function readBlocks(src: InputSource): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (let b = await src.blocks!.next(); b; b = await src.blocks!.next()) {
+    parts.push(Buffer.from(b.buf));
+    b.release();
+  }
+  return Buffer.concat(parts);
+}
+
+async function blocksError(src: InputSource): Promise<InputError> {
+  try {
+    await readBlocks(src);
+  } catch (err) {
+    return err as InputError;
+  }
+  throw new Error('expected the blocks to fail');
+}
+
+test('this runtime can decode gzip on a thread', () => {
+  expect(gzipThreadAvailable()).toBe(true);
+});
+
+describe.each([
+  { codec: 'gzip' as const, make: (data: Buffer) => tool('gzip', ['-c'], data), available: true },
+  { codec: 'zstd' as const, make: (data: Buffer) => tool('zstd', ['-3', '-q', '-c'], data), available: HAS_ZSTD },
+])('$codec file on a decoder thread', ({ codec, make, available }) => {
+  const run = available ? it : it.skip;
+
+  run('gives the bytes as blocks of the ring, lent and hashable in place', async () => {
+    const file = writeFile(dir, `a.${codec}`, make(A));
+    const src = await openInput(file, codec === 'zstd' ? { zstdCodec: 'binary' } : {});
+    expect(src.compression).toBe(codec);
+    expect(src.blocks?.lendsBlocks).toBe(true);
+    const first = (await src.blocks!.next())!;
+    expect(first.buf.length).toBe(RING_BLOCK_BYTES);
+    expect(first.buf.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(xxh64InPlace(first.buf)).not.toBeUndefined();
+    const rest = await readBlocks(src);
+    first.release();
+    expect(Buffer.concat([Buffer.from(first.buf), rest]).equals(A)).toBe(true);
+    expect(src.rawBytesRead()).toBe(fs.statSync(file).size);
+    await src.close();
+  });
+
+  run('gives the same bytes as a stream, and as the main-thread decoder', async () => {
+    const file = writeFile(dir, `ab.${codec}`, Buffer.concat([make(A), make(B)]));
+    const threaded = await openInput(file, { zstdCodec: 'binary' });
+    const main = await openInput(file, { zstdCodec: 'binary', decodeThread: false });
+    expect(threaded.blocks).toBeDefined();
+    expect(main.blocks).toBeUndefined();
+    const [x, y] = await Promise.all([readAll(threaded), readAll(main)]);
+    expect(x.equals(Buffer.concat([A, B]))).toBe(true);
+    expect(y.equals(x)).toBe(true);
+    await Promise.all([threaded.close(), main.close()]);
+  });
+
+  run('runs no further ahead than the ring while the reader holds its blocks', async () => {
+    const big = sampleBytes(32 << 20, 43);
+    const file = writeFile(dir, `big.${codec}`, make(big));
+    const src = await openInput(file, { zstdCodec: 'binary' });
+    const held = [];
+    for (let i = 0; i < RING_BLOCKS; i++) held.push((await src.blocks!.next())!);
+    await new Promise((r) => setTimeout(r, 300));
+    // The thread has nowhere to write: the held blocks still hold the first 24 MiB.
+    for (let i = 0; i < RING_BLOCKS; i++) {
+      expect(held[i].buf.equals(big.subarray(i * RING_BLOCK_BYTES, (i + 1) * RING_BLOCK_BYTES))).toBe(true);
+    }
+    expect(src.rawBytesRead()).toBeLessThan(fs.statSync(file).size);
+    for (const b of held) b.release();
+    expect((await src.blocks!.next())!.buf.equals(big.subarray(RING_BLOCKS * RING_BLOCK_BYTES, (RING_BLOCKS + 1) * RING_BLOCK_BYTES))).toBe(true);
+    await src.close();
+  });
+
+  run('a block held by a writer (lease) is not refilled until the hold is released', async () => {
+    const file = writeFile(dir, `lease.${codec}`, make(A));
+    const src = await openInput(file, { zstdCodec: 'binary' });
+    const b = (await src.blocks!.next())!;
+    const letGo = b.lease.hold();
+    b.release();
+    const copy = Buffer.from(b.buf);
+    const rest = await readBlocks(src); // cycles through the other blocks
+    expect(b.buf.equals(copy)).toBe(true);
+    letGo();
+    expect(Buffer.concat([copy, rest]).equals(A)).toBe(true);
+    await src.close();
+  });
+});
+
+describe('gzip errors on the decoder thread are the main thread\'s errors', () => {
+  const cases: Array<[string, () => Buffer]> = [
+    ['a truncated stream', () => gzA.subarray(0, gzA.length - 1000)],
+    ['a stream missing only its trailer', () => gzB.subarray(0, gzB.length - 4)],
+    ['corrupt data', () => {
+      const bad = Buffer.from(gzA);
+      for (let i = 0; i < 64; i++) bad[40_000 + i] ^= 0x5a;
+      return bad;
+    }],
+    ['non-gzip bytes after a member', () => Buffer.concat([gzB, Buffer.from('garbage!')])],
+  ];
+  it.each(cases)('%s', async (_what, bytes) => {
+    const file = writeFile(dir, 'bad.gz', bytes());
+    const opts: OpenInputOptions[] = [{}, { decodeThread: false }];
+    const [threaded, main] = await Promise.all(opts.map((o) => openInput(file, o)));
+    expect(threaded.blocks).toBeDefined();
+    const [e1, e2] = await Promise.all([blocksError(threaded), readError(main)]);
+    expect(e1).toBeInstanceOf(InputError);
+    expect(e1.code).toBe('BAD_COMPRESSION');
+    expect(e1.describe()).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: gzip stream truncated/corrupt at compressed byte \\d+: \\S`));
+    expect(e1.message.replace(/byte \d+/, '')).toBe(e2.message.replace(/byte \d+/, ''));
+    await Promise.all([threaded.close(), main.close()]);
+  });
+
+  it('the offset of a truncation is where the input ends', async () => {
+    const cut = gzA.length - 1000;
+    const file = writeFile(dir, 'cut.gz', gzA.subarray(0, cut));
+    const err = await blocksError(await openInput(file));
+    expect(err.message).toBe(`gzip stream truncated/corrupt at compressed byte ${cut}: unexpected end of file`);
+  });
+
+  it('zero padding after the last member is accepted', async () => {
+    const file = writeFile(dir, 'pad.gz', Buffer.concat([gzB, Buffer.alloc(4096)]));
+    const src = await openInput(file);
+    expect((await readBlocks(src)).equals(B)).toBe(true);
+    await src.close();
+  });
+});
+
+(HAS_ZSTD ? describe : describe.skip)('zstd on a decoder thread: the child', () => {
+  it('reports corrupt data with zstd\'s own message and exit status', async () => {
+    const zst = tool('zstd', ['-3', '-q', '-c'], A);
+    const bad = Buffer.from(zst);
+    for (let i = 0; i < 64; i++) bad[100_000 + i] ^= 0x5a;
+    const file = writeFile(dir, 'bad.zst', bad);
+    const err = await blocksError(await openInput(file, { zstdCodec: 'binary' }));
+    expect(err.code).toBe('BAD_COMPRESSION');
+    expect(err.message).toMatch(/^zstd stream truncated\/corrupt at compressed byte \d+: .+ \(zstd exit 1\)$/);
+  });
+
+  it('close() before the end kills the child and ends the blocks', async () => {
+    const before = new Set(childZstdPids());
+    const file = writeFile(dir, 'kill.zst', tool('zstd', ['-1', '-q', '-c'], sampleBytes(32 << 20, 44)));
+    const src = await openInput(file, { zstdCodec: 'binary' });
+    const b = (await src.blocks!.next())!;
+    b.release();
+    const pids = childZstdPids().filter((p) => !before.has(p));
+    expect(pids).toHaveLength(1);
+    await src.close();
+    expect(await waitFor(() => !isAlive(pids[0]))).toBe(true);
+    expect(await src.blocks!.next()).toBeNull();
+    await src.close(); // idempotent
+  });
+});
+
+it('close() in the middle of a gzip file stops the thread and closes the file', async () => {
+  const file = writeFile(dir, 'stop.gz', tool('gzip', ['-1', '-c'], sampleBytes(32 << 20, 45)));
+  const src = await openInput(file);
+  (await src.blocks!.next())!.release();
+  const fdsBefore = fs.readdirSync('/proc/self/fd').length;
+  await src.close();
+  expect(fs.readdirSync('/proc/self/fd').length).toBeLessThan(fdsBefore);
+  expect(await src.blocks!.next()).toBeNull();
+});
