@@ -4,8 +4,7 @@
 import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../errors';
 import type { ImageFormat } from '../image/types';
-import { measureXva, type MeasureResult } from '../measure';
-import { measureOva } from '../ova';
+import type { MeasureResult } from '../measure';
 import { addOvaSourceOptions, ovaOptionsFrom, type OvaFlags } from './ova-command';
 import type { CommonInputFlags } from './common-options';
 import { formatBytes } from './format';
@@ -52,6 +51,8 @@ Examples:
   addOvaSourceOptions(cmd).action(async (input: string | undefined, flags: MeasureFlags) => {
     await runVerb(async () => {
       if (flags.ova) {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const { measureOva } = require('../ova') as typeof import('../ova'); // loaded when used: see lazy-require note in main.ts
         const r = await measureOva(ovaOptionsFrom(input, flags));
         if (flags.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
         else {
@@ -65,6 +66,8 @@ Examples:
       if (input === undefined) throw new UsageError('measure needs an XVA input (or --ova with --disk images)');
       const format = (flags.format ?? 'qcow2').toLowerCase();
       if (format !== 'raw' && format !== 'qcow2' && format !== 'vmdk') throw new UsageError(`unknown format "${flags.format}" (raw, qcow2 or vmdk)`);
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { measureXva } = require('../measure') as typeof import('../measure');
       const result = await measureXva(input, {
         format: format as ImageFormat,
         fast: flags.fast,

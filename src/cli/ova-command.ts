@@ -8,7 +8,13 @@ import { ExitCode, UsageError } from '../errors';
 import { openInput } from '../input/open';
 import { PartFile } from '../output/part-file';
 import { StreamTarget } from '../output/targets';
-import { writeOva, type OvaProfile, type OvaWriteResult, type WriteOvaOptions } from '../ova';
+import type { OvaProfile, OvaWriteResult, WriteOvaOptions } from '../ova';
+
+/** The OVA writer, loaded when the verb runs (see the lazy-require note in main.ts). */
+function writeOva(...args: Parameters<typeof import('../ova').writeOva>): ReturnType<typeof import('../ova').writeOva> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../ova') as typeof import('../ova')).writeOva(...args);
+}
 import type { OvaNic } from '../ova/ovf';
 import type { BadChunkPolicy } from '../xva/reader';
 import { collect, commonInputOptions, type CommonInputFlags } from './common-options';

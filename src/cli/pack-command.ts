@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../errors';
-import { packXva, type PackDisk, type PackNic, type PackSummary } from '../pack';
+import type { PackDisk, PackNic, PackSummary } from '../pack';
 import type { BadChunkPolicy } from '../xva/reader';
 import type { XvaCompression } from '../xva/writer';
 import { collect, commonInputOptions, type CommonInputFlags } from './common-options';
@@ -143,6 +143,8 @@ export async function runPack(flags: PackFlags): Promise<number> {
   }
   const progress = createProgress(flags.output === '-' ? 'pack' : flags.output, !flags.quiet && !flags.json && !!process.stderr.isTTY);
   try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { packXva } = require('../pack') as typeof import('../pack'); // see the lazy-require note in main.ts
     const summary = await packXva({
       disks: flags.disk?.map(parseDiskArg),
       from: flags.from,

@@ -8,7 +8,13 @@
  *    (several inputs); text logged meanwhile goes above the bars.
  */
 import * as path from 'node:path';
-import * as cliProgress from 'cli-progress';
+import type * as CliProgress from 'cli-progress';
+
+/** cli-progress, loaded once a bar is shown (see the lazy-require note in main.ts). */
+function cliProgressModule(): typeof CliProgress {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('cli-progress') as typeof CliProgress;
+}
 import type { XvaProgress } from '../xva/reader';
 import { formatBytes } from './format';
 
@@ -52,6 +58,7 @@ function rate(bytes: number, since: number): string {
 
 export function createProgress(label: string, enabled: boolean): ProgressReporter {
   if (!enabled) return NOOP;
+  const cliProgress = cliProgressModule();
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,
@@ -104,6 +111,7 @@ export function createBatchProgress(count: number, enabled: boolean): BatchProgr
       enabled: false,
     };
   }
+  const cliProgress = cliProgressModule();
   const multi = new cliProgress.MultiBar(
     {
       stream: process.stderr,

@@ -5,8 +5,7 @@
  * on every request. Content-Length gives `rawSize`, and a body that ends short of it is a
  * truncation error rather than a silent EOF.
  */
-import http from 'node:http';
-import https from 'node:https';
+import type * as Http from 'node:http';
 import { InputError, UsageError } from '../errors';
 import { errorText } from './decoder';
 import { type RawSource, ShortReadError } from './raw-pump';
@@ -138,12 +137,14 @@ function get(
   url: URL,
   headers: Record<string, string>,
   input: string,
-): Promise<{ request: http.ClientRequest; response: http.IncomingMessage }> {
+): Promise<{ request: Http.ClientRequest; response: Http.IncomingMessage }> {
   const bare = new URL(url.toString());
   bare.username = '';
   bare.password = '';
   const shown = bare.toString();
-  const lib = bare.protocol === 'https:' ? https : http;
+  // Required here, not at the top: most runs read files (see the lazy-require note in cli/main.ts).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const lib = (bare.protocol === 'https:' ? require('node:https') : require('node:http')) as typeof Http;
   return new Promise((resolve, reject) => {
     const request = lib.get(bare, { headers });
     request.setTimeout(HTTP_HEAD_TIMEOUT_MS, () => {

@@ -8,7 +8,7 @@
  * A ChunkHasher is created once and reused for every chunk: `digestHex()` returns the digest
  * and resets the state, so the per-chunk cost is one init, not a WASM instantiation.
  */
-import { createHash, type Hash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { createXXHash64, type IHasher } from 'hash-wasm';
 import { xxh64InPlace } from './xxh64-in-place';
 
@@ -109,6 +109,12 @@ class Xxh64Hasher implements ChunkHasher {
     if (this.pending) this.wasm.update(this.pending);
     this.pending = undefined;
   }
+}
+
+/** node:crypto's createHash, required when first needed: XXH64 runs never load node:crypto (see cli/main.ts). */
+function createHash(algorithm: string): Hash {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('node:crypto') as typeof import('node:crypto')).createHash(algorithm);
 }
 
 class Sha1Hasher implements ChunkHasher {
