@@ -11,7 +11,8 @@
  *
  *  - gzip: a synchronous loop of file reads and inflate calls that write straight into the
  *    ring (node:zlib's native handle, the same engine as createGunzip, multi-member included);
- *  - zstd: the `zstd` child reads the file itself, the thread copies its output into the ring.
+ *  - zstd: the `zstd` child reads the file itself and writes into a socket that the thread reads
+ *    straight into the ring.
  *
  * The ring is RING_BLOCKS blocks of RING_BLOCK_BYTES in one shared WebAssembly memory, so the
  * main thread reads the blocks as buffers without a copy, lends them to image writers (as it
@@ -166,55 +167,157 @@ function decoderThreadMain(): void {
     return;
   }
 
-  // zstd: the child reads the file from its stdin; its output is copied into the ring.
+  // zstd: the child reads the file from its stdin and writes to a socket that this thread reads.
   const { spawn } = require('node:child_process') as typeof import('node:child_process');
+  const net = require('node:net') as typeof import('node:net');
+  type Socket = import('node:net').Socket;
+  type Readable = import('node:stream').Readable;
   const z = data.zstd!;
-  const child = spawn(z.path, z.args, { stdio: [data.fd, 'pipe', 'pipe'] }) as import('node:child_process').ChildProcessByStdio<null, import('node:stream').Readable, import('node:stream').Readable>;
   let stderr = '';
   let failed = false;
+  let child: import('node:child_process').ChildProcess | undefined;
+  let reader: Readable | undefined;
+  let outputEnded = false;
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+
   const stop = (): void => {
     failed = true;
-    child.kill('SIGTERM');
-    child.stdout.destroy();
+    child?.kill('SIGTERM');
+    reader?.destroy();
     port.close();
   };
   port.on('message', (m: { type: string }) => {
     if (m.type === 'stop') stop();
   });
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (text: string) => {
-    if (stderr.length < z.stderrLimit) stderr += text;
-  });
-  child.on('error', (err) => {
-    failed = true;
-    post({ type: 'error', kind: 'spawn', detail: err.message, offset: 0 });
-    port.close();
-  });
-  child.stdout.on('data', (chunk: Buffer) => {
-    let off = 0;
-    while (off < chunk.length && !failed) {
-      const n = Math.min(chunk.length - off, blockBytes - fill);
-      out.set(chunk.subarray(off, off + n), fill);
-      off += n;
-      fill += n;
-      if (fill === blockBytes && !ship()) stop();
-    }
-  });
-  child.stdout.on('error', () => {}); // the exit status explains
-  child.on('close', (code, signal) => {
-    if (failed) return;
+  /** The end: all output read and the child gone; success needs exit 0 and a silent stderr. */
+  const settle = (): void => {
+    if (failed || !outputEnded || !exit) return;
     const message = stderr
       .replace(/zstd: /g, '')
       .replace(/\/\*stdin\*\\ ?: ?/g, '')
       .replace(/\s*[\r\n]+\s*/g, '; ')
       .replace(/^[;\s]+|[;\s]+$/g, '');
-    if (code === 0 && !message) {
+    if (exit.code === 0 && !message) {
       if (ship()) post({ type: 'end' });
     } else {
-      post({ type: 'error', kind: 'zstd', detail: `${message || 'no message'} (zstd exit ${code ?? signal})`, offset: 0 });
+      post({ type: 'error', kind: 'zstd', detail: `${message || 'no message'} (zstd exit ${exit.code ?? exit.signal})`, offset: 0 });
     }
     port.close();
-  });
+  };
+  const run = (stdout: 'pipe' | Socket): void => {
+    const c = spawn(z.path, z.args, { stdio: [data.fd, stdout, 'pipe'] });
+    child = c;
+    c.stderr!.setEncoding('utf8');
+    c.stderr!.on('data', (text: string) => {
+      if (stderr.length < z.stderrLimit) stderr += text;
+    });
+    c.on('error', (err) => {
+      failed = true;
+      reader?.destroy();
+      post({ type: 'error', kind: 'spawn', detail: err.message, offset: 0 });
+      port.close();
+    });
+    c.on('close', (code, signal) => {
+      exit = { code, signal };
+      settle();
+    });
+  };
+  const onOutputEnd = (): void => {
+    outputEnded = true;
+    settle();
+  };
+
+  /**
+   * Fallback transport: the child's stdout pipe, each 64 KiB read a new buffer, copied into the
+   * ring.
+   */
+  const viaStdoutPipe = (): void => {
+    run('pipe');
+    const stdout = child!.stdout!;
+    reader = stdout;
+    stdout.on('data', (chunk: Buffer) => {
+      let off = 0;
+      while (off < chunk.length && !failed) {
+        const n = Math.min(chunk.length - off, blockBytes - fill);
+        out.set(chunk.subarray(off, off + n), fill);
+        off += n;
+        fill += n;
+        if (fill === blockBytes && !ship()) stop();
+      }
+    });
+    stdout.on('error', () => {}); // the exit status explains
+    stdout.on('end', onOutputEnd);
+  };
+
+  /**
+   * Preferred transport (Linux): a connected socket pair made through a listening socket in the
+   * abstract namespace (no file is created), the child writing into one end, this thread
+   * reading the other with `onread` straight into the ring: no buffer per read, no copy, and
+   * reads of whatever the socket holds (~128 KiB) instead of 64 KiB. Anyone on the machine can
+   * connect to an abstract socket, so the connection is only accepted once it has sent a
+   * 128-bit secret: nobody else's connection is given to the child.
+   */
+  const viaSocketPair = (): void => {
+    const crypto = require('node:crypto') as typeof import('node:crypto');
+    const name = `\0xva2img-${process.pid}-${crypto.randomBytes(12).toString('hex')}`;
+    const secret = crypto.randomBytes(16);
+    const server = net.createServer({ pauseOnConnect: true });
+    let settled = false;
+    const fallBack = (): void => {
+      if (settled) return;
+      settled = true;
+      server.close();
+      reader?.destroy();
+      reader = undefined;
+      viaStdoutPipe();
+    };
+    server.on('error', fallBack);
+    server.on('connection', (peer: Socket) => {
+      let got = Buffer.alloc(0);
+      peer.on('error', () => {});
+      peer.on('data', (b: Buffer) => {
+        got = Buffer.concat([got, b]);
+        if (got.length < secret.length) return;
+        if (settled || !got.subarray(0, secret.length).equals(secret) || got.length !== secret.length) return void peer.destroy();
+        settled = true;
+        server.close();
+        peer.pause();
+        run(peer); // the child gets its own copy of the descriptor ...
+        peer.destroy(); // ... and ours goes, so that the child's exit ends the stream
+      });
+      peer.resume();
+    });
+    server.listen(name, () => {
+      const socket = net.connect({
+        path: name,
+        onread: {
+          buffer: () => out.subarray(fill),
+          callback: (n: number) => {
+            fill += n;
+            if (fill === blockBytes && !ship()) {
+              stop();
+              return false;
+            }
+            return true;
+          },
+        },
+      });
+      reader = socket;
+      socket.on('error', (err) => {
+        if (!settled) return fallBack();
+        if (failed) return;
+        failed = true;
+        child?.kill('SIGTERM');
+        post({ type: 'error', kind: 'zstd', detail: `reading the zstd output: ${err.message}`, offset: 0 });
+        port.close();
+      });
+      socket.on('end', onOutputEnd);
+      socket.write(secret);
+    });
+  };
+
+  if (process.platform === 'linux') viaSocketPair();
+  else viaStdoutPipe();
 }
 
 let gzipSupport: boolean | undefined;
