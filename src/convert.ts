@@ -36,6 +36,11 @@ export interface ConvertOptions extends OpenInputOptions {
   force?: boolean;
   /** fsync each image before giving it its final name (default true; false = `--no-sync`). */
   sync?: boolean;
+  /**
+   * Write image data with O_DIRECT where the file system allows it (default true; false =
+   * `--no-direct-io`, everything through the page cache). See FileTarget in output/targets.ts.
+   */
+  directIo?: boolean;
   /** Disks to write, by userdevice ("0") or VDI ref ("Ref:998"); default every data disk. */
   disks?: string[];
   /** Also write a suspend image (guest memory) if the export carries one. */
@@ -195,7 +200,7 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
             return makeWriter(disk, streamTarget);
           }
           const finalPath = planned.get(disk.ref)!;
-          const part = await PartFile.create(finalPath, !!options.force, { flushBehind: options.sync !== false });
+          const part = await PartFile.create(finalPath, !!options.force, { flushBehind: options.sync !== false, directIo: options.directIo !== false });
           parts.push(part);
           results.set(disk.ref, { path: finalPath });
           const writer = makeWriter(disk, part.target);

@@ -87,6 +87,23 @@ test('disk selection and a single output file', async () => {
   await expect(convertXva(xva, { outDir: dir, disks: ['7'] })).rejects.toThrow(/no disk "7"/);
 });
 
+test('directIo true (default) and false (--no-direct-io) write the same raw and qcow2 images', async () => {
+  // Sizes that leave unaligned tails (a short last chunk), so both write paths are taken.
+  const d0 = disk(3 * MiB + 4096 + 512, 21);
+  const xva = path.join(dir, 'dio.xva');
+  fs.writeFileSync(xva, independentXva({ style: 'xapi', vmName: 'dio', disks: [{ ref: 'Ref:60', userdevice: '0', image: d0 }] }));
+  for (const format of ['raw', 'qcow2'] as const) {
+    const outs = [];
+    for (const directIo of [true, false]) {
+      const outFile = path.join(dir, `dio-${directIo}.${format}`);
+      await convertXva(xva, { outFile, format, directIo, force: true });
+      outs.push(fs.readFileSync(outFile));
+    }
+    expect(outs[0].equals(outs[1])).toBe(true);
+    if (format === 'raw') expect(outs[0].equals(d0)).toBe(true);
+  }
+});
+
 test('sync: false (--no-sync) skips the flush but still renames a complete, verified image', async () => {
   const d0 = disk(2 * MiB + 512, 16);
   const xva = path.join(dir, 'vm.xva');

@@ -28,6 +28,8 @@ interface ConvertFlags extends CommonInputFlags {
   force?: boolean;
   /** false with --no-sync */
   sync?: boolean;
+  /** false with --no-direct-io */
+  directIo?: boolean;
   json?: boolean;
   quiet?: boolean;
   ignoreChecksums?: boolean;
@@ -48,6 +50,7 @@ export function addConvertOptions(cmd: Command): Command {
     .option('--disk <userdevice|ref>', 'convert only this disk (repeatable); needed with -o FILE or -o - when the VM has several', collect)
     .option('-f, --force', 'overwrite existing output files')
     .option('--no-sync', 'do not fsync images before renaming them into place (faster; unsafe if the machine crashes, like qemu-img -t unsafe)')
+    .option('--no-direct-io', 'write images through the page cache instead of with O_DIRECT (like qemu-img -t writeback instead of -t none)')
     .option('--json', 'print a JSON summary on stdout')
     .option('-q, --quiet', 'no progress bar and no human summary')
     .option('--ignore-checksums', 'report checksum mismatches as warnings, keep the data, exit 3 at the end')
@@ -180,6 +183,7 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
     format,
     force: flags.force,
     sync: flags.sync,
+    directIo: flags.directIo,
     disks: flags.disk,
     onBadChunk: policy,
     qcow2Compat: flags.qcow2Compat as '1.1' | '0.10' | undefined,

@@ -60,8 +60,11 @@ interface ThreadData {
   blockBytes: number;
   blocks: number;
   waitMs: number;
-  zstd?: { path: string; args: string[]; stderrLimit: number };
+  zstd?: { path: string; args: string[]; stderrLimit: number; transport: ZstdTransport };
 }
+
+/** How the zstd child's output reaches the thread (see the thread's code). */
+export type ZstdTransport = 'socket-pair' | 'stdout-pipe';
 
 /** Messages from the thread. */
 type ThreadMessage =
@@ -88,15 +91,23 @@ function decoderThreadMain(): void {
   let out = new Uint8Array(data.memory.buffer, 0, blockBytes);
   const stopping = (): boolean => Atomics.load(control, stopIndex) !== 0;
 
-  /** Hands the filled block to the main thread and waits for the next one; false when stopping. */
+  /** Hands the filled block to the main thread. */
+  const hand = (): void => {
+    if (fill === 0) return;
+    Atomics.store(control, slot, 1);
+    post({ type: 'block', slot, length: fill });
+    slot = (slot + 1) % blocks;
+    fill = 0;
+    out = new Uint8Array(data.memory.buffer, slot * blockBytes, blockBytes);
+  };
+  /** The last block, then the end. */
+  const finish = (): void => {
+    hand();
+    post({ type: 'end' });
+  };
+  /** Hands the filled block over and waits until the next one is free; false when stopping. */
   const ship = (): boolean => {
-    if (fill > 0) {
-      Atomics.store(control, slot, 1);
-      post({ type: 'block', slot, length: fill });
-      slot = (slot + 1) % blocks;
-      fill = 0;
-      out = new Uint8Array(data.memory.buffer, slot * blockBytes, blockBytes);
-    }
+    hand();
     while (Atomics.load(control, slot) !== 0) {
       if (stopping()) return false;
       Atomics.wait(control, slot, 1, data.waitMs);
@@ -163,7 +174,7 @@ function decoderThreadMain(): void {
       if (eof) break;
       if (stopping()) return;
     }
-    if (ship()) post({ type: 'end' });
+    finish();
     return;
   }
 
@@ -177,6 +188,7 @@ function decoderThreadMain(): void {
   let failed = false;
   let child: import('node:child_process').ChildProcess | undefined;
   let reader: Readable | undefined;
+  let listener: import('node:net').Server | undefined;
   let outputEnded = false;
   let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
@@ -184,6 +196,7 @@ function decoderThreadMain(): void {
     failed = true;
     child?.kill('SIGTERM');
     reader?.destroy();
+    listener?.close();
     port.close();
   };
   port.on('message', (m: { type: string }) => {
@@ -198,7 +211,7 @@ function decoderThreadMain(): void {
       .replace(/\s*[\r\n]+\s*/g, '; ')
       .replace(/^[;\s]+|[;\s]+$/g, '');
     if (exit.code === 0 && !message) {
-      if (ship()) post({ type: 'end' });
+      finish();
     } else {
       post({ type: 'error', kind: 'zstd', detail: `${message || 'no message'} (zstd exit ${exit.code ?? exit.signal})`, offset: 0 });
     }
@@ -262,6 +275,7 @@ function decoderThreadMain(): void {
     const name = `\0xva2img-${process.pid}-${crypto.randomBytes(12).toString('hex')}`;
     const secret = crypto.randomBytes(16);
     const server = net.createServer({ pauseOnConnect: true });
+    listener = server;
     let settled = false;
     const fallBack = (): void => {
       if (settled) return;
@@ -316,7 +330,7 @@ function decoderThreadMain(): void {
     });
   };
 
-  if (process.platform === 'linux') viaSocketPair();
+  if (z.transport === 'socket-pair') viaSocketPair();
   else viaStdoutPipe();
 }
 
@@ -348,8 +362,11 @@ export interface DecoderThreadOptions {
   /** Names the input in errors. */
   input: string;
   readSize: number;
-  /** For zstd: the program and its arguments. */
-  zstd?: { path: string; args: string[] };
+  /**
+   * For zstd: the program and its arguments, and how its output comes back (default: a socket
+   * pair on Linux, where abstract-namespace sockets exist; the child's stdout pipe elsewhere).
+   */
+  zstd?: { path: string; args: string[]; transport?: ZstdTransport };
   /** Raw bytes consumed so far, for zstd (the child's file offset); gzip counts its own. */
   rawBytesRead?: () => number;
 }
@@ -398,7 +415,11 @@ export class DecoderThread implements BlockSource {
       blockBytes: RING_BLOCK_BYTES,
       blocks: RING_BLOCKS,
       waitMs: WAIT_MS,
-      zstd: o.zstd && { ...o.zstd, stderrLimit: 4096 },
+      zstd: o.zstd && {
+        ...o.zstd,
+        stderrLimit: 4096,
+        transport: o.zstd.transport ?? (process.platform === 'linux' ? 'socket-pair' : 'stdout-pipe'),
+      },
     };
     this.#worker = new Worker(`(${decoderThreadMain.toString()})()`, { eval: true, workerData });
     this.#worker.on('message', (m: ThreadMessage) => this.#onMessage(m));

@@ -23,10 +23,13 @@ export class PartFile {
   private done = false;
   readonly target: FileTarget;
 
-  private constructor(readonly finalPath: string, readonly force: boolean, fd: number, flushBehindBytes: number) {
+  private directFd: number | undefined;
+
+  private constructor(readonly finalPath: string, readonly force: boolean, fd: number, flushBehindBytes: number, directFd: number | undefined) {
     this.partPath = `${finalPath}.part`;
     this.fd = fd;
-    this.target = new FileTarget(fd, finalPath, flushBehindBytes);
+    this.directFd = directFd;
+    this.target = new FileTarget(fd, finalPath, flushBehindBytes, directFd);
     open.add(this);
   }
 
@@ -35,7 +38,7 @@ export class PartFile {
    * `flushBehind` (default on) starts writing the file to disk while it is produced, so the
    * fsync in commit() has little left to do; turn it off when commit will not sync.
    */
-  static async create(finalPath: string, force: boolean, options: { flushBehind?: boolean } = {}): Promise<PartFile> {
+  static async create(finalPath: string, force: boolean, options: { flushBehind?: boolean; directIo?: boolean } = {}): Promise<PartFile> {
     if (!force && fs.existsSync(finalPath)) {
       throw new OutputError('OUTPUT_EXISTS', `${finalPath} already exists (use --force to overwrite)`);
     }
@@ -45,7 +48,19 @@ export class PartFile {
     } catch (err) {
       throw outputErrorFrom(err, `${finalPath}.part`);
     }
-    return new PartFile(finalPath, force, fd, options.flushBehind === false ? 0 : FLUSH_BEHIND_BYTES);
+    const directFd = options.directIo ? openDirect(`${finalPath}.part`) : undefined;
+    return new PartFile(finalPath, force, fd, options.flushBehind === false ? 0 : FLUSH_BEHIND_BYTES, directFd);
+  }
+
+  /** Closes the O_DIRECT descriptor (its writes have all completed when this is called). Never throws. */
+  private closeDirect(): void {
+    if (this.directFd === undefined) return;
+    try {
+      fs.closeSync(this.directFd);
+    } catch {
+      /* already closed */
+    }
+    this.directFd = undefined;
   }
 
   /**
@@ -57,6 +72,7 @@ export class PartFile {
     if (this.done) return;
     try {
       if (sync) await this.target.sync();
+      this.closeDirect();
       fs.closeSync(this.fd!);
       this.fd = undefined;
       if (this.force) {
@@ -79,6 +95,7 @@ export class PartFile {
     if (this.done) return;
     this.done = true;
     open.delete(this);
+    this.closeDirect();
     try {
       if (this.fd !== undefined) fs.closeSync(this.fd);
     } catch {
@@ -90,6 +107,20 @@ export class PartFile {
     } catch {
       /* already gone */
     }
+  }
+}
+
+/**
+ * A second descriptor of the part file with O_DIRECT (see FileTarget), or undefined where the
+ * platform or file system has none (EINVAL on tmpfs, no O_DIRECT constant off Linux).
+ */
+function openDirect(partPath: string): number | undefined {
+  const { O_DIRECT, O_WRONLY } = fs.constants as { O_DIRECT?: number; O_WRONLY: number };
+  if (!O_DIRECT) return undefined;
+  try {
+    return fs.openSync(partPath, O_WRONLY | O_DIRECT);
+  } catch {
+    return undefined;
   }
 }
 

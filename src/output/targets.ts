@@ -5,6 +5,26 @@ import * as fs from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { RandomAccessTarget, SequentialTarget } from '../image/types';
 import { outputErrorFrom } from '../errors';
+import { wasmMemoryOf } from '../input/aligned-buffer';
+
+/**
+ * Direct I/O eligibility. A write goes through the O_DIRECT descriptor only when the file
+ * offset and every piece's length are multiples of DIRECT_ALIGN (the largest logical block
+ * size of today's disks, 4Kn) and every piece lies in one of our WebAssembly memories (whose
+ * base is page-aligned, so the byte offset tells the address's alignment) at a multiple of
+ * DIRECT_MEMORY_ALIGN (sector alignment: chunk data sits at 512-byte tar offsets inside
+ * page-aligned blocks). Anything else is written through the page cache.
+ */
+const DIRECT_ALIGN = 4096;
+const DIRECT_MEMORY_ALIGN = 512;
+
+function directEligible(chunks: Uint8Array[], position: number): boolean {
+  if (position % DIRECT_ALIGN !== 0) return false;
+  for (const c of chunks) {
+    if (c.length % DIRECT_ALIGN !== 0 || c.byteOffset % DIRECT_MEMORY_ALIGN !== 0 || !wasmMemoryOf(c)) return false;
+  }
+  return true;
+}
 
 function writeAll(fd: number, data: Uint8Array, position: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -46,6 +66,18 @@ function writevAll(fd: number, chunks: Uint8Array[], position: number): Promise<
  * many bytes have been written since the last one. The kernel then writes the image to disk
  * while the conversion goes on, instead of all at once in the final fsync before the rename —
  * the guarantee is the same (sync() still flushes everything), the wait at the end is shorter.
+ *
+ * Direct I/O: with `directFd` (the same file opened O_DIRECT), aligned writes from our aligned
+ * buffers bypass the page cache (see directEligible). Why: copying the image into the page
+ * cache and writing it back later is most of a conversion's kernel time, and it pushes
+ * everything else out of the cache; on the 2-vCPU VMs we measure, page-cache writes of a 1.4 GB
+ * image cost 2-4 s of kernel time against ~0.4 s direct, time taken from the decompressor. The
+ * data is the same and the final fsync still makes it durable (it also commits the direct
+ * writes' block allocations). Writes that are not eligible (headers, tables, tails) go through
+ * the page cache: they never share a page with a direct write, because a direct write covers
+ * whole pages and writers never write the same bytes twice at once. If the file system turns a
+ * direct write down (EINVAL: no O_DIRECT here, or stricter alignment), that write and all later
+ * ones go through the page cache.
  */
 export class FileTarget implements RandomAccessTarget {
   position = 0;
@@ -53,7 +85,31 @@ export class FileTarget implements RandomAccessTarget {
   private flushing = false;
   private flushError: unknown;
 
-  constructor(readonly fd: number, readonly label: string, private readonly flushBehindBytes = 0) {}
+  constructor(
+    readonly fd: number,
+    readonly label: string,
+    private readonly flushBehindBytes = 0,
+    private directFd?: number,
+  ) {}
+
+  /** Whether direct I/O is (still) in use. */
+  get direct(): boolean {
+    return this.directFd !== undefined;
+  }
+
+  /** pwritev through the O_DIRECT descriptor when eligible; true when it was written that way. */
+  private async writeDirect(chunks: Uint8Array[], position: number): Promise<boolean> {
+    const dfd = this.directFd;
+    if (dfd === undefined || !directEligible(chunks, position)) return false;
+    try {
+      await writevAll(dfd, chunks, position);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      this.directFd = undefined; // refused here: the page cache from now on (fd closed by the owner)
+      return false;
+    }
+  }
 
   private flushBehind(bytes: number): void {
     if (this.flushBehindBytes <= 0) return;
@@ -75,6 +131,7 @@ export class FileTarget implements RandomAccessTarget {
 
   async pwrite(data: Uint8Array, position: number): Promise<void> {
     try {
+      if (await this.writeDirect([data], position)) return;
       await writeAll(this.fd, data, position);
     } catch (err) {
       throw outputErrorFrom(err, this.label);
@@ -90,6 +147,7 @@ export class FileTarget implements RandomAccessTarget {
 
   async pwritev(chunks: Uint8Array[], position: number): Promise<void> {
     try {
+      if (await this.writeDirect(chunks, position)) return;
       await writevAll(this.fd, chunks, position);
     } catch (err) {
       throw outputErrorFrom(err, this.label);

@@ -23,6 +23,13 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+test('--no-direct-io writes the same images through the page cache', async () => {
+  const o = out();
+  const r = await runCli([a.path, '-o', o, '--no-direct-io', '-q']);
+  expect(r.code).toBe(0);
+  expect(fs.readFileSync(path.join(o, 'alpha-1.raw')).equals(a.disks[1].expected)).toBe(true);
+});
+
 describe('batch', () => {
   test('several inputs -> one directory; name clashes get -2; table on stderr; exit 0', async () => {
     const o = out();

@@ -5,10 +5,10 @@
  */
 import fs from 'node:fs';
 import { InputError } from '../../src/errors';
-import { gzipThreadAvailable, RING_BLOCK_BYTES, RING_BLOCKS } from '../../src/input/decoder-thread';
+import { gzipThreadAvailable, RING_BLOCK_BYTES, RING_BLOCKS, startDecoderThread, type ZstdTransport } from '../../src/input/decoder-thread';
 import { openInput } from '../../src/input/open';
 import type { InputSource, OpenInputOptions } from '../../src/input/types';
-import { findZstdBinary } from '../../src/input/zstd';
+import { findZstdBinary, ZSTD_BINARY_ARGS } from '../../src/input/zstd';
 import { xxh64InPlace } from '../../src/xva/xxh64-in-place';
 import { childZstdPids, isAlive, makeTempDir, readAll, readError, removeDir, sampleBytes, tool, waitFor, writeFile } from './helpers';
 
@@ -178,6 +178,50 @@ describe('gzip errors on the decoder thread are the main thread\'s errors', () =
     expect(await waitFor(() => !isAlive(pids[0]))).toBe(true);
     expect(await src.blocks!.next()).toBeNull();
     await src.close(); // idempotent
+  });
+});
+
+(HAS_ZSTD ? describe.each : describe.skip.each)(['socket-pair', 'stdout-pipe'] as ZstdTransport[])('zstd output over the %s', (transport) => {
+  const open = (file: string) => {
+    const fd = fs.openSync(file, 'r');
+    const thread = startDecoderThread({ codec: 'zstd', fd, input: file, readSize: 1 << 20, zstd: { path: findZstdBinary()!, args: ZSTD_BINARY_ARGS, transport } })!;
+    return { thread, done: async () => {
+      await thread.close();
+      fs.closeSync(fd);
+    } };
+  };
+
+  it('decodes a multi-frame file', async () => {
+    const file = writeFile(dir, `t-${transport}.zst`, Buffer.concat([tool('zstd', ['-q', '-c'], A), tool('zstd', ['-q', '-c'], B)]));
+    const { thread, done } = open(file);
+    const parts: Buffer[] = [];
+    for (let b = await thread.next(); b; b = await thread.next()) {
+      parts.push(Buffer.from(b.buf));
+      b.release();
+    }
+    expect(Buffer.concat(parts).equals(Buffer.concat([A, B]))).toBe(true);
+    await done();
+  });
+
+  it('reports a truncated file with zstd\'s message', async () => {
+    const zst = tool('zstd', ['-q', '-c'], A);
+    const file = writeFile(dir, `cut-${transport}.zst`, zst.subarray(0, zst.length - 100));
+    const { thread, done } = open(file);
+    await expect((async () => {
+      for (let b = await thread.next(); b; b = await thread.next()) b.release();
+    })()).rejects.toThrow(/^zstd stream truncated\/corrupt at compressed byte \d+: .+ \(zstd exit 1\)$/);
+    await done();
+  });
+
+  it('close() early kills the child', async () => {
+    const before = new Set(childZstdPids());
+    const file = writeFile(dir, `stop-${transport}.zst`, tool('zstd', ['-1', '-q', '-c'], sampleBytes(32 << 20, 46)));
+    const { thread, done } = open(file);
+    (await thread.next())!.release();
+    const pids = childZstdPids().filter((p) => !before.has(p));
+    expect(pids).toHaveLength(1);
+    await done();
+    expect(await waitFor(() => !isAlive(pids[0]))).toBe(true);
   });
 });
 
