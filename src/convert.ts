@@ -37,8 +37,10 @@ export interface ConvertOptions extends OpenInputOptions {
   /** fsync each image before giving it its final name (default true; false = `--no-sync`). */
   sync?: boolean;
   /**
-   * Write image data with O_DIRECT where the file system allows it (default true; false =
-   * `--no-direct-io`, everything through the page cache). See FileTarget in output/targets.ts.
+   * Write image data with O_DIRECT where the file system allows it. Default: when syncing —
+   * the data has to reach the disk before the rename anyway, and going there directly saves
+   * the page cache copy and its writeback; with `sync: false` the page cache (nothing waits for
+   * the disk, as the caller asked). false = `--no-direct-io`. See FileTarget in output/targets.ts.
    */
   directIo?: boolean;
   /** Disks to write, by userdevice ("0") or VDI ref ("Ref:998"); default every data disk. */
@@ -200,7 +202,7 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
             return makeWriter(disk, streamTarget);
           }
           const finalPath = planned.get(disk.ref)!;
-          const part = await PartFile.create(finalPath, !!options.force, { flushBehind: options.sync !== false, directIo: options.directIo !== false });
+          const part = await PartFile.create(finalPath, !!options.force, { flushBehind: options.sync !== false, directIo: options.directIo ?? options.sync !== false });
           parts.push(part);
           results.set(disk.ref, { path: finalPath });
           const writer = makeWriter(disk, part.target);

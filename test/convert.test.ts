@@ -5,7 +5,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { convertXva } from '../src/convert';
+import { convertXva, type ConvertOptions } from '../src/convert';
+import { PartFile } from '../src/output/part-file';
 import { independentXva, pseudoRandom } from './helpers/independent';
 
 const MiB = 1024 * 1024;
@@ -101,6 +102,24 @@ test('directIo true (default) and false (--no-direct-io) write the same raw and 
     }
     expect(outs[0].equals(outs[1])).toBe(true);
     if (format === 'raw') expect(outs[0].equals(d0)).toBe(true);
+  }
+});
+
+test('direct I/O is used by default when syncing, not with sync: false, and never when turned off', async () => {
+  const d0 = disk(2 * MiB, 22);
+  const xva = path.join(dir, 'policy.xva');
+  fs.writeFileSync(xva, independentXva({ style: 'xapi', vmName: 'policy', disks: [{ ref: 'Ref:61', userdevice: '0', image: d0 }] }));
+  const create = jest.spyOn(PartFile, 'create');
+  try {
+    const cases: Array<[ConvertOptions, boolean]> = [[{}, true], [{ sync: false }, false], [{ directIo: false }, false], [{ sync: false, directIo: true }, true]];
+    for (const [options, direct] of cases) {
+      create.mockClear();
+      await convertXva(xva, { ...options, outFile: path.join(dir, 'policy.raw'), force: true });
+      expect(create.mock.calls[0][2]).toMatchObject({ directIo: direct });
+      expect(fs.readFileSync(path.join(dir, 'policy.raw')).equals(d0)).toBe(true);
+    }
+  } finally {
+    create.mockRestore();
   }
 });
 

@@ -183,7 +183,8 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
     format,
     force: flags.force,
     sync: flags.sync,
-    directIo: flags.directIo,
+    // Only --no-direct-io says something; otherwise the library's default (direct when syncing).
+    directIo: flags.directIo === false ? false : undefined,
     disks: flags.disk,
     onBadChunk: policy,
     qcow2Compat: flags.qcow2Compat as '1.1' | '0.10' | undefined,
