@@ -378,12 +378,16 @@ interface ReadyBlock {
 
 /**
  * The blocks a decoder thread fills, as a BlockSource (blocks are lent: `lendsBlocks`). Undefined
- * when no shared memory can be had (then the caller decodes on the main thread).
+ * when no shared memory or worker thread can be had (then the caller decodes on the main thread).
  */
 export function startDecoderThread(o: DecoderThreadOptions): DecoderThread | undefined {
   const memory = allocSharedMemory(RING_BLOCK_BYTES * RING_BLOCKS);
   if (!memory) return undefined;
-  return new DecoderThread(o, memory);
+  try {
+    return new DecoderThread(o, memory);
+  } catch {
+    return undefined; // no worker thread to be had (resource limits): decode on the main thread
+  }
 }
 
 export class DecoderThread implements BlockSource {
