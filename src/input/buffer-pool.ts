@@ -37,29 +37,37 @@ export class ChunkBufferPool {
       this.allocated++;
     }
     const b = buf;
-    let refs = 1;
-    const drop = (): void => {
-      if (--refs === 0) this.free.push(b);
-    };
-    const once = (): (() => void) => {
-      let done = false;
-      return () => {
-        if (done) return;
-        done = true;
-        drop();
-      };
-    };
-    const release = once();
-    return {
-      buf: b,
-      lease: {
-        hold: () => {
-          if (refs === 0) throw new Error('ChunkBufferPool: hold() on a buffer already returned to the pool');
-          refs++;
-          return once();
-        },
-      },
-      release,
-    };
+    return lendBuffer(b, () => this.free.push(b), 'ChunkBufferPool: hold() on a buffer already returned to the pool');
   }
+}
+
+/**
+ * `buf` handed to a taker, with a lease for writers: `onReturn` runs once the taker released it
+ * and every hold was released (each release function works once). Shared by the pool above and
+ * the decoder thread's ring (whose blocks go back to the thread).
+ */
+export function lendBuffer(buf: Buffer, onReturn: () => void, heldAfterReturn: string): PooledBuffer {
+  let refs = 1;
+  const drop = (): void => {
+    if (--refs === 0) onReturn();
+  };
+  const once = (): (() => void) => {
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      drop();
+    };
+  };
+  return {
+    buf,
+    lease: {
+      hold: () => {
+        if (refs === 0) throw new Error(heldAfterReturn);
+        refs++;
+        return once();
+      },
+    },
+    release: once(),
+  };
 }

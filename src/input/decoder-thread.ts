@@ -25,12 +25,12 @@ import { Worker } from 'node:worker_threads';
 import { Readable } from 'node:stream';
 import { InputError } from '../errors';
 import { allocSharedMemory, type WasmMemory } from './aligned-buffer';
-import type { PooledBuffer } from './buffer-pool';
+import { lendBuffer, type PooledBuffer } from './buffer-pool';
 import { errorText } from './decoder';
 import { gzipError, loadZlib } from './gzip';
 import { unreadable } from './open';
 import type { BlockSource } from './types';
-import { zstdError } from './zstd';
+import { zstdError, zstdExitProblem } from './zstd';
 
 /** Bytes per ring block: several XVA chunks, so that few chunks straddle two blocks (those are copied). */
 export const RING_BLOCK_BYTES = 4 * 1024 * 1024;
@@ -70,6 +70,8 @@ export type ZstdTransport = 'socket-pair' | 'stdout-pipe';
 type ThreadMessage =
   | { type: 'block'; slot: number; length: number }
   | { type: 'end' }
+  /** zstd: the child has exited and all its output is in the ring. */
+  | { type: 'exit'; code: number | null; signal: NodeJS.Signals | null; stderr: string }
   | { type: 'error'; kind: 'read' | 'gzip' | 'zstd' | 'spawn'; detail: string; offset: number; code?: string };
 
 /**
@@ -202,19 +204,14 @@ function decoderThreadMain(): void {
   port.on('message', (m: { type: string }) => {
     if (m.type === 'stop') stop();
   });
-  /** The end: all output read and the child gone; success needs exit 0 and a silent stderr. */
+  /**
+   * The end: all output read and the child gone. The last block and the exit status go to the
+   * main thread, which judges the status as the main-thread decoder does (zstdExitProblem).
+   */
   const settle = (): void => {
     if (failed || !outputEnded || !exit) return;
-    const message = stderr
-      .replace(/zstd: /g, '')
-      .replace(/\/\*stdin\*\\ ?: ?/g, '')
-      .replace(/\s*[\r\n]+\s*/g, '; ')
-      .replace(/^[;\s]+|[;\s]+$/g, '');
-    if (exit.code === 0 && !message) {
-      finish();
-    } else {
-      post({ type: 'error', kind: 'zstd', detail: `${message || 'no message'} (zstd exit ${exit.code ?? exit.signal})`, offset: 0 });
-    }
+    hand();
+    post({ type: 'exit', code: exit.code, signal: exit.signal, stderr });
     port.close();
   };
   const run = (stdout: 'pipe' | Socket): void => {
@@ -477,41 +474,30 @@ export class DecoderThread implements BlockSource {
 
   /** The block in `slot` as a pooled buffer: back to the thread once the taker and every holder let go. */
   #lend(b: ReadyBlock): PooledBuffer {
-    let refs = 1;
-    const drop = (): void => {
-      if (--refs === 0) {
+    const buf = Buffer.from(this.#memory.buffer, b.slot * RING_BLOCK_BYTES, b.length);
+    return lendBuffer(
+      buf,
+      () => {
         Atomics.store(this.#control, b.slot, 0);
         Atomics.notify(this.#control, b.slot);
-      }
-    };
-    const once = (): (() => void) => {
-      let done = false;
-      return () => {
-        if (!done) {
-          done = true;
-          drop();
-        }
-      };
-    };
-    return {
-      buf: Buffer.from(this.#memory.buffer, b.slot * RING_BLOCK_BYTES, b.length),
-      lease: {
-        hold: () => {
-          if (refs === 0) throw new Error('DecoderThread: hold() on a block already returned to the thread');
-          refs++;
-          return once();
-        },
       },
-      release: once(),
-    };
+      'DecoderThread: hold() on a block already returned to the thread',
+    );
   }
 
   #onMessage(m: ThreadMessage): void {
     if (this.#closed) return;
     if (m.type === 'block') this.#ready.push({ slot: m.slot, length: m.length });
     else if (m.type === 'end') this.#ended = true;
+    else if (m.type === 'exit') this.#onZstdExit(m);
     else this.#fail(this.#mapError(m));
     this.#wake();
+  }
+
+  #onZstdExit(m: Extract<ThreadMessage, { type: 'exit' }>): void {
+    const problem = zstdExitProblem(m.stderr, m.code, m.signal);
+    if (problem) this.#fail(zstdError(this.#o.input, this.rawBytesRead(), problem));
+    else this.#ended = true;
   }
 
   #mapError(m: Extract<ThreadMessage, { type: 'error' }>): InputError {

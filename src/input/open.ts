@@ -153,13 +153,8 @@ async function openFileInput(path: string, options: OpenInputOptions): Promise<I
 /** A regular zstd file given to the zstd child as its stdin. */
 function zstdChildOnFile(path: string, fd: number, stat: fs.Stats): InputSource {
   const out = new DecodedStream();
-  // The child shares our open file description, so its offset is our progress (Linux /proc).
-  let position = 0;
-  let closed = false;
-  const rawBytesRead = (): number => {
-    if (!closed) position = fdPosition(fd) ?? position;
-    return position;
-  };
+  const progress = childReadProgress(fd);
+  const rawBytesRead = progress.read;
   const ctx = makeContext(path, out, rawBytesRead, () => {});
   let decoder: Decoder;
   try {
@@ -169,8 +164,7 @@ function zstdChildOnFile(path: string, fd: number, stat: fs.Stats): InputSource 
     throw err;
   }
   const { close } = finishSource(out, decoder, async () => {
-    rawBytesRead();
-    closed = true;
+    progress.stop();
     await fsClose(fd).catch(() => {});
   });
   return {
@@ -190,21 +184,17 @@ function zstdChildOnFile(path: string, fd: number, stat: fs.Stats): InputSource 
  */
 function threadedFileInput(path: string, fd: number, stat: fs.Stats, codec: ThreadCodec, readSize: number): InputSource | undefined {
   let zstd: { path: string; args: string[] } | undefined;
-  let rawBytesRead: (() => number) | undefined;
+  let progress: { read(): number; stop(): void } | undefined;
   if (codec === 'zstd') {
     const program = findZstdBinary();
     if (!program) return undefined;
     zstd = { path: program, args: ZSTD_BINARY_ARGS };
-    // The child shares our open file description, so its offset is our progress (Linux /proc).
-    let position = 0;
-    rawBytesRead = () => (position = fdPosition(fd) ?? position);
+    progress = childReadProgress(fd);
   }
-  const thread = startDecoderThread({ codec, fd, input: path, readSize, zstd, rawBytesRead });
+  const thread = startDecoderThread({ codec, fd, input: path, readSize, zstd, rawBytesRead: progress?.read });
   if (!thread) return undefined;
   let closed: Promise<void> | undefined;
   let stream: Readable | undefined;
-  let lastRead = 0;
-  const rawRead = (): number => (closed ? lastRead : (lastRead = thread.rawBytesRead()));
   return {
     name: path,
     compression: codec,
@@ -214,14 +204,35 @@ function threadedFileInput(path: string, fd: number, stat: fs.Stats, codec: Thre
     get stream() {
       return (stream ??= blocksAsStream(thread));
     },
-    rawBytesRead: rawRead,
+    rawBytesRead: () => thread.rawBytesRead(),
     close: () =>
       (closed ??= (async () => {
-        rawRead();
+        progress?.stop();
         stream?.destroy();
         await thread.close();
         await fsClose(fd).catch(() => {});
       })()),
+  };
+}
+
+/**
+ * Progress of a child that reads `fd` itself: it shares our open file description, so its
+ * offset is the bytes it has consumed (Linux /proc). `stop()` (before `fd` is closed) keeps the
+ * last value, since a closed descriptor number may soon name another file.
+ */
+function childReadProgress(fd: number): { read(): number; stop(): void } {
+  let position = 0;
+  let stopped = false;
+  const read = (): number => {
+    if (!stopped) position = fdPosition(fd) ?? position;
+    return position;
+  };
+  return {
+    read,
+    stop: () => {
+      read();
+      stopped = true;
+    },
   };
 }
 

@@ -146,9 +146,9 @@ function binaryZstdDecoder(ctx: DecodeContext, stdinFd?: number): Decoder {
     onOutputEnd: () => {
       void exited.then(({ code, signal }) => {
         if (ctx.out.destroyed || spawnError) return;
-        const message = cleanZstdMessage(stderr);
-        if (code === 0 && !message) ctx.out.push(null);
-        else ctx.fail(failure(`${message || 'no message'} (zstd exit ${code ?? signal})`));
+        const problem = zstdExitProblem(stderr, code, signal);
+        if (!problem) ctx.out.push(null);
+        else ctx.fail(failure(problem));
       });
     },
     onDestroy: () => {
@@ -163,6 +163,17 @@ function binaryZstdDecoder(ctx: DecodeContext, stdinFd?: number): Decoder {
       return spawnError ? Promise.resolve() : exited.then(() => undefined);
     },
   });
+}
+
+/**
+ * Why a zstd child that has exited failed: its stderr as one line and its exit status; undefined
+ * for a clean end (exit 0 and nothing on stderr). Used by both the main-thread decoder and the
+ * decoder thread.
+ */
+export function zstdExitProblem(stderr: string, code: number | null, signal: NodeJS.Signals | null): string | undefined {
+  const message = cleanZstdMessage(stderr);
+  if (code === 0 && !message) return undefined;
+  return `${message || 'no message'} (zstd exit ${code ?? signal})`;
 }
 
 /** zstd's stderr as one line, without its `zstd: /*stdin*\:` prefixes. */
