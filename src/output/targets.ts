@@ -45,20 +45,6 @@ function pageCacheRoom(position: number): number {
   return 2 * MiB - ((position + MiB) % (2 * MiB));
 }
 
-function writeAll(fd: number, data: Uint8Array, position: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const step = (done: number): void => {
-      if (done >= data.length) return resolve();
-      const length = Math.min(data.length - done, pageCacheRoom(position + done));
-      fs.write(fd, data, done, length, position + done, (err, n) => {
-        if (err) return reject(err);
-        step(done + n);
-      });
-    };
-    step(0);
-  });
-}
-
 /**
  * pwritev of all of `chunks` from `position` (continues after short writes). With `split`
  * (page-cache writes), each call stops at the next odd MiB boundary (see pageCacheRoom).
@@ -168,7 +154,7 @@ export class FileTarget implements RandomAccessTarget {
   async pwrite(data: Uint8Array, position: number): Promise<void> {
     try {
       if (await this.writeDirect([data], position)) return;
-      await writeAll(this.fd, data, position);
+      await writevAll(this.fd, [data], position, true);
     } catch (err) {
       throw outputErrorFrom(err, this.label);
     }
