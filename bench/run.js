@@ -11,6 +11,7 @@
  *   --keep-corpus      do not delete cached corpora of older corpus versions
  *   --no-verify        skip the (untimed) correctness checks of the outputs
  *   --no-touch         do not touch memory before runs that write images (see touch-memory.js)
+ *   --keep-env         run the cases with NODE_EXTRA_CA_CERTS as set (see STEP_ENV)
  *   --list             list the cases and exit
  *
  * See bench/README.md for what each number means.
@@ -28,7 +29,7 @@ const WORK = path.join(CORPUS_ROOT, '.work'); // outputs: same file system as th
 // Options
 
 function parseArgs(argv) {
-  const o = { size: '6G', smallSize: '1G', runs: 3, only: null, source: '/usr/lib', json: path.join(__dirname, 'results', 'latest.json'), keepCorpus: false, verify: true, touch: true, list: false };
+  const o = { size: '6G', smallSize: '1G', runs: 3, only: null, source: '/usr/lib', json: path.join(__dirname, 'results', 'latest.json'), keepCorpus: false, verify: true, touch: true, keepEnv: false, list: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -46,6 +47,7 @@ function parseArgs(argv) {
     else if (name === '--keep-corpus') o.keepCorpus = true;
     else if (name === '--no-verify') o.verify = false;
     else if (name === '--no-touch') o.touch = false;
+    else if (name === '--keep-env') o.keepEnv = true;
     else if (name === '--list') o.list = true;
     else if (name === '--help' || name === '-h') {
       console.log(fs.readFileSync(__filename, 'utf8').split('*/')[0].replace(/^'use strict';\n\/\*\*?\n?/, '').replace(/^ \* ?/gm, '').trim());
@@ -93,6 +95,25 @@ function machine() {
 // ---------------------------------------------------------------------------------------------
 // Running one step / one case
 
+/**
+ * Environment variables removed before the timed steps (unless --keep-env). NODE_EXTRA_CA_CERTS
+ * makes every Node process read and parse that certificate bundle at start-up, before any
+ * JavaScript runs: ~80 ms per start on the machine of the README's table (`node -e 0` 0.03 s
+ * without it, 0.10 s with it), a cost of that machine's set-up that no case needs (none uses
+ * TLS) and that would otherwise be charged to every Node process the bench starts (xva2img, the
+ * Node floors, the manual workflow's merge script) and to none of qemu-img, tar or zstd.
+ */
+const REMOVED_ENV = ['NODE_EXTRA_CA_CERTS'];
+let STEP_ENV = process.env;
+
+function stepEnv(keepEnv) {
+  if (keepEnv) return { env: process.env, removed: [] };
+  const removed = REMOVED_ENV.filter((k) => process.env[k] !== undefined);
+  const env = { ...process.env };
+  for (const k of removed) delete env[k];
+  return { env, removed };
+}
+
 function runStep(step, out, rssFile) {
   return new Promise((resolve) => {
     if (step.mkdir) fs.mkdirSync(step.mkdir, { recursive: true });
@@ -100,7 +121,7 @@ function runStep(step, out, rssFile) {
     const stdoutFd = step.stdout === 'null' ? fs.openSync('/dev/null', 'w') : 'pipe';
     const argv = step.shell ? ['sh', '-c', step.shell(time.map(q).join(' '))] : [...time, ...step.argv];
     const t0 = process.hrtime.bigint();
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', stdoutFd, 'pipe'], cwd: out });
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', stdoutFd, 'pipe'], cwd: out, env: STEP_ENV });
     let stdout = '';
     let stderr = '';
     child.stdout?.on('data', (d) => {
@@ -229,6 +250,8 @@ function computeRatios(results, smallKey) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
+  const env = stepEnv(opts.keepEnv);
+  STEP_ENV = env.env;
   const sizeBytes = parseSize(opts.size);
   const smallBytes = opts.smallSize === '0' ? 0 : parseSize(opts.smallSize);
   const wantSmall = smallBytes > 0 && smallBytes !== sizeBytes;
@@ -322,6 +345,7 @@ async function main() {
   console.log(`\nxva2img bench  ${started.toISOString()}  (${opts.runs} rounds of every case after 1 warm-up each, warm page cache)`);
   console.log(`machine: ${mach.cpus} x ${mach.cpuModel}, ${mach.ramGiB} GiB RAM, Node ${mach.node}, ${mach.os}`);
   console.log(`corpus fs: ${mach.corpusFs.type} on ${mach.corpusFs.device} (${mach.corpusFs.disk || 'disk model unknown'})`);
+  if (env.removed.length) console.log(`environment: ${env.removed.join(', ')} removed for the timed commands (Node start-up cost of this machine's set-up; --keep-env keeps it)`);
   console.log(`load average: start ${load0.map((l) => l.toFixed(2)).join(' ')}, end ${load1.map((l) => l.toFixed(2)).join(' ')}`);
   console.log(
     `corpus ${m.key}: ext4, ${sizeLabel(m.virtualSize)} virtual, ${(m.filesBytes / 1e9).toFixed(2)} GB of files (${m.files} files sampled from ${m.source}: ${(m.sourceBytes / 1e9).toFixed(2)} GB), ` +
@@ -350,7 +374,7 @@ async function main() {
   // ---- JSON (small, commit-able)
   const json = {
     startedAt: started.toISOString(),
-    options: { size: sizeLabel(sizeBytes), smallSize: small ? sizeLabel(smallBytes) : null, runs: opts.runs, only: opts.only, warmup: 1, order: 'rounds', pageCache: 'warm', touchMemory: opts.touch },
+    options: { size: sizeLabel(sizeBytes), smallSize: small ? sizeLabel(smallBytes) : null, runs: opts.runs, only: opts.only, warmup: 1, order: 'rounds', pageCache: 'warm', touchMemory: opts.touch, envRemoved: env.removed },
     machine: { ...mach, loadavgStart: load0.map((l) => Number(l.toFixed(2))), loadavgEnd: load1.map((l) => Number(l.toFixed(2))) },
     corpus: { ...m, builtAt: undefined, host: undefined },
     smallCorpus: small ? { key: small.key, virtualSize: small.meta.virtualSize, filesBytes: small.meta.filesBytes, rawAllocatedBytes: small.meta.rawAllocatedBytes, xvaBytes: small.meta.xva.bytes } : null,

@@ -21,7 +21,7 @@
  * per filled block and sleeps on Atomics.wait when the next block is still held. A STOP flag
  * (plus a 'stop' message for the zstd thread's event loop) ends it early.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { Readable } from 'node:stream';
 import { InputError } from '../errors';
 import { allocSharedMemory, type WasmMemory } from './aligned-buffer';
@@ -422,7 +422,10 @@ export class DecoderThread implements BlockSource {
         transport: o.zstd.transport ?? (process.platform === 'linux' ? 'socket-pair' : 'stdout-pipe'),
       },
     };
-    this.#worker = new Worker(`(${decoderThreadMain.toString()})()`, { eval: true, workerData });
+    // Required here, not at the top: plain-file conversions never start a thread (start-up time).
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Worker: WorkerThread } = require('node:worker_threads') as typeof import('node:worker_threads');
+    this.#worker = new WorkerThread(`(${decoderThreadMain.toString()})()`, { eval: true, workerData });
     this.#worker.on('message', (m: ThreadMessage) => this.#onMessage(m));
     this.#worker.on('error', (err) => this.#fail(new InputError('BAD_COMPRESSION', `decoder thread failed: ${errorText(err)}`, { input: o.input }, { cause: err })));
     this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));

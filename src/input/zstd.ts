@@ -10,7 +10,7 @@
  *              is several times slower and slides its window by copying it for every block.
  *  - 'auto':   zlib if present, else binary if `zstd` is on PATH (looked up once), else fzstd.
  */
-import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import type { ChildProcessByStdio } from 'node:child_process';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -115,6 +115,9 @@ function zlibZstdDecoder(ctx: DecodeContext): Decoder {
 function binaryZstdDecoder(ctx: DecodeContext, stdinFd?: number): Decoder {
   const path = findZstdBinary();
   if (!path) throw new UsageError(`zstd codec 'binary' needs the '${ZSTD_BINARY}' program on PATH; use 'fzstd'`);
+  // node:child_process is required when a child is spawned, not at the top: most runs never need one (start-up time).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { spawn } = require('node:child_process') as typeof import('node:child_process');
   const child = spawn(path, ZSTD_BINARY_ARGS, {
     stdio: [stdinFd ?? 'pipe', 'pipe', 'pipe'],
   }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
