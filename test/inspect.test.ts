@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { XvaFormatError } from '../src/errors';
+import { InputError, XvaFormatError } from '../src/errors';
 import { inspectXva, type XvaInfo } from '../src/inspect';
 import { openInput } from '../src/input/open';
 import { openTarHeaderWalker, type WalkedEntry } from '../src/tar/header-walker';
@@ -268,5 +268,16 @@ describe('header walker', () => {
       expect(walked).toEqual(streamed);
       expect(walked.map((w) => w[0])).toContain(`sub/${long}/f.bin`);
     }
+  });
+
+  test('a missing file or a directory is INPUT_UNREADABLE naming the path, like every other reader', async () => {
+    const missing = path.join(dir, 'no-such.xva');
+    const missingErr = (await openTarHeaderWalker(missing).catch((e: unknown) => e)) as InputError;
+    expect(missingErr).toBeInstanceOf(InputError);
+    expect(missingErr.code).toBe('INPUT_UNREADABLE');
+    expect(missingErr.describe()).toBe(`${missing}: cannot open input: ENOENT: no such file or directory`);
+    const dirErr = (await openTarHeaderWalker(dir).catch((e: unknown) => e)) as InputError;
+    expect(dirErr.code).toBe('INPUT_UNREADABLE');
+    expect(dirErr.describe()).toContain(`${dir}: cannot read input: EISDIR`);
   });
 });

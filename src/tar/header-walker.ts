@@ -18,6 +18,7 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { XvaError, XvaFormatError } from '../errors';
+import { openFd } from '../input/open';
 import { pread } from '../input/pread';
 import { plausibleName, type TarEntry, type TarReader } from './entries';
 import { decodeTarHeader, isRegularFileType, tarPadding, TAR_BLOCK, TYPE_DIRECTORY, TYPE_GNU_LONGNAME, TYPE_PAX_GLOBAL, TYPE_PAX_HEADER } from './header';
@@ -58,8 +59,6 @@ export interface TarHeaderWalker {
   close(): Promise<void>;
 }
 
-const fsOpen = promisify(fs.open);
-const fsFstat = promisify(fs.fstat);
 const fsClose = promisify(fs.close);
 
 function padded(size: number): number {
@@ -208,14 +207,9 @@ export async function* walkTarEntries(a: TarWalkAccess): AsyncGenerator<WalkedEn
 /** Opens `path` for header walking. `input` names it in error messages. */
 export async function openTarHeaderWalker(path: string, options: { input?: string; signal?: AbortSignal } = {}): Promise<TarHeaderWalker> {
   const input = options.input ?? path;
-  const fd = await fsOpen(path, 'r');
-  let fileSize: number;
-  try {
-    fileSize = (await fsFstat(fd)).size;
-  } catch (err) {
-    await fsClose(fd).catch(() => {});
-    throw err;
-  }
+  // Open errors are the input's (INPUT_UNREADABLE naming the path), as for every other reader.
+  const { fd, stat } = await openFd(path);
+  const fileSize = stat.size;
   let win: Buffer = Buffer.alloc(0);
   let winStart = 0;
   let reads = 0;
