@@ -9,7 +9,8 @@
  * and resets the state, so the per-chunk cost is one init, not a WASM instantiation.
  */
 import type { Hash } from 'node:crypto';
-import { createXXHash64, type IHasher } from 'hash-wasm';
+import type { IHasher } from 'hash-wasm';
+import { allocAligned, wasmMemoryOf } from '../input/aligned-buffer';
 import { xxh64InPlace } from './xxh64-in-place';
 
 export type ChecksumKind = 'sha1' | 'xxh64';
@@ -59,55 +60,88 @@ export function checksumsEqual(expectedFileContent: string | Uint8Array, compute
   return text.replace(ASCII_WHITESPACE, '').toLowerCase() === computed.replace(ASCII_WHITESPACE, '').toLowerCase();
 }
 
+/** First scratch size of an Xxh64Hasher; it grows to the largest input gathered. */
+const SCRATCH_START = 64 * 1024;
+
+/**
+ * XXH64 computed in place by our own WebAssembly function (xxh64-in-place.ts). A chunk given in
+ * one piece in one of our buffers (every chunk the reader gives) is hashed where it lies. Input
+ * given in several pieces, or in ordinary buffers (the XVA writer's), is first gathered into a
+ * scratch buffer cut from our own WebAssembly memory: one copy, as hash-wasm makes into its own
+ * memory. This keeps hash-wasm (and its ~0.3 MB of code to load) off the common path.
+ */
 class Xxh64Hasher implements ChunkHasher {
   readonly kind = 'xxh64' as const;
-  /** The first piece given since the last digest, not hashed yet (see update()). */
+  /** The first piece given since the last digest, not hashed or copied yet (see update()). */
   private pending: Uint8Array | undefined;
-  /** Bytes given to hash-wasm since the last digest. */
-  private streamed = false;
+  /** Bytes gathered into `scratch` since the last digest. */
+  private gathered = 0;
 
+  /** `scratch` must lie in one of our WebAssembly memories (see createChunkHasher). */
+  constructor(private scratch: Buffer) {}
+
+  update(data: Uint8Array): void {
+    if (data.length === 0) return;
+    if (this.pending === undefined && this.gathered === 0) {
+      this.pending = data;
+      return;
+    }
+    this.gatherPending();
+    this.gather(data);
+  }
+  digestHex(): string {
+    let value = this.pending !== undefined ? xxh64InPlace(this.pending) : undefined;
+    if (value === undefined) {
+      this.gatherPending();
+      value = xxh64InPlace(this.scratch.subarray(0, this.gathered));
+    }
+    this.reset();
+    if (value === undefined) throw new Error('XXH64: scratch buffer outside WebAssembly memory'); // see gather()
+    // Canonical (big-endian) value; XAPI prints "%016LX".
+    return value.toString(16).padStart(16, '0').toUpperCase();
+  }
+  reset(): void {
+    this.pending = undefined;
+    this.gathered = 0;
+  }
+  private gatherPending(): void {
+    const p = this.pending;
+    this.pending = undefined;
+    if (p) this.gather(p);
+  }
+  private gather(data: Uint8Array): void {
+    const need = this.gathered + data.length;
+    if (need > this.scratch.length) {
+      let size = this.scratch.length * 2;
+      while (size < need) size *= 2;
+      const bigger = allocAligned(size);
+      // allocAligned hands out an ordinary buffer only when the engine refuses a memory; a hash
+      // could not be computed in place there, so that is reported, not hashed wrongly.
+      if (!wasmMemoryOf(bigger)) throw new Error(`XXH64: cannot allocate ${size} bytes of WebAssembly memory`);
+      this.scratch.copy(bigger, 0, 0, this.gathered);
+      this.scratch = bigger;
+    }
+    this.scratch.set(data, this.gathered);
+    this.gathered = need;
+  }
+}
+
+/** XXH64 by hash-wasm, where WebAssembly memories of our own cannot be had. */
+class HashWasmXxh64Hasher implements ChunkHasher {
+  readonly kind = 'xxh64' as const;
   constructor(private readonly wasm: IHasher) {
     wasm.init();
   }
   update(data: Uint8Array): void {
-    if (data.length === 0) return;
-    // A chunk given in one piece, in one of our buffers, is hashed where it lies at digest time
-    // (xxh64-in-place.ts) instead of being copied into hash-wasm's memory. The reader gives
-    // every chunk that way; anything else streams through hash-wasm.
-    if (!this.streamed && this.pending === undefined) {
-      this.pending = data;
-      return;
-    }
-    this.stream();
     this.wasm.update(data);
   }
   digestHex(): string {
-    let value: bigint | undefined;
-    if (!this.streamed && this.pending !== undefined) value = xxh64InPlace(this.pending);
-    let hex: string;
-    if (value !== undefined) {
-      hex = value.toString(16).padStart(16, '0');
-    } else {
-      this.stream();
-      hex = this.wasm.digest('hex');
-    }
-    this.reset();
-    // Canonical (big-endian) value; XAPI prints "%016LX".
+    const hex = this.wasm.digest('hex');
+    this.wasm.init();
     return hex.toUpperCase();
   }
   reset(): void {
-    if (this.streamed) this.wasm.init();
-    this.streamed = false;
-    this.pending = undefined;
-  }
-  /** Switches to hash-wasm, feeding it the piece held back. */
-  private stream(): void {
-    if (!this.streamed) {
-      this.wasm.init();
-      this.streamed = true;
-    }
-    if (this.pending) this.wasm.update(this.pending);
-    this.pending = undefined;
+    this.wasm.init();
   }
 }
 
@@ -134,11 +168,17 @@ class Sha1Hasher implements ChunkHasher {
   }
 }
 
-/** Creates a reusable hasher. Async because the XXH64 WASM module is instantiated on demand. */
+/** Creates a reusable hasher. Async because hash-wasm, where needed, is instantiated on demand. */
 export async function createChunkHasher(kind: ChecksumKind): Promise<ChunkHasher> {
   switch (kind) {
-    case 'xxh64':
-      return new Xxh64Hasher(await createXXHash64(0, 0));
+    case 'xxh64': {
+      const scratch = allocAligned(SCRATCH_START);
+      if (xxh64InPlace(scratch.subarray(0, 0)) !== undefined) return new Xxh64Hasher(scratch);
+      // No WebAssembly memory of our own (or no WebAssembly): hash-wasm, required only here.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { createXXHash64 } = require('hash-wasm') as typeof import('hash-wasm');
+      return new HashWasmXxh64Hasher(await createXXHash64(0, 0));
+    }
     case 'sha1':
       return new Sha1Hasher();
     default:
@@ -147,11 +187,11 @@ export async function createChunkHasher(kind: ChecksumKind): Promise<ChunkHasher
 }
 
 /**
- * Compiles the WASM module ahead of time so that the first `createChunkHasher('xxh64')` on a
- * hot path is quick. Optional: createChunkHasher works without it.
+ * Compiles the XXH64 WebAssembly function ahead of time so that the first
+ * `createChunkHasher('xxh64')` on a hot path is quick. Optional: createChunkHasher works without it.
  */
 export async function initChecksums(): Promise<void> {
-  await createXXHash64(0, 0);
+  await createChunkHasher('xxh64');
 }
 
 /** One-off digest of one chunk in the on-disk format. */

@@ -10,6 +10,8 @@ import {
   kindFromSuffix,
 } from '../../src/xva/checksum';
 import { randomBytes } from '../helpers/xva-fixtures';
+import { allocAligned } from '../../src/input/aligned-buffer';
+import fc from 'fast-check';
 
 const MiB = 1024 * 1024;
 
@@ -127,6 +129,46 @@ describe('ChunkHasher reuse', () => {
     h.update(b);
     h.reset();
     expect(h.digestHex()).toBe(await hashChunk(kind, Buffer.alloc(0)));
+  });
+});
+
+describe('XXH64 in place and gathered', () => {
+  test('a chunk in one of our buffers is hashed where it lies; split or foreign input is gathered first', async () => {
+    const data = randomBytes(3 * MiB + 17, 9); // bigger than the hasher's first scratch: it grows
+    const expected = (await xxhash64(data)).toUpperCase();
+    const ours = allocAligned(data.length);
+    ours.set(data);
+    const h = await createChunkHasher('xxh64');
+    h.update(ours); // in place, no copy
+    expect(h.digestHex()).toBe(expected);
+    h.update(data); // an ordinary buffer: gathered
+    expect(h.digestHex()).toBe(expected);
+    h.update(ours.subarray(0, 5)); // our memory, then an ordinary buffer, then ours again
+    h.update(data.subarray(5, MiB));
+    h.update(ours.subarray(MiB));
+    expect(h.digestHex()).toBe(expected);
+  });
+
+  test('any split of any input, from either kind of buffer, gives the one-shot digest', async () => {
+    const h = await createChunkHasher('xxh64');
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 300_000 }), fc.array(fc.nat(), { maxLength: 6 }), fc.array(fc.boolean(), { maxLength: 7 }), async (bytes, cuts, inOurs) => {
+        const points = [...new Set(cuts.map((c) => (bytes.length === 0 ? 0 : c % (bytes.length + 1))))].sort((a, b) => a - b);
+        const bounds = [0, ...points, bytes.length];
+        for (let i = 0; i + 1 < bounds.length; i++) {
+          const piece = bytes.subarray(bounds[i], bounds[i + 1]);
+          if (inOurs[i]) {
+            const copy = allocAligned(piece.length);
+            copy.set(piece);
+            h.update(copy);
+          } else {
+            h.update(Buffer.from(piece));
+          }
+        }
+        expect(h.digestHex()).toBe((await xxhash64(bytes)).toUpperCase());
+      }),
+      { numRuns: 60 },
+    );
   });
 });
 
