@@ -11,7 +11,7 @@
  *   --keep-corpus      do not delete cached corpora of older corpus versions
  *   --no-verify        skip the (untimed) correctness checks of the outputs
  *   --no-touch         do not touch memory before runs that write images (see touch-memory.js)
- *   --keep-env         run the cases with NODE_EXTRA_CA_CERTS as set (see STEP_ENV)
+ *   --keep-env         run the timed commands with NODE_EXTRA_CA_CERTS as set (see bench/README.md)
  *   --list             list the cases and exit
  *
  * See bench/README.md for what each number means.
