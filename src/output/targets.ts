@@ -37,6 +37,9 @@ function directEligible(chunks: Uint8Array[], position: number): boolean {
  * (qemu-img's 2 MiB writes sit behind its metadata, off alignment, so it never pays this).
  * Hence pieces end at odd MiB boundaries: at most 2 MiB each, [2k+1, 2k+3) MiB, which holds
  * half of two aligned ranges and all of none. Direct writes do not use the page cache.
+ * In worse stretches of the same VM (proactive reclaim on top of the reporting) 512 KiB-1 MiB
+ * folios fault too; smaller pieces helped only sometimes and cost a thread-pool round trip
+ * each, so this split stays (README, Performance).
  */
 const MiB = 1 << 20;
 

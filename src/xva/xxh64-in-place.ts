@@ -3,12 +3,12 @@
  *
  * Why: hash-wasm (the XXH64 library we use where this cannot run) hashes inside its own
  * WebAssembly memory, so every chunk is first copied there — 1.3 GB of memcpy on the main thread
- * for a 1.3 GB XVA, about as much time as the hash itself. Chunk data is read into page-aligned buffers cut from
- * WebAssembly memories anyway (aligned-buffer.ts); a module that imports such a memory can hash
- * the bytes in place. The module is one function, assembled below from the XXH64 specification
- * (Collet, "xxHash fast digest algorithm", XXH64): 32-byte stripes into four lanes, then the
- * 8-, 4- and 1-byte tails, then the avalanche. Buffers from anywhere else return undefined; the
- * caller copies them into a buffer of its own memory first (checksum.ts).
+ * for a 1.3 GB XVA, about as much time as the hash itself. Chunk data is read into page-aligned
+ * buffers cut from WebAssembly memories anyway (aligned-buffer.ts); a module that imports such a
+ * memory can hash the bytes in place. The module is one function, assembled below from the
+ * XXH64 specification (Collet, "xxHash fast digest algorithm", XXH64): 32-byte stripes into four
+ * lanes, then the 8-, 4- and 1-byte tails, then the avalanche. Buffers from anywhere else
+ * return undefined; the caller copies them into a buffer of its own memory first (checksum.ts).
  *
  *   xxh64(ptr: i32, len: i32, seed: i64) -> i64     (imports memory "m"."mem")
  */
