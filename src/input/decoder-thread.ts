@@ -45,6 +45,19 @@ const STOP = RING_BLOCKS;
 const WAIT_MS = 200;
 /** How long close() waits for the thread to stop by itself before terminating it. */
 const STOP_GRACE_MS = 2000;
+/**
+ * Rings kept for the next decoder thread once a thread has stopped and every block it lent
+ * is back. A ring is 24 MiB of shared WebAssembly memory that only the garbage collector frees,
+ * and late: four zstd conversions in a row in one process peaked at 196 MB where one takes
+ * 102 MB. Two cover `-j 2`; with more at once, the rings beyond these are left to the collector.
+ */
+const MAX_IDLE_RINGS = 2;
+const idleRings: WasmMemory[] = [];
+
+/** Rings waiting for reuse (for tests). */
+export function idleRingCount(): number {
+  return idleRings.length;
+}
 
 export type ThreadCodec = 'gzip' | 'zstd';
 
@@ -378,11 +391,12 @@ interface ReadyBlock {
  * when no shared memory or worker thread can be had (then the caller decodes on the main thread).
  */
 export function startDecoderThread(o: DecoderThreadOptions): DecoderThread | undefined {
-  const memory = allocSharedMemory(RING_BLOCK_BYTES * RING_BLOCKS);
+  const memory = idleRings.pop() ?? allocSharedMemory(RING_BLOCK_BYTES * RING_BLOCKS);
   if (!memory) return undefined;
   try {
     return new DecoderThread(o, memory);
   } catch {
+    idleRings.push(memory);
     return undefined; // no worker thread to be had (resource limits): decode on the main thread
   }
 }
@@ -400,6 +414,10 @@ export class DecoderThread implements BlockSource {
   #failure: InputError | undefined;
   #exited: Promise<void>;
   #closed: Promise<void> | undefined;
+  /** Blocks lent and not yet back; the ring is reused only when none is out and the thread has stopped. */
+  #lent = 0;
+  #stopped = false;
+  #recycled = false;
 
   constructor(o: DecoderThreadOptions, memory: WasmMemory) {
     this.#o = o;
@@ -470,19 +488,31 @@ export class DecoderThread implements BlockSource {
       const timer = setTimeout(() => void this.#worker.terminate(), STOP_GRACE_MS);
       await this.#exited;
       clearTimeout(timer);
+      this.#stopped = true;
+      this.#recycleRing();
       this.#wake();
     })();
     return this.#closed;
   }
 
+  /** Offers the ring for the next thread once this one has stopped and every lent block is back. */
+  #recycleRing(): void {
+    if (!this.#stopped || this.#lent > 0 || this.#recycled) return;
+    this.#recycled = true;
+    if (idleRings.length < MAX_IDLE_RINGS) idleRings.push(this.#memory);
+  }
+
   /** The block in `slot` as a pooled buffer: back to the thread once the taker and every holder let go. */
   #lend(b: ReadyBlock): PooledBuffer {
     const buf = Buffer.from(this.#memory.buffer, b.slot * RING_BLOCK_BYTES, b.length);
+    this.#lent++;
     return lendBuffer(
       buf,
       () => {
         Atomics.store(this.#control, b.slot, 0);
         Atomics.notify(this.#control, b.slot);
+        this.#lent--;
+        this.#recycleRing();
       },
       'DecoderThread: hold() on a block already returned to the thread',
     );

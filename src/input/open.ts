@@ -60,6 +60,11 @@ async function decodeSource(source: RawSource, options: OpenInputOptions): Promi
     throw err;
   }
 
+  return wireDecoder(source, pump, compression, options);
+}
+
+/** The decoder for `compression` between the pump and a DecodedStream (the pump starts flowing). */
+function wireDecoder(source: RawSource, pump: RawPump, compression: Compression, options: OpenInputOptions): InputSource {
   const out = new DecodedStream();
   const ctx = makeContext(source.name, out, () => pump.bytesRead, () => pump.resume());
   let decoder: Decoder;
@@ -69,7 +74,7 @@ async function decodeSource(source: RawSource, options: OpenInputOptions): Promi
     else decoder = new PassThroughDecoder(ctx);
   } catch (err) {
     pump.destroy();
-    await source.release();
+    void source.release().catch(() => {});
     throw err;
   }
   const { close } = finishSource(out, decoder, () => {
@@ -136,7 +141,12 @@ async function openFileInput(path: string, options: OpenInputOptions): Promise<I
       await fsClose(fd).catch(() => {});
       throw unreadable(path, 'read error at byte 0', err);
     }
+    if (head.length === 0) {
+      await fsClose(fd).catch(() => {});
+      throw new InputError('INPUT_UNREADABLE', 'input is empty (0 bytes)', { input: path });
+    }
     const compression = detectCompression(head);
+    if (compression === 'none') return plainFileInput(path, fd, stat, readSize, options);
     const threaded = options.decodeThread !== false;
     if (compression === 'gzip' && threaded && (options.gzipCodec ?? 'zlib') === 'zlib' && gzipThreadAvailable()) {
       const input = threadedFileInput(path, fd, stat, 'gzip', readSize);
@@ -148,6 +158,34 @@ async function openFileInput(path: string, options: OpenInputOptions): Promise<I
     }
   }
   return decodeSource(fileSource(path, fd, stat, readSize), options);
+}
+
+/**
+ * A plain (uncompressed) regular file. Its readers seek: readXva opens it by `seekablePath` and
+ * reads it in aligned blocks, or only its headers. The stream is therefore made only when a
+ * caller asks for it. Made up front, it read ahead three 2 MiB buffers that nobody used, per
+ * conversion: 6 MB of reads and 6 MB of memory for the collector.
+ */
+function plainFileInput(path: string, fd: number, stat: fs.Stats, readSize: number, options: OpenInputOptions): InputSource {
+  let wired: InputSource | undefined;
+  let closed: Promise<void> | undefined;
+  const wire = (): InputSource => {
+    if (closed) throw new InputError('INPUT_UNREADABLE', 'input already closed', { input: path });
+    const source = fileSource(path, fd, stat, readSize);
+    return (wired ??= wireDecoder(source, new RawPump(source), 'none', options));
+  };
+  return {
+    name: path,
+    compression: 'none',
+    codec: 'none',
+    rawSize: stat.size,
+    seekablePath: path,
+    get stream() {
+      return (wired ?? wire()).stream;
+    },
+    rawBytesRead: () => wired?.rawBytesRead() ?? 0,
+    close: () => (closed ??= wired ? wired.close() : fsClose(fd).catch(() => {})),
+  };
 }
 
 /** A regular zstd file given to the zstd child as its stdin. */

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { InputError } from '../../src/errors';
-import { gzipThreadAvailable, RING_BLOCK_BYTES, RING_BLOCKS, startDecoderThread, type ZstdTransport } from '../../src/input/decoder-thread';
+import { gzipThreadAvailable, idleRingCount, RING_BLOCK_BYTES, RING_BLOCKS, startDecoderThread, type ZstdTransport } from '../../src/input/decoder-thread';
 import { openInput } from '../../src/input/open';
 import type { InputSource, OpenInputOptions } from '../../src/input/types';
 import { findZstdBinary, ZSTD_BINARY_ARGS } from '../../src/input/zstd';
@@ -99,6 +99,28 @@ describe.each([
     for (const b of held) b.release();
     expect((await src.blocks!.next())!.buf.equals(big.subarray(RING_BLOCKS * RING_BLOCK_BYTES, (RING_BLOCKS + 1) * RING_BLOCK_BYTES))).toBe(true);
     await src.close();
+  });
+
+  run('the next thread reuses the ring once the last one stopped and every lent block is back', async () => {
+    // A ring is 24 MiB that only the garbage collector would free: conversions in a row (a
+    // batch, a library caller) take the same one instead of piling up new ones.
+    const file = writeFile(dir, `reuse.${codec}`, make(A));
+    const first = await openInput(file, { zstdCodec: 'binary' });
+    const kept = await first.blocks!.next();
+    const ringsBefore = idleRingCount();
+    await readBlocks(first);
+    await first.close();
+    expect(idleRingCount()).toBe(ringsBefore); // a block is still out: the ring is not free yet
+    kept!.release();
+    expect(idleRingCount()).toBe(ringsBefore + 1);
+    const second = await openInput(file, { zstdCodec: 'binary' });
+    expect(idleRingCount()).toBe(ringsBefore);
+    const b = (await second.blocks!.next())!;
+    expect(b.buf.buffer).toBe(kept!.buf.buffer);
+    b.release();
+    expect((await readBlocks(second)).length).toBe(A.length - RING_BLOCK_BYTES);
+    await second.close();
+    expect(idleRingCount()).toBe(ringsBefore + 1);
   });
 
   run('a block held by a writer (lease) is not refilled until the hold is released', async () => {

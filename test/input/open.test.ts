@@ -46,6 +46,25 @@ describe('openInput: files', () => {
     await src.close(); // idempotent
   });
 
+  it('reads nothing of a plain file until its stream is asked for (seeking readers open it by path)', async () => {
+    const src = await openInput(plainPath);
+    await new Promise((r) => setTimeout(r, 50)); // time for a stream to have read ahead, were there one
+    expect(src.rawBytesRead()).toBe(0);
+    expect((await readAll(src)).equals(DATA)).toBe(true);
+    expect(src.rawBytesRead()).toBe(DATA.length);
+    await src.close();
+  });
+
+  it('closes a plain file whose stream was never made', async () => {
+    const fdsBefore = fs.readdirSync('/proc/self/fd').length;
+    const src = await openInput(plainPath);
+    expect(fs.readdirSync('/proc/self/fd').length).toBe(fdsBefore + 1);
+    await src.close();
+    await src.close();
+    expect(fs.readdirSync('/proc/self/fd').length).toBe(fdsBefore);
+    expect(() => src.stream).toThrow(/already closed/);
+  });
+
   it('honours readSize (small reads still give the same bytes)', async () => {
     const src = await openInput(plainPath, { readSize: 1000 });
     const out = await readAll(src);
