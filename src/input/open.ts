@@ -19,7 +19,7 @@ import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder, er
 import { createGzipDecoder } from './gzip';
 import { isUrl, openHttp } from './http';
 import { RawPump, type RawSource } from './raw-pump';
-import { SNIFF_BYTES, detectCompression, sniff } from './sniff';
+import { SNIFF_BYTES, detectCompression, emptyInput, sniff } from './sniff';
 import { ZSTD_BINARY_ARGS, createZstdDecoder, findZstdBinary, resolveZstdCodec } from './zstd';
 import { type ThreadCodec, blocksAsStream, gzipThreadAvailable, startDecoderThread } from './decoder-thread';
 
@@ -59,11 +59,19 @@ async function decodeSource(source: RawSource, options: OpenInputOptions): Promi
     await source.release();
     throw err;
   }
-
-  return wireDecoder(source, pump, compression, options);
+  try {
+    return wireDecoder(source, pump, compression, options);
+  } catch (err) {
+    await source.release(); // the descriptor is closed before the caller sees the error
+    throw err;
+  }
 }
 
-/** The decoder for `compression` between the pump and a DecodedStream (the pump starts flowing). */
+/**
+ * The decoder for `compression` between the pump and a DecodedStream (the pump starts flowing).
+ * If no decoder can be made, the pump is destroyed and the error thrown; releasing the source
+ * is the caller's.
+ */
 function wireDecoder(source: RawSource, pump: RawPump, compression: Compression, options: OpenInputOptions): InputSource {
   const out = new DecodedStream();
   const ctx = makeContext(source.name, out, () => pump.bytesRead, () => pump.resume());
@@ -74,7 +82,6 @@ function wireDecoder(source: RawSource, pump: RawPump, compression: Compression,
     else decoder = new PassThroughDecoder(ctx);
   } catch (err) {
     pump.destroy();
-    void source.release().catch(() => {});
     throw err;
   }
   const { close } = finishSource(out, decoder, () => {
@@ -143,7 +150,7 @@ async function openFileInput(path: string, options: OpenInputOptions): Promise<I
     }
     if (head.length === 0) {
       await fsClose(fd).catch(() => {});
-      throw new InputError('INPUT_UNREADABLE', 'input is empty (0 bytes)', { input: path });
+      throw emptyInput(path);
     }
     const compression = detectCompression(head);
     if (compression === 'none') return plainFileInput(path, fd, stat, readSize, options);
@@ -172,7 +179,8 @@ function plainFileInput(path: string, fd: number, stat: fs.Stats, readSize: numb
   const wire = (): InputSource => {
     if (closed) throw new InputError('INPUT_UNREADABLE', 'input already closed', { input: path });
     const source = fileSource(path, fd, stat, readSize);
-    return (wired ??= wireDecoder(source, new RawPump(source), 'none', options));
+    // A pass-through decoder cannot fail to be made, so the source needs no release here.
+    return (wired = wireDecoder(source, new RawPump(source), 'none', options));
   };
   return {
     name: path,

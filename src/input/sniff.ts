@@ -27,8 +27,13 @@ export function detectCompression(head: Uint8Array): Compression {
  */
 export async function sniff(pump: RawPump, input: string): Promise<Compression> {
   const head = await pump.peek(SNIFF_BYTES);
-  if (head.length === 0) throw new InputError('INPUT_UNREADABLE', 'input is empty (0 bytes)', { input });
+  if (head.length === 0) throw emptyInput(input);
   return detectCompression(head);
+}
+
+/** The error for an input with no bytes at all (a file opened by path peeks at it itself). */
+export function emptyInput(input: string): InputError {
+  return new InputError('INPUT_UNREADABLE', 'input is empty (0 bytes)', { input });
 }
 
 function startsWith(bytes: Uint8Array, magic: Uint8Array): boolean {
