@@ -307,6 +307,32 @@ export async function openTarHeaderWalker(path: string, options: { input?: strin
   };
 }
 
+/** One entry of a walkerTarReader: prototype methods, not per-entry closures (see BlockTarEntry in block-reader.ts for why). */
+class WalkedTarEntry implements TarEntry {
+  readonly name: string;
+  readonly size: number;
+  readonly type: TarEntry['type'];
+  readonly headerOffset: number;
+  readonly dataOffset: number;
+
+  constructor(
+    private readonly entry: WalkedEntry,
+    private readonly walker: TarHeaderWalker,
+  ) {
+    this.name = entry.name;
+    this.size = entry.size;
+    this.type = entry.type;
+    this.headerOffset = entry.headerOffset;
+    this.dataOffset = entry.dataOffset;
+  }
+
+  readAll(): Promise<Buffer> {
+    return this.walker.readData(this.entry);
+  }
+
+  async skip(): Promise<void> {}
+}
+
 /**
  * The walker as a TarReader (the interface readXva and inspect consume) for structure-only
  * passes (`info --chunks`, `measure --fast`, `verify --fast`): entry data is never read unless
@@ -316,13 +342,7 @@ export async function openTarHeaderWalker(path: string, options: { input?: strin
 export function walkerTarReader(walker: TarHeaderWalker): TarReader {
   const gen = walker.entries();
   async function* entries(): AsyncGenerator<TarEntry> {
-    for await (const entry of gen) {
-      yield {
-        ...entry,
-        readAll: () => walker.readData(entry),
-        skip: async () => {},
-      };
-    }
+    for await (const entry of gen) yield new WalkedTarEntry(entry, walker);
   }
   const it = entries();
   return {

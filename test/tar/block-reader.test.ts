@@ -173,6 +173,35 @@ describe('zero copy and leases', () => {
   });
 });
 
+describe('memory', () => {
+  // The reader makes a few objects per tar entry, ~7 000 entries per 3.5 GB of XVA. They must die
+  // young: objects that survive two scavenges are promoted to old space and stay there until a
+  // mark-compact, so peak memory would grow with the size of the archive. Per-entry closures did
+  // that (about 8 % of all allocation promoted); entry objects with prototype methods do not.
+  test('entries die young: reading 40 000 entries promotes under 3 % of what the reader allocates', () => {
+    const root = path.resolve(__dirname, '..', '..');
+    const dist = path.join(root, 'dist');
+    if (!fs.existsSync(path.join(dist, 'tar', 'block-reader.js'))) throw new Error('dist/ is missing: run `npx tsc -p tsconfig.build.json` first');
+    const out = execFileSync(process.execPath, ['--trace-gc-nvp', path.join(root, 'test', 'helpers', 'promotion-probe.js'), dist], { encoding: 'utf8' });
+    expect(out).toContain('entries 40000');
+    let allocated = 0;
+    let promoted = 0;
+    let scavenges = 0;
+    const lines = out.split('\n');
+    for (const line of lines.slice(lines.indexOf('reading'))) {
+      if (!/ gc=s /.test(line)) continue;
+      const a = /\ballocated=(\d+)/.exec(line);
+      const p = /\bpromoted=(\d+)/.exec(line);
+      if (!a || !p) throw new Error(`unexpected --trace-gc-nvp line: ${line.slice(0, 200)}`);
+      allocated += Number(a[1]);
+      promoted += Number(p[1]);
+      scavenges++;
+    }
+    expect(scavenges).toBeGreaterThanOrEqual(5); // enough scavenges for promotion to show
+    expect(promoted / allocated).toBeLessThan(0.03);
+  });
+});
+
 describe('streams', () => {
   const xva = independentXva({ style: 'xapi', disks: [{ ref: 'Ref:1', userdevice: '0', image: pseudoRandom(2 * MiB, 6) }] });
 
