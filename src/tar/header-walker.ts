@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import { XvaError, XvaFormatError } from '../errors';
 import { openFd } from '../input/open';
 import { pread } from '../input/pread';
-import { plausibleName, type TarEntry, type TarReader } from './entries';
+import { plausibleName, TarEntryBase, type TarEntry, type TarReader } from './entries';
 import { decodeTarHeader, isRegularFileType, tarPadding, TAR_BLOCK, TYPE_DIRECTORY, TYPE_GNU_LONGNAME, TYPE_PAX_GLOBAL, TYPE_PAX_HEADER } from './header';
 
 /** Bytes read at a header: the header, a small entry's data block and the next header. */
@@ -307,30 +307,18 @@ export async function openTarHeaderWalker(path: string, options: { input?: strin
   };
 }
 
-/** One entry of a walkerTarReader: prototype methods, not per-entry closures (see BlockTarEntry in block-reader.ts for why). */
-class WalkedTarEntry implements TarEntry {
-  readonly name: string;
-  readonly size: number;
-  readonly type: TarEntry['type'];
-  readonly headerOffset: number;
-  readonly dataOffset: number;
-
+/** One entry of a walkerTarReader (prototype methods: see TarEntryBase). */
+class WalkedTarEntry extends TarEntryBase {
   constructor(
     private readonly entry: WalkedEntry,
     private readonly walker: TarHeaderWalker,
   ) {
-    this.name = entry.name;
-    this.size = entry.size;
-    this.type = entry.type;
-    this.headerOffset = entry.headerOffset;
-    this.dataOffset = entry.dataOffset;
+    super(entry);
   }
 
   readAll(): Promise<Buffer> {
     return this.walker.readData(this.entry);
   }
-
-  async skip(): Promise<void> {}
 }
 
 /**

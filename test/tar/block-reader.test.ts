@@ -18,6 +18,7 @@ import { readTar } from '../helpers/tar-stream-oracle';
 import { readXva } from '../../src/xva/reader';
 import { independentXva, pseudoRandom } from '../helpers/independent';
 import { MemoryWriter } from '../helpers/memory-writer';
+import { builtDist, ROOT } from '../cli/_cli';
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -179,10 +180,7 @@ describe('memory', () => {
   // mark-compact, so peak memory would grow with the size of the archive. Per-entry closures did
   // that (about 8 % of all allocation promoted); entry objects with prototype methods do not.
   test('entries die young: reading 40 000 entries promotes under 3 % of what the reader allocates', () => {
-    const root = path.resolve(__dirname, '..', '..');
-    const dist = path.join(root, 'dist');
-    if (!fs.existsSync(path.join(dist, 'tar', 'block-reader.js'))) throw new Error('dist/ is missing: run `npx tsc -p tsconfig.build.json` first');
-    const out = execFileSync(process.execPath, ['--trace-gc-nvp', path.join(root, 'test', 'helpers', 'promotion-probe.js'), dist], { encoding: 'utf8' });
+    const out = execFileSync(process.execPath, ['--trace-gc-nvp', path.join(ROOT, 'test', 'helpers', 'promotion-probe.js'), builtDist()], { encoding: 'utf8' });
     expect(out).toContain('entries 40000');
     let allocated = 0;
     let promoted = 0;
