@@ -19,7 +19,7 @@ import type { BadChunkPolicy } from '../xva/reader';
 import { formatBytes, formatRate } from './format';
 import { createBatchProgress, type ProgressReporter } from './progress';
 import { interruptSignal, PROGRAM, reportError } from './run';
-import { collect, commonInputOptions, type CommonInputFlags } from './common-options';
+import { collect, commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
 
 interface ConvertFlags extends CommonInputFlags {
   output?: string;
@@ -191,6 +191,7 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
     includeSuspendImage: flags.includeSuspend,
     perVmSubdir: flags.perVmDir,
     names: new NameAllocator(),
+    http: httpOptionsFrom(flags),
     headers: flags.header,
     gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
     zstdCodec: flags.zstdCodec as 'auto' | undefined,

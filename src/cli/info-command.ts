@@ -7,7 +7,7 @@ import { worstExitCode } from '../batch';
 import { ExitCode, UsageError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
 import { inspectXva, type XvaInfo } from '../inspect';
-import { commonInputOptions, type CommonInputFlags } from './common-options';
+import { commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
 import { formatBytes } from './format';
 import { createProgress } from './progress';
 import { interruptSignal, reportError, runVerb } from './run';
@@ -94,6 +94,7 @@ export function formatInfo(info: XvaInfo): string {
 async function runInfo(inputs: string[], flags: InfoFlags): Promise<number> {
   if (inputs.length === 0) throw new UsageError('no input given; see xva2img info --help');
   assertStdinNamedOnce(inputs);
+  const http = httpOptionsFrom(flags);
   const infos: XvaInfo[] = [];
   let exit: number = ExitCode.OK;
   for (const input of inputs) {
@@ -101,6 +102,7 @@ async function runInfo(inputs: string[], flags: InfoFlags): Promise<number> {
     try {
       const info = await inspectXva(input, {
         chunks: flags.chunks,
+        http,
         headers: flags.header,
         gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
         zstdCodec: flags.zstdCodec as 'auto' | undefined,

@@ -6,7 +6,7 @@ import { ExitCode, UsageError } from '../errors';
 import type { ImageFormat } from '../image/types';
 import type { MeasureResult } from '../measure';
 import { addOvaSourceOptions, ovaOptionsFrom, type OvaFlags } from './ova-command';
-import type { CommonInputFlags } from './common-options';
+import { httpOptionsFrom, type CommonInputFlags } from './common-options';
 import { formatBytes } from './format';
 import { interruptSignal, runVerb } from './run';
 
@@ -72,6 +72,7 @@ Examples:
         format: format as ImageFormat,
         fast: flags.fast,
         disks: flags.disk,
+        http: httpOptionsFrom(flags),
         headers: flags.header,
         gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
         zstdCodec: flags.zstdCodec as 'auto' | undefined,

@@ -17,7 +17,7 @@ function writeOva(...args: Parameters<typeof import('../ova').writeOva>): Return
 }
 import type { OvaNic } from '../ova/ovf';
 import type { BadChunkPolicy } from '../xva/reader';
-import { collect, commonInputOptions, type CommonInputFlags } from './common-options';
+import { collect, commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
 import { formatBytes, parseSize } from './format';
 import { interruptSignal, PROGRAM, runVerb } from './run';
 
@@ -69,7 +69,7 @@ export function ovaOptionsFrom(input: string | undefined, flags: OvaFlags): Writ
   const disks = flags.disk ?? [];
   if (input !== undefined && disks.length > 0) throw new UsageError('give either an XVA input or --disk images, not both');
   if (input !== undefined) {
-    const inputOptions = { headers: flags.header, gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined, zstdCodec: flags.zstdCodec as 'auto' | undefined };
+    const inputOptions = { http: httpOptionsFrom(flags), headers: flags.header, gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined, zstdCodec: flags.zstdCodec as 'auto' | undefined };
     return {
       ...common,
       xva: { name: input, reopenable: input !== '-', open: () => openInput(input, inputOptions) },

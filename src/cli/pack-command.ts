@@ -7,7 +7,7 @@ import { ExitCode, UsageError } from '../errors';
 import type { PackDisk, PackNic, PackSummary } from '../pack';
 import type { BadChunkPolicy } from '../xva/reader';
 import type { XvaCompression } from '../xva/writer';
-import { collect, commonInputOptions, type CommonInputFlags } from './common-options';
+import { collect, commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
 import { formatBytes, formatRate, parseSize } from './format';
 import { createProgress } from './progress';
 import { interruptSignal, PROGRAM, runVerb } from './run';
@@ -166,6 +166,7 @@ export async function runPack(flags: PackFlags): Promise<number> {
       tarFormat: oneOf(flags.tarFormat, ['ustar', 'xapi'] as const, '--tar-format'),
       onBadChunk: oneOf<BadChunkPolicy>(flags.onBadChunk, ['fail', 'warn', 'zero'], '--on-bad-chunk'),
       rebuildMetadata: flags.rebuildMetadata,
+      http: httpOptionsFrom(flags),
       headers: flags.header,
       gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
       zstdCodec: flags.zstdCodec as 'auto' | undefined,

@@ -9,7 +9,7 @@ import { worstExitCode } from '../batch';
 import { UsageError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
 import { verifyXva, type VerifyResult } from '../verify';
-import { commonInputOptions, type CommonInputFlags } from './common-options';
+import { commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
 import { formatBytes, formatRate } from './format';
 import { createProgress } from './progress';
 import { interruptSignal, PROGRAM, runVerb } from './run';
@@ -44,12 +44,14 @@ export function formatVerifyResult(r: VerifyResult): string {
 async function runVerify(inputs: string[], flags: VerifyFlags): Promise<number> {
   if (inputs.length === 0) throw new UsageError('no input given; see xva2img verify --help');
   assertStdinNamedOnce(inputs);
+  const http = httpOptionsFrom(flags);
   const results: VerifyResult[] = [];
   for (const input of inputs) {
     const progress = createProgress(input, !flags.quiet && !!process.stderr.isTTY);
     let r: VerifyResult;
     try {
       r = await verifyXva(input, {
+        http,
         headers: flags.header,
         gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
         zstdCodec: flags.zstdCodec as 'auto' | undefined,

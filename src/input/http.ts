@@ -3,16 +3,23 @@
  * `user:password@` in the URL becomes basic auth (and never appears in names or messages);
  * it is dropped when a redirect leaves the origin. `--header "Name: value"` entries are sent
  * on every request. Content-Length gives `rawSize`, and a body that ends short of it is a
- * truncation error rather than a silent EOF.
+ * truncation error rather than a silent EOF. A server silent for longer than the timeout (no
+ * response head, or a body that stops) fails instead of hanging (docs/design/http-input.md).
  */
 import type * as Http from 'node:http';
+import type { Readable } from 'node:stream';
 import { InputError, UsageError } from '../errors';
 import { errorText } from './decoder';
 import { type RawSource, ShortReadError } from './raw-pump';
+import type { HttpOptions } from './types';
 
 export const MAX_REDIRECTS = 5;
-/** Time allowed for connecting and receiving the response head. */
-export const HTTP_HEAD_TIMEOUT_MS = 120_000;
+/**
+ * Default longest silence from the server (head or body). Generous on purpose: under
+ * `use_compression`, XAPI's compressor holds its output until it has megabytes of input, so an
+ * export is silent while XAPI scans a long run of empty disk (docs/design/http-input.md).
+ */
+export const HTTP_DEFAULT_TIMEOUT_MS = 600_000;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 const USER_AGENT = 'xva2img';
 
@@ -58,7 +65,14 @@ function httpError(message: string, input: string, cause?: unknown): InputError 
   return new InputError('INPUT_HTTP', message, { input }, { cause });
 }
 
-export async function openHttp(spec: string, headerList?: readonly string[]): Promise<RawSource> {
+/** HttpOptions.timeoutMs, checked; the default when unset. */
+function timeoutOf(options: HttpOptions): number {
+  const ms = options.timeoutMs ?? HTTP_DEFAULT_TIMEOUT_MS;
+  if (!Number.isFinite(ms) || ms < 0) throw new UsageError(`HTTP timeout must be a number of milliseconds >= 0 (0: no limit), got ${ms}`);
+  return ms;
+}
+
+export async function openHttp(spec: string, headerList?: readonly string[], options: HttpOptions = {}): Promise<RawSource> {
   const name = redactUrl(spec);
   let url: URL;
   try {
@@ -67,6 +81,7 @@ export async function openHttp(spec: string, headerList?: readonly string[]): Pr
     throw httpError(`invalid URL`, name, err);
   }
   const extraHeaders = parseHeaders(headerList);
+  const timeoutMs = timeoutOf(options);
   let authorization = basicAuth(url);
 
   for (let redirects = 0; ; redirects++) {
@@ -75,7 +90,7 @@ export async function openHttp(spec: string, headerList?: readonly string[]): Pr
     if (authorization && !Object.keys(extraHeaders).some((h) => h.toLowerCase() === 'authorization')) {
       headers.authorization = authorization;
     }
-    const { request, response } = await get(url, headers, name);
+    const { request, response } = await get(url, headers, name, timeoutMs);
     const status = response.statusCode ?? 0;
     const location = response.headers.location;
 
@@ -107,6 +122,7 @@ export async function openHttp(spec: string, headerList?: readonly string[]): Pr
 
     const lengthHeader = response.headers['content-length'];
     const length = lengthHeader !== undefined && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
+    if (timeoutMs > 0) watchIdle(response, timeoutMs);
     let released: Promise<void> | undefined;
     return {
       name,
@@ -115,8 +131,11 @@ export async function openHttp(spec: string, headerList?: readonly string[]): Pr
       expectedBytes: length,
       mapError: (err, bytesRead) => {
         const e = err as NodeJS.ErrnoException;
+        const of = length !== undefined ? ` of ${length}` : '';
+        if (err instanceof StalledBodyError) {
+          return httpError(`no data from ${shown} for ${err.ms / 1000} s after ${bytesRead}${of} bytes (stalled download; see --http-timeout)`, name, err);
+        }
         if (err instanceof ShortReadError || e?.code === 'ECONNRESET' || e?.message === 'aborted') {
-          const of = length !== undefined ? ` of ${length}` : '';
           return httpError(`connection closed after ${bytesRead}${of} bytes from ${shown} (truncated download)`, name, err);
         }
         return httpError(`${errorText(err)} from ${shown} after ${bytesRead} bytes`, name, err);
@@ -133,10 +152,51 @@ export async function openHttp(spec: string, headerList?: readonly string[]): Pr
   }
 }
 
+/** What the idle watchdog destroys a stalled body with. */
+class StalledBodyError extends Error {
+  constructor(readonly ms: number) {
+    super(`no data for ${ms / 1000} s`);
+    this.name = 'StalledBodyError';
+  }
+}
+
+/**
+ * Fails `body` with StalledBodyError when it flows (its reader wants data) and nothing came for
+ * `ms`. Time spent paused (backpressure: we are the slow side) does not count. The 'data'
+ * listener is added only once the body flows: added earlier, it would start the flow before the
+ * body's reader listens, and those bytes would be lost.
+ */
+function watchIdle(body: Readable, ms: number): void {
+  let last = 0;
+  let timer: NodeJS.Timeout | undefined;
+  // A timestamp per chunk, not a timer reset per chunk: the timer, when it fires, waits out the rest.
+  const check = (): void => {
+    timer = undefined;
+    if (body.readableFlowing !== true || body.destroyed) return;
+    const left = last + ms - Date.now();
+    if (left > 0) timer = setTimeout(check, left);
+    else body.destroy(new StalledBodyError(ms));
+  };
+  const arm = (): void => {
+    last = Date.now();
+    if (!timer && body.readableFlowing === true && !body.destroyed) timer = setTimeout(check, ms);
+  };
+  const disarm = (): void => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  body.once('resume', () => body.on('data', arm));
+  body.on('resume', arm);
+  body.on('pause', disarm);
+  body.once('end', disarm);
+  body.once('close', disarm);
+}
+
 function get(
   url: URL,
   headers: Record<string, string>,
   input: string,
+  timeoutMs: number,
 ): Promise<{ request: Http.ClientRequest; response: Http.IncomingMessage }> {
   const bare = new URL(url.toString());
   bare.username = '';
@@ -147,12 +207,14 @@ function get(
   const lib = (bare.protocol === 'https:' ? require('node:https') : require('node:http')) as typeof Http;
   return new Promise((resolve, reject) => {
     const request = lib.get(bare, { headers });
-    request.setTimeout(HTTP_HEAD_TIMEOUT_MS, () => {
-      request.destroy(new Error(`no response within ${HTTP_HEAD_TIMEOUT_MS / 1000} s`));
-    });
-    request.once('error', (err) => reject(httpError(`${errorText(err)} (${shown})`, input, err)));
+    if (timeoutMs > 0) {
+      request.setTimeout(timeoutMs, () => {
+        request.destroy(httpError(`no response from ${shown} within ${timeoutMs / 1000} s (see --http-timeout)`, input));
+      });
+    }
+    request.once('error', (err) => reject(err instanceof InputError ? err : httpError(`${errorText(err)} (${shown})`, input, err)));
     request.once('response', (response) => {
-      // Only the wait for the head is timed: a body paused by backpressure is not idle.
+      // The body has its own watchdog (watchIdle), which knows a paused body is not idle.
       request.setTimeout(0);
       // Later request errors surface through the response stream.
       request.on('error', () => {});

@@ -44,7 +44,7 @@ export function assertStdinNamedOnce(inputs: readonly string[]): void {
 
 export async function openInput(spec: string, options: OpenInputOptions = {}): Promise<InputSource> {
   if (spec === '-') return decodeSource(openStdin(options.stdin), options);
-  if (isUrl(spec)) return decodeSource(await openHttp(spec, options.headers), options);
+  if (isUrl(spec)) return decodeSource(await openHttp(spec, options.headers, options.http), options);
   return openFileInput(spec, options);
 }
 

@@ -5,9 +5,21 @@ export type Compression = 'none' | 'gzip' | 'zstd';
 export type GzipCodec = 'zlib' | 'pako';
 export type ZstdCodec = 'auto' | 'zlib' | 'binary' | 'fzstd';
 
+/** How URL inputs are fetched (docs/design/http-input.md). */
+export interface HttpOptions {
+  /**
+   * Longest silence from the server, in milliseconds: waiting for the response head, and
+   * between two reads of the body (a body paused because we are busy is not silent).
+   * Default HTTP_DEFAULT_TIMEOUT_MS (10 minutes); 0 waits forever.
+   */
+  timeoutMs?: number;
+}
+
 export interface OpenInputOptions {
   /** Extra HTTP headers for URL inputs ("Name: value"). */
   headers?: string[];
+  /** Timeout for URL inputs. */
+  http?: HttpOptions;
   gzipCodec?: GzipCodec;
   zstdCodec?: ZstdCodec;
   /** stdin stream to use for "-" (tests pass their own). */
