@@ -13,6 +13,7 @@ export type * from './xva/model';
 export { openInput } from './input/open';
 export type { InputSource, OpenInputOptions, HttpOptions, Compression } from './input/types';
 export { HTTP_DEFAULT_TIMEOUT_MS } from './input/http';
+export { UntrustedCertificateError } from './input/tls-trust';
 export type { DiskImageWriter, ImageWriteResult, ImageFormat, SequentialTarget, RandomAccessTarget } from './image/types';
 export { RawWriter } from './image/raw-writer';
 export { createImageWriter } from './image/create-writer';

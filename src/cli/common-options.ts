@@ -1,10 +1,14 @@
 import type { Command } from 'commander';
 import { UsageError } from '../errors';
 import type { HttpOptions } from '../input/types';
+import { PROGRAM } from './run';
 
 export interface CommonInputFlags {
   header?: string[];
   httpTimeout?: string;
+  caCert?: string;
+  pin?: string[];
+  insecure?: boolean;
   gzipCodec?: string;
   zstdCodec?: string;
 }
@@ -19,11 +23,14 @@ export function commonInputOptions(cmd: Command): Command {
   return cmd
     .option('-H, --header <"Name: value">', 'extra HTTP header for URL inputs (repeatable)', collect)
     .option('--http-timeout <seconds>', 'fail a URL input when the server sends nothing for this long (default 600, 0: wait forever)')
+    .option('--ca-cert <file>', 'also trust the CA certificate(s) in this PEM or DER file for https URLs (a self-signed server certificate is its own CA)')
+    .option('--pin <sha256>', 'accept only the https server certificate with this SHA-256 fingerprint, whoever signed it (repeatable)', collect)
+    .option('-k, --insecure', 'accept any https server certificate (no protection against interception)')
     .option('--gzip-codec <codec>', 'gzip decoder: zlib (default, native) or pako (pure JS)')
     .option('--zstd-codec <codec>', 'zstd decoder: auto (default), zlib (Node >= 22.15), binary (zstd on PATH) or fzstd (pure JS)');
 }
 
-/** The library's HttpOptions from the flags. */
+/** The library's HttpOptions from the flags; prints the -k warning. */
 export function httpOptionsFrom(flags: CommonInputFlags): HttpOptions {
   const options: HttpOptions = {};
   if (flags.httpTimeout !== undefined) {
@@ -31,5 +38,31 @@ export function httpOptionsFrom(flags: CommonInputFlags): HttpOptions {
     if (!Number.isFinite(seconds)) throw new UsageError(`--http-timeout must be a number of seconds (0: wait forever), not "${flags.httpTimeout}"`);
     options.timeoutMs = Math.round(seconds * 1000);
   }
+  if (flags.caCert !== undefined) options.ca = readCaCertificates(flags.caCert);
+  if (flags.pin) options.pin = flags.pin;
+  if (flags.insecure) options.insecure = true;
+  if (options.ca !== undefined || options.pin !== undefined || options.insecure) {
+    // Bad pins and contradictions are usage errors now, even if no input turns out to be a URL.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    (require('../input/tls-trust') as typeof import('../input/tls-trust')).resolveTlsTrust(options);
+  }
+  if (options.insecure) {
+    process.stderr.write(`${PROGRAM}: warning: -k/--insecure: https server certificates are not checked; anyone on the path can read or change the download\n`);
+  }
   return options;
+}
+
+/** The certificates of --ca-cert FILE, checked now so that a bad file is named before any work. */
+function readCaCertificates(file: string): string[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fs = require('node:fs') as typeof import('node:fs');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { certificatesIn } = require('../input/tls-trust') as typeof import('../input/tls-trust');
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`--ca-cert ${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return certificatesIn(bytes, `--ca-cert ${file}`);
 }

@@ -5,12 +5,14 @@
  * on every request. Content-Length gives `rawSize`, and a body that ends short of it is a
  * truncation error rather than a silent EOF. A server silent for longer than the timeout (no
  * response head, or a body that stops) fails instead of hanging (docs/design/http-input.md).
+ * https connections, and which certificates are trusted, are tls-trust.ts's.
  */
 import type * as Http from 'node:http';
 import type { Readable } from 'node:stream';
 import { InputError, UsageError } from '../errors';
 import { errorText } from './decoder';
 import { type RawSource, ShortReadError } from './raw-pump';
+import { type TlsTrust, resolveTlsTrust, trustedConnection } from './tls-trust';
 import type { HttpOptions } from './types';
 
 export const MAX_REDIRECTS = 5;
@@ -82,6 +84,7 @@ export async function openHttp(spec: string, headerList?: readonly string[], opt
   }
   const extraHeaders = parseHeaders(headerList);
   const timeoutMs = timeoutOf(options);
+  const trust = resolveTlsTrust(options);
   let authorization = basicAuth(url);
 
   for (let redirects = 0; ; redirects++) {
@@ -90,7 +93,7 @@ export async function openHttp(spec: string, headerList?: readonly string[], opt
     if (authorization && !Object.keys(extraHeaders).some((h) => h.toLowerCase() === 'authorization')) {
       headers.authorization = authorization;
     }
-    const { request, response } = await get(url, headers, name, timeoutMs);
+    const { request, response } = await get(url, headers, name, timeoutMs, trust);
     const status = response.statusCode ?? 0;
     const location = response.headers.location;
 
@@ -197,16 +200,23 @@ function get(
   headers: Record<string, string>,
   input: string,
   timeoutMs: number,
+  trust: TlsTrust,
 ): Promise<{ request: Http.ClientRequest; response: Http.IncomingMessage }> {
   const bare = new URL(url.toString());
   bare.username = '';
   bare.password = '';
   const shown = bare.toString();
+  const https = bare.protocol === 'https:';
   // Required here, not at the top: most runs read files (see the lazy-require note in cli/main.ts).
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const lib = (bare.protocol === 'https:' ? require('node:https') : require('node:http')) as typeof Http;
+  const lib = (https ? require('node:https') : require('node:http')) as typeof Http;
+  const options: Http.RequestOptions = { headers };
+  if (https) {
+    options.createConnection = trustedConnection(bare, trust, timeoutMs, input) as Http.RequestOptions['createConnection'];
+    options.defaultPort = 443;
+  }
   return new Promise((resolve, reject) => {
-    const request = lib.get(bare, { headers });
+    const request = lib.get(bare, options);
     if (timeoutMs > 0) {
       request.setTimeout(timeoutMs, () => {
         request.destroy(httpError(`no response from ${shown} within ${timeoutMs / 1000} s (see --http-timeout)`, input));

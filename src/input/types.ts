@@ -5,20 +5,37 @@ export type Compression = 'none' | 'gzip' | 'zstd';
 export type GzipCodec = 'zlib' | 'pako';
 export type ZstdCodec = 'auto' | 'zlib' | 'binary' | 'fzstd';
 
-/** How URL inputs are fetched (docs/design/http-input.md). */
+/**
+ * How URL inputs are fetched and which servers are trusted (docs/design/http-input.md).
+ * `ca`, `pin` and `insecure` decide the trust of every TLS connection of a download,
+ * redirects included.
+ */
 export interface HttpOptions {
   /**
-   * Longest silence from the server, in milliseconds: waiting for the response head, and
-   * between two reads of the body (a body paused because we are busy is not silent).
+   * Longest silence from the server, in milliseconds: connecting, waiting for the response head,
+   * and between two reads of the body (a body paused because we are busy is not silent).
    * Default HTTP_DEFAULT_TIMEOUT_MS (10 minutes); 0 waits forever.
    */
   timeoutMs?: number;
+  /**
+   * Certificates to trust as well as Node's default CAs: PEM text (one or several certificates)
+   * or one DER certificate. A self-signed server certificate can be given as its own CA.
+   */
+  ca?: string | Buffer | ReadonlyArray<string | Buffer>;
+  /**
+   * SHA-256 fingerprints of the only server certificates accepted, whoever signed them and
+   * whatever names they carry: hex, colons optional, any case, optional `sha256:` prefix
+   * (as `openssl x509 -noout -fingerprint -sha256` prints it). Not with `ca` or `insecure`.
+   */
+  pin?: string | readonly string[];
+  /** Accept any server certificate (curl's -k): the download can be read and changed by anyone on the path. */
+  insecure?: boolean;
 }
 
 export interface OpenInputOptions {
   /** Extra HTTP headers for URL inputs ("Name: value"). */
   headers?: string[];
-  /** Timeout for URL inputs. */
+  /** Timeout and TLS trust for URL inputs. */
   http?: HttpOptions;
   gzipCodec?: GzipCodec;
   zstdCodec?: ZstdCodec;
