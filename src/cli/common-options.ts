@@ -1,5 +1,7 @@
+import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from '../errors';
+import { certificatesIn, checkedPins } from '../input/tls-trust';
 import type { HttpOptions } from '../input/types';
 import { PROGRAM } from './run';
 
@@ -41,11 +43,8 @@ export function httpOptionsFrom(flags: CommonInputFlags): HttpOptions {
   if (flags.caCert !== undefined) options.ca = readCaCertificates(flags.caCert);
   if (flags.pin) options.pin = flags.pin;
   if (flags.insecure) options.insecure = true;
-  if (options.ca !== undefined || options.pin !== undefined || options.insecure) {
-    // Bad pins and contradictions are usage errors now, even if no input turns out to be a URL.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    (require('../input/tls-trust') as typeof import('../input/tls-trust')).resolveTlsTrust(options);
-  }
+  // Bad pins and contradictions are usage errors now, even if no input turns out to be a URL.
+  checkedPins(options);
   if (options.insecure) {
     process.stderr.write(`${PROGRAM}: warning: -k/--insecure: https server certificates are not checked; anyone on the path can read or change the download\n`);
   }
@@ -54,10 +53,6 @@ export function httpOptionsFrom(flags: CommonInputFlags): HttpOptions {
 
 /** The certificates of --ca-cert FILE, checked now so that a bad file is named before any work. */
 function readCaCertificates(file: string): string[] {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const fs = require('node:fs') as typeof import('node:fs');
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { certificatesIn } = require('../input/tls-trust') as typeof import('../input/tls-trust');
   let bytes: Buffer;
   try {
     bytes = fs.readFileSync(file);

@@ -41,18 +41,36 @@ export class UntrustedCertificateError extends InputError {
   }
 }
 
+/**
+ * Secure contexts made for a `ca` value: loading Node's ~150 default CAs into one takes
+ * 60-200 ms, and a batch passes the same options for every input and both passes.
+ */
+const contexts = new WeakMap<object, Tls.SecureContext>();
+
 export function resolveTlsTrust(options: HttpOptions = {}): TlsTrust {
-  const pinList = options.pin === undefined ? [] : typeof options.pin === 'string' ? [options.pin] : options.pin;
-  const pins = pinList.map(parsePin);
+  const pins = checkedPins(options);
   const insecure = !!options.insecure;
-  if (pins.length > 0 && (insecure || options.ca !== undefined)) {
+  const ca = options.ca;
+  if (ca === undefined) return { pins, insecure };
+  let context = typeof ca === 'object' ? contexts.get(ca) : undefined;
+  if (!context) {
+    const tls = require('node:tls') as typeof Tls; // eslint-disable-line @typescript-eslint/no-require-imports
+    const items = typeof ca === 'string' || Buffer.isBuffer(ca) ? [ca] : ca;
+    const added = items.flatMap((item) => certificatesIn(item, 'the ca option'));
+    context = tls.createSecureContext({ ca: [...defaultCertificates(), ...added] });
+    if (typeof ca === 'object') contexts.set(ca, context);
+  }
+  return { context, insecure };
+}
+
+/** The pins of `options`, normalised; undefined if none. Throws UsageError for bad ones and contradictions. */
+export function checkedPins(options: HttpOptions): string[] | undefined {
+  const list = options.pin === undefined ? [] : typeof options.pin === 'string' ? [options.pin] : options.pin;
+  if (list.length === 0) return undefined;
+  if (options.insecure || options.ca !== undefined) {
     throw new UsageError('--pin accepts only the pinned certificates: it cannot be combined with --ca-cert or -k/--insecure');
   }
-  if (options.ca === undefined) return { pins: pins.length > 0 ? pins : undefined, insecure };
-  const tls = require('node:tls') as typeof Tls; // eslint-disable-line @typescript-eslint/no-require-imports
-  const items = typeof options.ca === 'string' || Buffer.isBuffer(options.ca) ? [options.ca] : options.ca;
-  const ca = items.flatMap((item) => certificatesIn(item, 'the ca option'));
-  return { context: tls.createSecureContext({ ca: [...defaultCertificates(), ...ca] }), insecure };
+  return list.map(parsePin);
 }
 
 /**
