@@ -24,6 +24,7 @@ import { Writable } from 'node:stream';
 import { OutputError, UsageError, XvaError, XvaFormatError } from './errors';
 import type { DiskExtent, DiskReader } from './image/disk-reader';
 import { openDiskImage } from './image/qcow2-reader';
+import { imageVirtualSize } from './image/types';
 import { isAllZero, zeros } from './image/zero';
 import { openInput } from './input/open';
 import { looksLikeOva, openOvaDisk, readOvaFile, type OvaDiskReader, type OvaFileInfo } from './ova/ova-reader';
@@ -38,8 +39,6 @@ import { ovaXmlSpecFromMetadata, type OvaVifSpec, type OvaXmlSpec } from './xva/
 import { readXva, type BadChunk, type BadChunkPolicy } from './xva/reader';
 import { DiskPipe } from './xva/repack';
 import { compareRefs, writeXva, type DiskByteSource, type WriteXvaOptions, type XvaCompression, type XvaDiskInput, type XvaWriteSummary } from './xva/writer';
-
-const SECTOR = 512;
 
 export interface PackDisk {
   /** Image path (raw or qcow2; format probed from the magic unless `format`). */
@@ -191,10 +190,6 @@ function normalizeMac(mac: string): string {
   const m = mac.trim().toLowerCase().replace(/-/g, ':');
   if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(m)) throw new UsageError(`invalid MAC address "${mac}" (use aa:bb:cc:dd:ee:ff)`);
   return m;
-}
-
-function roundUp(n: number, m: number): number {
-  return Math.ceil(n / m) * m;
 }
 
 /** Export-local refs of packed disks: zero-padded so string order = argument order (as XO does). */
@@ -491,8 +486,8 @@ async function packReaders(options: PackOptions, common: Common, warn: (m: strin
   try {
     const disks: XvaDiskInput[] = inputs.map((d, i) => {
       const size = d.reader.virtualSize;
-      if (size % SECTOR !== 0) {
-        warn(`disk ${i} ${JSON.stringify(d.name)} (${d.source}): size ${size} is not a multiple of 512; virtual_size rounded up to ${roundUp(size, SECTOR)} (zeros added)`);
+      if (imageVirtualSize(size) !== size) {
+        warn(`disk ${i} ${JSON.stringify(d.name)} (${d.source}): size ${size} is not a multiple of 512; virtual_size rounded up to ${imageVirtualSize(size)} (zeros added)`);
       }
       if (size === 0) warn(`disk ${i} ${JSON.stringify(d.name)} (${d.source}) is empty (0 bytes)`);
       return {
@@ -517,7 +512,7 @@ async function packReaders(options: PackOptions, common: Common, warn: (m: strin
       version: options.date ? { date: options.date } : undefined,
       uuidGen: options.uuidGen,
     } as OvaXmlSpec & { disks: XvaDiskInput[] };
-    const totalBytes = disks.reduce((a, d) => a + roundUp(d.source.virtualSize, SECTOR), 0);
+    const totalBytes = disks.reduce((a, d) => a + imageVirtualSize(d.source.virtualSize), 0);
 
     out = await openOutput(options);
     const summary = await writeXva(spec, out.sink, { ...writerOptions(options, out, common.compression, totalBytes), keepAlives });
@@ -596,7 +591,7 @@ async function packFromXva(options: PackOptions, common: Common, warn: (m: strin
           for (const d of packed) pipes.set(d.ref, new DiskPipe(d.ref, d.virtualSize));
           ordered = [...pipes.values()].sort((a, b) => compareRefs(a.ref, b.ref));
           for (const d of packed) {
-            if (d.virtualSize % SECTOR !== 0) warn(`disk ${d.userdevice} ${JSON.stringify(d.vdi.name)} (${d.ref}): virtual size ${d.virtualSize} is not a multiple of 512; rounded up to ${roundUp(d.virtualSize, SECTOR)}`);
+            if (imageVirtualSize(d.virtualSize) !== d.virtualSize) warn(`disk ${d.userdevice} ${JSON.stringify(d.vdi.name)} (${d.ref}): virtual size ${d.virtualSize} is not a multiple of 512; rounded up to ${imageVirtualSize(d.virtualSize)}`);
           }
           const vm = options.vm ?? {};
           let ovaXml: string | undefined;
@@ -604,7 +599,7 @@ async function packFromXva(options: PackOptions, common: Common, warn: (m: strin
           const sourceXml = options.rebuildMetadata ? undefined : sourceOvaXml;
           if (sourceXml !== undefined) {
             const patched = patchOvaXml(sourceXml, {
-              virtualSizes: new Map(packed.map((d) => [d.ref, roundUp(d.virtualSize, SECTOR)])),
+              virtualSizes: new Map(packed.map((d) => [d.ref, imageVirtualSize(d.virtualSize)])),
               vmRef: m.vm.ref,
               name: vm.name,
               description: vm.description,
@@ -647,7 +642,7 @@ async function packFromXva(options: PackOptions, common: Common, warn: (m: strin
               source: pipes.get(d.ref)!,
             };
           });
-          const totalBytes = packed.reduce((a, d) => a + roundUp(d.virtualSize, SECTOR), 0);
+          const totalBytes = packed.reduce((a, d) => a + imageVirtualSize(d.virtualSize), 0);
           const wopts = writerOptions(options, out!, common.compression, totalBytes);
           if (ovaXml !== undefined) wopts.ovaXml = ovaXml;
           writeP = writeXva({ ...spec, disks }, out!.sink, wopts);

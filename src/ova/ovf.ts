@@ -16,6 +16,7 @@
  * size never depends on the disk sizes.
  */
 import { createHash } from 'node:crypto';
+import { imageVirtualSize } from '../image/types';
 import type { XvaMetadata } from '../xva/model';
 
 export type OvaProfile = 'vmware' | 'ovirt';
@@ -35,7 +36,7 @@ export interface OvaDisk {
   /** Human-readable label (ovirt: disk alias). */
   name: string;
   description?: string;
-  /** Virtual size in bytes. */
+  /** Virtual size in bytes, in whole sectors (`imageVirtualSize`). */
   capacity: number;
   format: OvaDiskFormat;
   /** Bytes of the member in the OVA; undefined until known. */
@@ -576,13 +577,6 @@ export interface OvaDiskSpec {
   unit?: number;
 }
 
-export const SECTOR_SIZE = 512;
-
-/** Capacity as the image format reports it: VMDK counts whole 512-byte sectors. */
-export function diskCapacity(format: OvaDiskFormat, virtualSize: number): number {
-  return format === 'vmdk' ? Math.ceil(virtualSize / SECTOR_SIZE) * SECTOR_SIZE : virtualSize;
-}
-
 export function ovaDiskFormat(profile: OvaProfile): OvaDiskFormat {
   return profile === 'ovirt' ? 'qcow2' : 'vmdk';
 }
@@ -595,7 +589,7 @@ export function ovaDisks(profile: OvaProfile, vmId: string, vmName: string, spec
     if (profile === 'ovirt') {
       const diskId = s.uuid ?? deterministicUuid(`${vmId}:disk:${i}`);
       const imageId = deterministicUuid(`${diskId}:image`);
-      return { id: diskId, fileId: imageId, fileName: imageId, name: s.name, description: s.description, capacity: diskCapacity(format, s.virtualSize), format, bootable: s.bootable, controller: s.controller ?? 'scsi', unit: s.unit };
+      return { id: diskId, fileId: imageId, fileName: imageId, name: s.name, description: s.description, capacity: imageVirtualSize(s.virtualSize), format, bootable: s.bootable, controller: s.controller ?? 'scsi', unit: s.unit };
     }
     return {
       id: `vmdisk${i + 1}`,
@@ -603,7 +597,7 @@ export function ovaDisks(profile: OvaProfile, vmId: string, vmName: string, spec
       fileName: `${base}-disk${i + 1}.vmdk`,
       name: s.name,
       description: s.description,
-      capacity: diskCapacity(format, s.virtualSize),
+      capacity: imageVirtualSize(s.virtualSize),
       format,
       bootable: s.bootable,
       controller: s.controller ?? 'scsi',

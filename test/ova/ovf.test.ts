@@ -4,7 +4,6 @@ import {
   buildOvf,
   buildPaddedOvf,
   deterministicUuid,
-  diskCapacity,
   ovaBaseName,
   ovaDisks,
   ovaVmFromXvaMetadata,
@@ -92,8 +91,12 @@ describe('ovf builder', () => {
     const items = env.VirtualSystem.VirtualHardwareSection.Item as Array<Record<string, unknown>>;
     expect(items.find((i) => i['rasd:ResourceType'] === 4)!['rasd:VirtualQuantity']).toBe(3073);
     expect(env.DiskSection.Disk.map((d: Record<string, unknown>) => Number(d['@ovf:capacity']))).toEqual([GiB + 512, 2 * GiB + 512]);
-    expect(diskCapacity('vmdk', 1000)).toBe(1024);
-    expect(diskCapacity('qcow2', 1000)).toBe(1000);
+  });
+
+  test.each([['vmware' as const], ['ovirt' as const]])('%s: disk capacities are whole 512-byte sectors, rounded up (qemu reads sizes in sectors)', (profile) => {
+    const sizes = [1000, 20_983_865, 1024, 0];
+    const disks = ovaDisks(profile, deterministicUuid('vm:sizes'), 'sizes', sizes.map((virtualSize, i) => ({ name: `d${i}`, virtualSize, bootable: i === 0 })));
+    expect(disks.map((d) => d.capacity)).toEqual([1024, 20_984_320, 1024, 0]);
   });
 
   test('vmware: controllers fill up (SCSI skips unit 7, 15 per controller; IDE 2 per controller)', () => {
