@@ -2,12 +2,13 @@
  * OVF 1.0 descriptors for the two OVA profiles (formats.md §4.3, §4.4). Pure: model in, XML out.
  *
  * 'vmware' — generic OVF 1.0 as VMware's own templates write it: streamOptimized VMDK disks,
- *   byte capacities, CIM items with integer InstanceIDs in schema (alphabetical) element order,
- *   `vmw:Config firmware`. Read by ESXi/vCenter/ovftool, VirtualBox, virt-v2v `-i ova` and
- *   Proxmox `qm importovf`.
- * 'ovirt'  — the dialect oVirt's OvfOvaWriter produces: qcow2 disks named by image UUID,
- *   capacities in GiB (`byte * 2^30`, oVirt's reader ignores the units), the `ovirt:` namespace,
- *   `ovf:disk-interface`/`ovf:boot` on each Disk, per-device `BootOrder`, `BiosType`.
+ *   CIM items with integer InstanceIDs in schema (alphabetical) element order,
+ *   `vmw:Config firmware`. Read by ESXi/vCenter/ovftool, VirtualBox, virt-v2v `-i ova`,
+ *   Proxmox `qm importovf` and Xen Orchestra.
+ * 'ovirt'  — the dialect oVirt's OvfOvaWriter produces: qcow2 disks named by image UUID, the
+ *   `ovirt:` namespace, `ovf:disk-interface`/`ovf:boot` on each Disk, per-device `BootOrder`,
+ *   `BiosType`.
+ * Both state capacities exactly, as `byte * 2^N` (`ovfCapacity`, docs/output-formats.md).
  *
  * Sizes in References/DiskSection (`ovf:size`, `ovf:populatedSize`) may be unknown when the OVF
  * has to be written (one-pass file output). `ovfReservedBytes` renders the descriptor with the
@@ -100,7 +101,6 @@ export const ResourceType = { CPU: 3, MEMORY: 4, IDE: 5, SCSI: 6, NIC: 10, CDROM
 export const OVF_SIZE_PLACEHOLDER = Number.MAX_SAFE_INTEGER;
 
 const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
 const ZERO_UUID = '00000000-0000-0000-0000-000000000000';
 
 /** Escapes text/attribute content and drops characters XML 1.0 cannot carry. */
@@ -217,6 +217,20 @@ function sizeOf(value: number | undefined, placeholders: boolean): number {
   return value;
 }
 
+/** Units an importer may know, largest first: GiB, MiB, KiB, byte (see `ovfCapacity`). */
+const CAPACITY_UNIT_EXPONENTS = [30, 20, 10, 0] as const;
+
+/**
+ * `ovf:capacity` and `ovf:capacityAllocationUnits` stating `bytes` exactly, as `byte * 2^N` with
+ * the largest N of 30, 20, 10, 0 that divides it: Proxmox only reads the `byte * B^E` form (a
+ * plain "byte" loses the size) and CloudStack only knows 2^10, 2^20 and 2^30, reading any other
+ * unit as bytes (docs/output-formats.md, "OVF capacities").
+ */
+export function ovfCapacity(bytes: number): { capacity: number; units: string } {
+  const n = CAPACITY_UNIT_EXPONENTS.find((e) => bytes % 2 ** e === 0)!;
+  return { capacity: bytes / 2 ** n, units: `byte * 2^${n}` };
+}
+
 function networks(vm: OvaVm): string[] {
   return [...new Set(vm.nics.map((n) => n.network))];
 }
@@ -233,9 +247,10 @@ function buildVmware(vm: OvaVm, placeholders: boolean): string {
 
   x.open('DiskSection').text('Info', 'Virtual disk information');
   for (const d of vm.disks) {
+    const { capacity, units } = ovfCapacity(d.capacity);
     x.empty('Disk', {
-      'ovf:capacity': d.capacity,
-      'ovf:capacityAllocationUnits': 'byte',
+      'ovf:capacity': capacity,
+      'ovf:capacityAllocationUnits': units,
       'ovf:diskId': d.id,
       'ovf:fileRef': d.fileId,
       'ovf:format': d.format === 'vmdk' ? VMDK_STREAM_OPTIMIZED_URI : QCOW2_FORMAT_URI,
@@ -392,10 +407,13 @@ function buildOvirt(vm: OvaVm, placeholders: boolean): string {
   const bootDisk = vm.disks.find((d) => d.bootable);
   x.open('DiskSection').text('Info', 'List of Virtual Disks');
   for (const d of vm.disks) {
+    // oVirt writes whole GiB; the exact capacity keeps that form for whole-GiB disks and is
+    // read through the units otherwise (OvfOvaReader multiplies by them).
+    const { capacity, units } = ovfCapacity(d.capacity);
     x.empty('Disk', {
       'ovf:diskId': d.id,
-      'ovf:capacity': Math.ceil(d.capacity / GiB),
-      'ovf:capacityAllocationUnits': 'byte * 2^30',
+      'ovf:capacity': capacity,
+      'ovf:capacityAllocationUnits': units,
       'ovf:populatedSize': sizeOf(d.populatedSize, placeholders),
       'ovf:parentRef': '',
       'ovf:fileRef': d.fileId,

@@ -111,7 +111,7 @@ qemu('raw stays exactly virtual_size bytes (qemu reads the missing tail as zeros
   expectSameAsPaddedSource(out, 'raw');
 });
 
-qemuAndTar.each([['vmware', 'vmdk'], ['ovirt', 'qcow2']])('OVA profile %s: the %s member states the padded size', async (profile, format) => {
+qemuAndTar.each([['vmware', 'vmdk'], ['ovirt', 'qcow2']])('OVA profile %s: the %s member and the OVF capacity are the padded size', async (profile, format) => {
   const ova = path.join(dir, `odd-${profile}.ova`);
   const r = await runCli(['ova', fx.path, '--profile', profile, '-o', ova, '-q']);
   expect(r.stderr).toBe('');
@@ -120,6 +120,10 @@ qemuAndTar.each([['vmware', 'vmdk'], ['ovirt', 'qcow2']])('OVA profile %s: the %
   fs.mkdirSync(x);
   run('tar', ['-xf', ova, '-C', x]);
   const files = fs.readdirSync(x);
+  const ovf = fs.readFileSync(path.join(x, files.find((f) => f.endsWith('.ovf'))!), 'utf8');
+  const m = /ovf:capacity="(\d+)" ovf:capacityAllocationUnits="byte \* 2\^(\d+)"/.exec(ovf);
+  expect(m).not.toBeNull();
+  expect(Number(m![1]) * 2 ** Number(m![2])).toBe(PADDED_SIZE);
   const member = files.find((f) => !f.endsWith('.ovf') && !f.endsWith('.mf'))!;
   expectSameAsPaddedSource(path.join(x, member), format);
 });

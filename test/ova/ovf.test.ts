@@ -7,6 +7,7 @@ import {
   ovaBaseName,
   ovaDisks,
   ovaVmFromXvaMetadata,
+  ovfCapacity,
   ovfReservedBytes,
   OVF_SIZE_PLACEHOLDER,
   parseBootOrder,
@@ -116,13 +117,63 @@ describe('ovf builder', () => {
     expect(it2.filter((i) => i['rasd:ResourceType'] === 5).map((c) => c['rasd:Address'])).toEqual([0, 1]);
   });
 
-  test('ovirt: GiB capacities rounded up, boot flag on the bootable disk only, BiosType from firmware', () => {
+  test('ovirt: exact capacities, boot flag on the bootable disk only, BiosType from firmware', () => {
     const v = vm('ovirt', { firmware: 'uefi' });
     const env = parser.parse(buildOvf(v, 'ovirt'))['ovf:Envelope'];
-    expect(env.DiskSection.Disk.map((d: Record<string, unknown>) => Number(d['@ovf:capacity']))).toEqual([2, 3]);
+    // (i + 1) GiB + 100 bytes, in whole sectors: not a whole KiB, so in bytes (was: whole GiB, rounded up)
+    expect(env.DiskSection.Disk.map((d: Record<string, unknown>) => [Number(d['@ovf:capacity']), d['@ovf:capacityAllocationUnits']])).toEqual([
+      [GiB + 512, 'byte * 2^0'],
+      [2 * GiB + 512, 'byte * 2^0'],
+    ]);
     expect(env.DiskSection.Disk.map((d: Record<string, unknown>) => d['@ovf:boot'])).toEqual(['true', 'false']);
     expect(env.VirtualSystem.BiosType).toBe(3);
     expect(env.References.File[0]['@ovf:href']).toBe(v.disks[0]!.fileId);
+  });
+
+  test('ovfCapacity: byte * 2^N with the largest N of 30, 20, 10, 0 that divides the size', () => {
+    expect(ovfCapacity(16 * GiB)).toEqual({ capacity: 16, units: 'byte * 2^30' });
+    expect(ovfCapacity(2 * GiB)).toEqual({ capacity: 2, units: 'byte * 2^30' }); // never 2^31: CloudStack would read bytes
+    expect(ovfCapacity(1024 * GiB)).toEqual({ capacity: 1024, units: 'byte * 2^30' });
+    expect(ovfCapacity(20 * 1024 ** 2)).toEqual({ capacity: 20, units: 'byte * 2^20' });
+    expect(ovfCapacity(21_495_808)).toEqual({ capacity: 20_992, units: 'byte * 2^10' }); // 20.5 MiB
+    expect(ovfCapacity(20_984_320)).toEqual({ capacity: 20_984_320, units: 'byte * 2^0' }); // 40985 sectors
+    expect(ovfCapacity(0)).toEqual({ capacity: 0, units: 'byte * 2^30' });
+  });
+
+  /**
+   * The rules importers apply to `ovf:capacity` × `ovf:capacityAllocationUnits`, restated from
+   * their public parsers (docs/output-formats.md, "OVF capacities"). Each returns the size in
+   * bytes it would import, or undefined when it loses the size.
+   */
+  const importerRules: Record<string, (capacity: string, units: string) => number | undefined> = {
+    // Proxmox PVE::GuestImport::OVF: only "byte * base^exponent" (spaces optional) has a factor.
+    proxmox: (capacity, units) => {
+      const m = /^\s*byte\s*\*\s*([0-9]+)\s*\^\s*([0-9]+)\s*$/.exec(units);
+      return m ? Number(capacity) * Number(m[1]) ** Number(m[2]) : undefined;
+    },
+    // Apache CloudStack OVFHelper: 2^10, 2^20, 2^30 (or KB/MB/GB names); anything else is bytes.
+    cloudstack: (capacity, units) => Number(capacity) * ({ 'byte * 2^10': 2 ** 10, 'byte * 2^20': 2 ** 20, 'byte * 2^30': 2 ** 30 }[units.toLowerCase()] ?? 1),
+    // Xen Orchestra ova-read.js: a trailing "^N" is 2^N, otherwise a factor of 1.
+    xenOrchestra: (capacity, units) => {
+      const m = /\^([0-9]+)$/.exec(units);
+      return Number(capacity) * (m ? 2 ** Number(m[1]) : 1);
+    },
+  };
+
+  test.each(Object.keys(importerRules))('%s reads every capacity exactly, in both profiles (property)', (importer) => {
+    const rule = importerRules[importer]!;
+    fc.assert(
+      fc.property(fc.constantFrom<OvaProfile>('vmware', 'ovirt'), fc.integer({ min: 0, max: 2 ** 41 }), fc.integer({ min: 0, max: 40 }), (profile, sectors, shift) => {
+        // Sizes of every alignment: whole sectors times a power of two.
+        const size = Math.min(sectors * 2 ** shift, 2 ** 41) * 512; // up to 1 PiB
+        const v = vm(profile, {}, 1);
+        v.disks[0]!.capacity = size;
+        const doc = parser.parse(buildOvf(v, profile));
+        const disk = (profile === 'ovirt' ? doc['ovf:Envelope'] : doc.Envelope).DiskSection.Disk[0] as Record<string, unknown>;
+        expect(rule(String(disk['@ovf:capacity']), String(disk['@ovf:capacityAllocationUnits']))).toBe(size);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   test('helpers: uuids, base names, boot order strings', () => {
