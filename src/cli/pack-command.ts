@@ -7,7 +7,7 @@ import { ExitCode, UsageError } from '../errors';
 import type { PackDisk, PackNic, PackSummary } from '../pack';
 import type { BadChunkPolicy } from '../xva/reader';
 import type { XvaCompression } from '../xva/writer';
-import { collect, commonInputOptions, type CommonInputFlags } from './common-options';
+import { collect, commonInputOptions, splitOptions, type CommonInputFlags } from './common-options';
 import { formatBytes, formatRate, parseSize } from './format';
 import { createProgress } from './progress';
 import { interruptSignal, PROGRAM, runVerb } from './run';
@@ -32,23 +32,6 @@ interface PackFlags extends CommonInputFlags {
   force?: boolean;
   json?: boolean;
   quiet?: boolean;
-}
-
-
-/** `path[,key=value…]`: trailing `,key=value` parts with a known key are options, the rest is the path. */
-function splitOptions(text: string, keys: readonly string[], what: string): { head: string; opts: Record<string, string> } {
-  const parts = text.split(',');
-  const opts: Record<string, string> = {};
-  while (parts.length > 1) {
-    const last = parts[parts.length - 1]!;
-    const m = /^([a-z-]+)=(.*)$/i.exec(last);
-    if (!m || !keys.includes(m[1]!.toLowerCase())) break;
-    opts[m[1]!.toLowerCase()] = m[2]!;
-    parts.pop();
-  }
-  const head = parts.join(',');
-  if (!head) throw new UsageError(`${what}: empty value in "${text}"`);
-  return { head, opts };
 }
 
 const DISK_KEYS = ['name', 'userdevice', 'format', 'description', 'bootable', 'ro'] as const;

@@ -2,9 +2,9 @@
  * OVF 1.0 descriptors for the two OVA profiles (formats.md §4.3, §4.4). Pure: model in, XML out.
  *
  * 'vmware' — generic OVF 1.0 as VMware's own templates write it: streamOptimized VMDK disks,
- *   CIM items with integer InstanceIDs in schema (alphabetical) element order,
- *   `vmw:Config firmware`. Read by ESXi/vCenter/ovftool, VirtualBox, virt-v2v `-i ova`,
- *   Proxmox `qm importovf` and Xen Orchestra.
+ *   CIM items with integer InstanceIDs in schema (alphabetical) element order, disk items named
+ *   after the disks, `vmw:Config firmware`. Read by ESXi/vCenter/ovftool, VirtualBox, virt-v2v
+ *   `-i ova`, Proxmox `qm importovf` and Xen Orchestra.
  * 'ovirt'  — the dialect oVirt's OvfOvaWriter produces: qcow2 disks named by image UUID, the
  *   `ovirt:` namespace, `ovf:disk-interface`/`ovf:boot` on each Disk, per-device `BootOrder`,
  *   `BiosType`.
@@ -34,8 +34,9 @@ export interface OvaDisk {
   fileId: string;
   /** Member name in the OVA = `ovf:href`. At most 100 bytes (one ustar header). */
   fileName: string;
-  /** Human-readable label (ovirt: disk alias). */
+  /** Human-readable label: the disk item's ElementName (ovirt: disk alias). */
   name: string;
+  /** The disk item's Description (ovirt: disk description), when there is one. */
   description?: string;
   /** Virtual size in bytes, in whole sectors (`imageVirtualSize`). */
   capacity: number;
@@ -314,9 +315,12 @@ function buildVmware(vm: OvaVm, placeholders: boolean): string {
   const byUnit = vm.disks.map((d, i) => ({ d, unit: d.unit ?? i })).sort((a, b) => a.unit - b.unit);
   byUnit.forEach(({ d }, i) => {
     const p = placement.get(d)!;
-    x.open('Item')
-      .text('rasd:AddressOnParent', p.address)
-      .text('rasd:ElementName', `Hard Disk ${i + 1}`)
+    // The disk's own name and description, as VMware and VirtualBox exports carry them: Xen
+    // Orchestra names the imported VDI after ElementName (or Caption) and describes it with
+    // Description.
+    x.open('Item').text('rasd:AddressOnParent', p.address);
+    if (d.description) x.text('rasd:Description', d.description);
+    x.text('rasd:ElementName', d.name || `Hard Disk ${i + 1}`)
       .text('rasd:HostResource', `ovf:/disk/${d.id}`)
       .text('rasd:InstanceID', nextId++)
       .text('rasd:Parent', p.controller.instanceId)

@@ -46,7 +46,7 @@ function diskOptions(profile: 'vmware' | 'ovirt', extra: Partial<WriteOvaOptions
     mtime: MTIME,
     vmdkWorkers: 0,
     disks: [
-      { path: top, name: 'root' },
+      { path: top, name: 'root', description: 'system disk' },
       { path: rawDisk, name: 'data', controller: 'sata' },
     ],
     vm: {
@@ -189,6 +189,11 @@ function checkVmwareOvf(xml: string, result: OvaWriteResult): void {
     const m = /^ovf:\/disk\/(.+)$/.exec(it['rasd:HostResource'] as string);
     expect(disks.map((dk) => dk['@ovf:diskId'])).toContain(m![1]);
   }
+  // The disks' names and descriptions (what Xen Orchestra's import shows), ordered by unit.
+  expect(diskItems.map((it) => [it['rasd:ElementName'], it['rasd:Description']])).toEqual([
+    ['root', 'system disk'],
+    ['data', undefined],
+  ]);
   // root on SCSI (lsilogic), data on SATA as asked
   const ctlOf = (i: number): Node => items.find((c) => c['rasd:InstanceID'] === diskItems[i]!['rasd:Parent'])!;
   expect(ctlOf(0)['rasd:ResourceSubType']).toBe('lsilogic');
@@ -222,6 +227,7 @@ function checkOvirtOvf(xml: string, result: OvaWriteResult): void {
     expect(dk['@ovf:volume-type']).toBe('Sparse');
     expect(dk['@ovf:fileRef']).toBe(files[i]!['@ovf:id']);
     expect(dk['@ovf:disk-alias']).toBe(['root', 'data'][i]);
+    expect(dk['@ovf:disk-description']).toBe(['system disk', ''][i]);
   });
   expect(disks.map((dk) => dk['@ovf:boot'])).toEqual(['true', 'false']);
   expect(disks.map((dk) => dk['@ovf:disk-interface'])).toEqual(['VirtIO_SCSI', 'SATA']);

@@ -100,6 +100,29 @@ describe('ovf builder', () => {
     expect(disks.map((d) => d.capacity)).toEqual([1024, 20_984_320, 1024, 0]);
   });
 
+  test("vmware: each disk item carries its disk's name and description, which Xen Orchestra imports", () => {
+    const v = vm('vmware', {}, 3);
+    v.disks[0]!.name = 'root';
+    v.disks[0]!.description = 'system disk: ext4 & <lvm>';
+    v.disks[1]!.name = 'data';
+    v.disks[2]!.name = '';
+    const items = parser.parse(buildOvf(v, 'vmware')).Envelope.VirtualSystem.VirtualHardwareSection.Item as Array<Record<string, unknown>>;
+    const disks = items.filter((i) => i['rasd:ResourceType'] === 17);
+    // Xen Orchestra's ova-read.js: name_label = Caption, else ElementName; name_description =
+    // Description, else "No description".
+    const xo = disks.map((i) => [i['rasd:Caption'] ?? i['rasd:ElementName'], i['rasd:Description'] ?? 'No description']);
+    expect(xo).toEqual([
+      ['root', 'system disk: ext4 & <lvm>'],
+      ['data', 'No description'],
+      ['Hard Disk 3', 'No description'], // a disk without a name keeps the generic label
+    ]);
+    // rasd elements stay in schema (alphabetical) order, which ovftool validates.
+    for (const i of disks) {
+      const keys = Object.keys(i).filter((k) => k.startsWith('rasd:'));
+      expect(keys).toEqual([...keys].sort());
+    }
+  });
+
   test('vmware: controllers fill up (SCSI skips unit 7, 15 per controller; IDE 2 per controller)', () => {
     const base = vm('vmware', {}, 17);
     const xml = buildOvf(base, 'vmware');
