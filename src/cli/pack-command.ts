@@ -20,6 +20,7 @@ interface PackFlags extends CommonInputFlags {
   cpus?: string;
   memory?: string;
   firmware?: string;
+  secureBoot?: boolean;
   nic?: string[];
   template?: boolean;
   output?: string;
@@ -137,6 +138,7 @@ export async function runPack(flags: PackFlags): Promise<number> {
         vcpus: parseIntFlag(flags.cpus, '--cpus', 1, 256),
         memoryBytes,
         firmware: oneOf(flags.firmware, ['bios', 'uefi'] as const, '--firmware'),
+        secureBoot: flags.secureBoot,
         isTemplate: flags.template ? true : undefined,
       },
       nics: flags.nic?.map(parseNicArg),
@@ -176,6 +178,7 @@ export function registerPack(program: Command): Command {
     .option('--cpus <n>', 'vCPUs (default 1)')
     .option('--memory <size>', 'memory, e.g. 4G, 512M (default 1G)')
     .option('--firmware <bios|uefi>', 'boot firmware (default bios)')
+    .option('--secure-boot', 'with --firmware uefi: turn UEFI secure boot on (platform:secureboot; off by default)')
     .option('--nic <network[,opt=value…]>', 'NIC on this network name (repeatable); options: mac=, mtu=, bridge=, device=; "--nic mac=…" uses the default network', collect)
     .option('--template', 'mark the VM as a template')
     .option('-o, --output <file|->', 'output XVA file (.xva, .xva.gz, .xva.zst) or - for stdout')
