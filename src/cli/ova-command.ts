@@ -8,7 +8,7 @@ import { ExitCode, UsageError } from '../errors';
 import { openInput } from '../input/open';
 import { PartFile } from '../output/part-file';
 import { StreamTarget } from '../output/targets';
-import type { OvaProfile, OvaWriteResult, WriteOvaOptions } from '../ova';
+import type { OvaDiskInput, OvaProfile, OvaWriteResult, WriteOvaOptions } from '../ova';
 
 /** The OVA writer, loaded when the verb runs (see the lazy-require note in main.ts). */
 function writeOva(...args: Parameters<typeof import('../ova').writeOva>): ReturnType<typeof import('../ova').writeOva> {
@@ -17,7 +17,7 @@ function writeOva(...args: Parameters<typeof import('../ova').writeOva>): Return
 }
 import type { OvaNic } from '../ova/ovf';
 import type { BadChunkPolicy } from '../xva/reader';
-import { collect, commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
+import { collect, commonInputOptions, httpOptionsFrom, splitOptions, type CommonInputFlags } from './common-options';
 import { formatBytes, parseSize } from './format';
 import { interruptSignal, PROGRAM, runVerb } from './run';
 
@@ -43,6 +43,12 @@ export interface OvaFlags extends CommonInputFlags {
 
 
 /** `--nic network[,mac]` → OvaNic. */
+/** `--disk path[,name=…][,description=…]`: the disk's label and description in the OVF. */
+function parseOvaDisk(text: string): OvaDiskInput {
+  const { head, opts } = splitOptions(text, ['name', 'description'], '--disk');
+  return { path: head, name: opts.name, description: opts.description };
+}
+
 function parseNic(spec: string, index: number): OvaNic {
   const [network, mac] = spec.split(',').map((s) => s.trim());
   if (!network) throw new UsageError(`--nic needs a network name: "${spec}"`);
@@ -93,7 +99,7 @@ export function ovaOptionsFrom(input: string | undefined, flags: OvaFlags): Writ
   if (firmware !== undefined && firmware !== 'bios' && firmware !== 'uefi') throw new UsageError('--firmware must be bios or uefi');
   return {
     ...common,
-    disks: disks.map((path) => ({ path })),
+    disks: disks.map(parseOvaDisk),
     vm: {
       name: flags.name,
       description: flags.description,
@@ -109,7 +115,7 @@ export function ovaOptionsFrom(input: string | undefined, flags: OvaFlags): Writ
 export function addOvaSourceOptions(cmd: Command): Command {
   return commonInputOptions(cmd)
     .option('--profile <profile>', 'vmware (default: streamOptimized VMDK; VMware, VirtualBox, Proxmox, virt-v2v) or ovirt (qcow2, oVirt/RHV)')
-    .option('--disk <image>', 'a raw or qcow2 disk image (backing chains followed) instead of an XVA (repeatable)', collect)
+    .option('--disk <image[,name=…,description=…]>', 'a raw or qcow2 disk image (backing chains followed) instead of an XVA, with its name and description in the OVF (repeatable)', collect)
     .option('--name <name>', 'VM name (required with --disk; overrides ova.xml)')
     .option('--description <text>', 'VM description (with --disk)')
     .option('--cpus <n>', 'vCPUs (with --disk, default 1)')

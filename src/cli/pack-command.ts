@@ -7,7 +7,7 @@ import { ExitCode, UsageError } from '../errors';
 import type { PackDisk, PackNic, PackSummary } from '../pack';
 import type { BadChunkPolicy } from '../xva/reader';
 import type { XvaCompression } from '../xva/writer';
-import { collect, commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
+import { collect, commonInputOptions, httpOptionsFrom, splitOptions, type CommonInputFlags } from './common-options';
 import { formatBytes, formatRate, parseSize } from './format';
 import { createProgress } from './progress';
 import { interruptSignal, PROGRAM, runVerb } from './run';
@@ -20,6 +20,7 @@ interface PackFlags extends CommonInputFlags {
   cpus?: string;
   memory?: string;
   firmware?: string;
+  secureBoot?: boolean;
   nic?: string[];
   template?: boolean;
   output?: string;
@@ -32,23 +33,6 @@ interface PackFlags extends CommonInputFlags {
   force?: boolean;
   json?: boolean;
   quiet?: boolean;
-}
-
-
-/** `path[,key=value…]`: trailing `,key=value` parts with a known key are options, the rest is the path. */
-function splitOptions(text: string, keys: readonly string[], what: string): { head: string; opts: Record<string, string> } {
-  const parts = text.split(',');
-  const opts: Record<string, string> = {};
-  while (parts.length > 1) {
-    const last = parts[parts.length - 1]!;
-    const m = /^([a-z-]+)=(.*)$/i.exec(last);
-    if (!m || !keys.includes(m[1]!.toLowerCase())) break;
-    opts[m[1]!.toLowerCase()] = m[2]!;
-    parts.pop();
-  }
-  const head = parts.join(',');
-  if (!head) throw new UsageError(`${what}: empty value in "${text}"`);
-  return { head, opts };
 }
 
 const DISK_KEYS = ['name', 'userdevice', 'format', 'description', 'bootable', 'ro'] as const;
@@ -154,6 +138,7 @@ export async function runPack(flags: PackFlags): Promise<number> {
         vcpus: parseIntFlag(flags.cpus, '--cpus', 1, 256),
         memoryBytes,
         firmware: oneOf(flags.firmware, ['bios', 'uefi'] as const, '--firmware'),
+        secureBoot: flags.secureBoot,
         isTemplate: flags.template ? true : undefined,
       },
       nics: flags.nic?.map(parseNicArg),
@@ -194,6 +179,7 @@ export function registerPack(program: Command): Command {
     .option('--cpus <n>', 'vCPUs (default 1)')
     .option('--memory <size>', 'memory, e.g. 4G, 512M (default 1G)')
     .option('--firmware <bios|uefi>', 'boot firmware (default bios)')
+    .option('--secure-boot', 'with --firmware uefi: turn UEFI secure boot on (platform:secureboot; off by default)')
     .option('--nic <network[,opt=value…]>', 'NIC on this network name (repeatable); options: mac=, mtu=, bridge=, device=; "--nic mac=…" uses the default network', collect)
     .option('--template', 'mark the VM as a template')
     .option('-o, --output <file|->', 'output XVA file (.xva, .xva.gz, .xva.zst) or - for stdout')

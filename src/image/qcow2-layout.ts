@@ -17,7 +17,7 @@
  *
  * Offsets are JS numbers: exact up to 2^53 bytes, far beyond any L1 qemu accepts (§1.3).
  */
-import { CLUSTER_SIZE } from './types';
+import { CLUSTER_SIZE, imageVirtualSize } from './types';
 
 // ---- format constants (formats.md §1.2, §1.4, §1.5) -------------------------------------------
 
@@ -354,11 +354,15 @@ export function qcow2FrontPlacement(g: Qcow2Geometry): Qcow2Placement {
   return { layout: 'front', l1Cluster: g.l1Clusters > 0 ? l1Cluster : 0, l2Cluster, dataCluster, refcountBlockCluster, refcountTableCluster };
 }
 
-/** The final header for a geometry + placement. */
+/**
+ * The final header for a geometry + placement. The size is the guest size in whole sectors
+ * (`imageVirtualSize`): qemu would hide a partial last sector. The cluster counts do not change
+ * (a cluster is 128 sectors), so neither does the file size.
+ */
 export function qcow2HeaderFor(version: Qcow2Version, g: Qcow2Geometry, p: Qcow2Placement): Qcow2HeaderFields {
   return {
     version,
-    virtualSize: g.virtualSize,
+    virtualSize: imageVirtualSize(g.virtualSize),
     l1Size: g.l1Entries,
     l1TableOffset: p.l1Cluster * QCOW2_CLUSTER_SIZE,
     refcountTableOffset: p.refcountTableCluster * QCOW2_CLUSTER_SIZE,

@@ -67,3 +67,17 @@ export function isRandomAccess(t: SequentialTarget): t is RandomAccessTarget {
 
 /** Guest cluster / grain size used by the qcow2 and VMDK writers. */
 export const CLUSTER_SIZE = 64 * 1024;
+
+/** The unit qemu sizes every disk in (docs/output-formats.md, "Virtual size"). */
+export const SECTOR_SIZE = 512;
+
+/**
+ * The virtual size an image states for a disk of `guestBytes`: rounded up to whole 512-byte
+ * sectors, the added tail reading as zeros. qemu reads a qcow2 header's size in whole sectors,
+ * rounding *down*, so an odd size would hide the disk's last bytes; `qemu-img create/convert`
+ * never write one. Every image header, VMDK capacity, OVF capacity and packed XVA
+ * virtual_size goes through this one rule (docs/output-formats.md).
+ */
+export function imageVirtualSize(guestBytes: number): number {
+  return Math.ceil(guestBytes / SECTOR_SIZE) * SECTOR_SIZE;
+}

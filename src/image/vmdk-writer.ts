@@ -35,12 +35,12 @@ import * as zlib from 'node:zlib';
 import { OutputError } from '../errors';
 import type { AllocationMap } from './allocation-map';
 import { ClusterAligner } from './cluster-aligner';
-import { CLUSTER_SIZE, type DiskImageWriter, type ImageWriteResult, type SequentialTarget } from './types';
+import { CLUSTER_SIZE, imageVirtualSize, SECTOR_SIZE, type DiskImageWriter, type ImageWriteResult, type SequentialTarget } from './types';
 import { isAllZero } from './zero';
 
 // ---- format constants (formats.md §2.1 – §2.4) --------------------------------------------------
 
-export const VMDK_SECTOR_SIZE = 512;
+export const VMDK_SECTOR_SIZE = SECTOR_SIZE;
 /** "KDMV" little-endian (§2.1). */
 export const VMDK_MAGIC = 0x564d444b;
 /** streamOptimized files are version 3 (§2.1). */
@@ -111,10 +111,10 @@ function ceilDiv(a: number, b: number): number {
   return Math.ceil(a / b);
 }
 
-/** Capacity in sectors (a partial last sector rounds up). */
+/** Capacity in sectors: a partial last sector rounds up (`imageVirtualSize`). */
 export function vmdkCapacitySectors(virtualSize: number): number {
   if (!Number.isSafeInteger(virtualSize) || virtualSize < 0) throw new RangeError(`invalid virtual size ${virtualSize}`);
-  return ceilDiv(virtualSize, VMDK_SECTOR_SIZE);
+  return imageVirtualSize(virtualSize) / VMDK_SECTOR_SIZE;
 }
 
 export function vmdkGrainCount(virtualSize: number): number {

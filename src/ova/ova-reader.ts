@@ -40,8 +40,12 @@ export interface OvfDiskInfo {
   capacity: number;
   /** `ovf:format` URI ('' when absent). */
   formatUri: string;
-  /** Label: oVirt's disk-alias, else the file name without extension. */
+  /**
+   * Label: oVirt's disk-alias, else the disk item's Caption or ElementName (as Xen Orchestra
+   * reads it, docs/output-formats.md), else the file name without extension.
+   */
   name: string;
+  /** oVirt's disk-description, else the disk item's Description. */
   description?: string;
   /** oVirt `ovf:boot`, when present. */
   boot?: boolean;
@@ -129,6 +133,16 @@ export function unitMultiplier(units: string | undefined, fallback: number): num
   return named[u.toLowerCase()];
 }
 
+/** Names a disk after its hardware item when the DiskSection has no oVirt alias for it. */
+function nameFromDiskItem(item: XNode, disks: OvfDiskInfo[]): void {
+  const id = /^(?:ovf:)?\/disk\/(.+)$/.exec(text(child(item, 'HostResource')))?.[1];
+  const disk = disks.find((d) => d.diskId === id);
+  if (!disk) return;
+  const label = text(child(item, 'Caption')) || text(child(item, 'ElementName'));
+  if (label) disk.name = label;
+  disk.description ??= text(child(item, 'Description')) || undefined;
+}
+
 function positiveInt(s: string): number | undefined {
   if (!/^\d+$/.test(s)) return undefined;
   const n = Number(s);
@@ -178,6 +192,8 @@ export function parseOvf(xml: string, path = 'OVF'): OvfVmInfo {
   }
 
   const disks: OvfDiskInfo[] = [];
+  /** Disks named by oVirt's disk-alias, which their hardware items do not rename. */
+  const aliased = new Set<string>();
   for (const d of children(child(env, 'DiskSection') ?? child(env, 'VirtualDiskSection'), 'Disk')) {
     const diskId = attr(d, 'diskId') ?? `disk${disks.length + 1}`;
     const fileRef = attr(d, 'fileRef');
@@ -191,6 +207,7 @@ export function parseOvf(xml: string, path = 'OVF'): OvfVmInfo {
       throw bad(path, `OVF disk ${diskId}: cannot read capacity "${capText}" ${attr(d, 'capacityAllocationUnits') ?? ''}`.trim());
     }
     const alias = attr(d, 'disk-alias');
+    if (alias) aliased.add(diskId);
     const boot = attr(d, 'boot');
     disks.push({
       diskId,
@@ -217,6 +234,8 @@ export function parseOvf(xml: string, path = 'OVF'): OvfVmInfo {
       const q = positiveInt(text(child(it, 'VirtualQuantity')));
       const mult = unitMultiplier(text(child(it, 'AllocationUnits')), MiB);
       if (q !== undefined && mult !== undefined && Number.isSafeInteger(q * mult)) memoryBytes = q * mult;
+    } else if (type === ResourceType.DISK) {
+      nameFromDiskItem(it, disks.filter((d) => !aliased.has(d.diskId)));
     } else if (type === ResourceType.NIC) {
       const network = text(child(it, 'Connection'));
       const macText = [text(child(it, 'MACAddress')), text(child(it, 'Address'))].find((m) => MAC_RE.test(m));

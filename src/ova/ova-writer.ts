@@ -133,8 +133,10 @@ export interface OvaDiskInput {
   path: string;
   /** Probed from the magic when absent. */
   format?: 'raw' | 'qcow2';
-  /** Label; default the file name. */
+  /** Label (the disk item's ElementName); default the file name. */
   name?: string;
+  /** The disk item's Description in the OVF. */
+  description?: string;
   /** Default: the first disk. */
   bootable?: boolean;
   controller?: OvaController;
@@ -556,6 +558,7 @@ function vmFromSettings(profile: OvaProfile, s: OvaVmSettings, readers: DiskRead
   const anyBootable = disks.some((d) => d.bootable);
   const specs = readers.map((r, i) => ({
     name: disks[i]!.name ?? baseName(disks[i]!.path),
+    description: disks[i]!.description,
     virtualSize: r.virtualSize,
     bootable: anyBootable ? disks[i]!.bootable === true : i === 0,
     controller: disks[i]!.controller,

@@ -2,12 +2,13 @@
  * OVF 1.0 descriptors for the two OVA profiles (formats.md §4.3, §4.4). Pure: model in, XML out.
  *
  * 'vmware' — generic OVF 1.0 as VMware's own templates write it: streamOptimized VMDK disks,
- *   byte capacities, CIM items with integer InstanceIDs in schema (alphabetical) element order,
- *   `vmw:Config firmware`. Read by ESXi/vCenter/ovftool, VirtualBox, virt-v2v `-i ova` and
- *   Proxmox `qm importovf`.
- * 'ovirt'  — the dialect oVirt's OvfOvaWriter produces: qcow2 disks named by image UUID,
- *   capacities in GiB (`byte * 2^30`, oVirt's reader ignores the units), the `ovirt:` namespace,
- *   `ovf:disk-interface`/`ovf:boot` on each Disk, per-device `BootOrder`, `BiosType`.
+ *   CIM items with integer InstanceIDs in schema (alphabetical) element order, disk items named
+ *   after the disks, `vmw:Config firmware`. Read by ESXi/vCenter/ovftool, VirtualBox, virt-v2v
+ *   `-i ova`, Proxmox `qm importovf` and Xen Orchestra.
+ * 'ovirt'  — the dialect oVirt's OvfOvaWriter produces: qcow2 disks named by image UUID, the
+ *   `ovirt:` namespace, `ovf:disk-interface`/`ovf:boot` on each Disk, per-device `BootOrder`,
+ *   `BiosType`.
+ * Both state capacities exactly, as `byte * 2^N` (`ovfCapacity`, docs/output-formats.md).
  *
  * Sizes in References/DiskSection (`ovf:size`, `ovf:populatedSize`) may be unknown when the OVF
  * has to be written (one-pass file output). `ovfReservedBytes` renders the descriptor with the
@@ -16,6 +17,7 @@
  * size never depends on the disk sizes.
  */
 import { createHash } from 'node:crypto';
+import { imageVirtualSize } from '../image/types';
 import type { XvaMetadata } from '../xva/model';
 
 export type OvaProfile = 'vmware' | 'ovirt';
@@ -32,10 +34,11 @@ export interface OvaDisk {
   fileId: string;
   /** Member name in the OVA = `ovf:href`. At most 100 bytes (one ustar header). */
   fileName: string;
-  /** Human-readable label (ovirt: disk alias). */
+  /** Human-readable label: the disk item's ElementName (ovirt: disk alias). */
   name: string;
+  /** The disk item's Description (ovirt: disk description), when there is one. */
   description?: string;
-  /** Virtual size in bytes. */
+  /** Virtual size in bytes, in whole sectors (`imageVirtualSize`). */
   capacity: number;
   format: OvaDiskFormat;
   /** Bytes of the member in the OVA; undefined until known. */
@@ -99,7 +102,6 @@ export const ResourceType = { CPU: 3, MEMORY: 4, IDE: 5, SCSI: 6, NIC: 10, CDROM
 export const OVF_SIZE_PLACEHOLDER = Number.MAX_SAFE_INTEGER;
 
 const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
 const ZERO_UUID = '00000000-0000-0000-0000-000000000000';
 
 /** Escapes text/attribute content and drops characters XML 1.0 cannot carry. */
@@ -216,6 +218,20 @@ function sizeOf(value: number | undefined, placeholders: boolean): number {
   return value;
 }
 
+/** Units an importer may know, largest first: GiB, MiB, KiB, byte (see `ovfCapacity`). */
+const CAPACITY_UNIT_EXPONENTS = [30, 20, 10, 0] as const;
+
+/**
+ * `ovf:capacity` and `ovf:capacityAllocationUnits` stating `bytes` exactly, as `byte * 2^N` with
+ * the largest N of 30, 20, 10, 0 that divides it: Proxmox only reads the `byte * B^E` form (a
+ * plain "byte" loses the size) and CloudStack only knows 2^10, 2^20 and 2^30, reading any other
+ * unit as bytes (docs/output-formats.md, "OVF capacities").
+ */
+export function ovfCapacity(bytes: number): { capacity: number; units: string } {
+  const n = CAPACITY_UNIT_EXPONENTS.find((e) => bytes % 2 ** e === 0)!;
+  return { capacity: bytes / 2 ** n, units: `byte * 2^${n}` };
+}
+
 function networks(vm: OvaVm): string[] {
   return [...new Set(vm.nics.map((n) => n.network))];
 }
@@ -232,9 +248,10 @@ function buildVmware(vm: OvaVm, placeholders: boolean): string {
 
   x.open('DiskSection').text('Info', 'Virtual disk information');
   for (const d of vm.disks) {
+    const { capacity, units } = ovfCapacity(d.capacity);
     x.empty('Disk', {
-      'ovf:capacity': d.capacity,
-      'ovf:capacityAllocationUnits': 'byte',
+      'ovf:capacity': capacity,
+      'ovf:capacityAllocationUnits': units,
       'ovf:diskId': d.id,
       'ovf:fileRef': d.fileId,
       'ovf:format': d.format === 'vmdk' ? VMDK_STREAM_OPTIMIZED_URI : QCOW2_FORMAT_URI,
@@ -298,9 +315,12 @@ function buildVmware(vm: OvaVm, placeholders: boolean): string {
   const byUnit = vm.disks.map((d, i) => ({ d, unit: d.unit ?? i })).sort((a, b) => a.unit - b.unit);
   byUnit.forEach(({ d }, i) => {
     const p = placement.get(d)!;
-    x.open('Item')
-      .text('rasd:AddressOnParent', p.address)
-      .text('rasd:ElementName', `Hard Disk ${i + 1}`)
+    // The disk's own name and description, as VMware and VirtualBox exports carry them: Xen
+    // Orchestra names the imported VDI after ElementName (or Caption) and describes it with
+    // Description.
+    x.open('Item').text('rasd:AddressOnParent', p.address);
+    if (d.description) x.text('rasd:Description', d.description);
+    x.text('rasd:ElementName', d.name || `Hard Disk ${i + 1}`)
       .text('rasd:HostResource', `ovf:/disk/${d.id}`)
       .text('rasd:InstanceID', nextId++)
       .text('rasd:Parent', p.controller.instanceId)
@@ -391,10 +411,13 @@ function buildOvirt(vm: OvaVm, placeholders: boolean): string {
   const bootDisk = vm.disks.find((d) => d.bootable);
   x.open('DiskSection').text('Info', 'List of Virtual Disks');
   for (const d of vm.disks) {
+    // oVirt writes whole GiB; the exact capacity keeps that form for whole-GiB disks and is
+    // read through the units otherwise (OvfOvaReader multiplies by them).
+    const { capacity, units } = ovfCapacity(d.capacity);
     x.empty('Disk', {
       'ovf:diskId': d.id,
-      'ovf:capacity': Math.ceil(d.capacity / GiB),
-      'ovf:capacityAllocationUnits': 'byte * 2^30',
+      'ovf:capacity': capacity,
+      'ovf:capacityAllocationUnits': units,
       'ovf:populatedSize': sizeOf(d.populatedSize, placeholders),
       'ovf:parentRef': '',
       'ovf:fileRef': d.fileId,
@@ -576,13 +599,6 @@ export interface OvaDiskSpec {
   unit?: number;
 }
 
-export const SECTOR_SIZE = 512;
-
-/** Capacity as the image format reports it: VMDK counts whole 512-byte sectors. */
-export function diskCapacity(format: OvaDiskFormat, virtualSize: number): number {
-  return format === 'vmdk' ? Math.ceil(virtualSize / SECTOR_SIZE) * SECTOR_SIZE : virtualSize;
-}
-
 export function ovaDiskFormat(profile: OvaProfile): OvaDiskFormat {
   return profile === 'ovirt' ? 'qcow2' : 'vmdk';
 }
@@ -595,7 +611,7 @@ export function ovaDisks(profile: OvaProfile, vmId: string, vmName: string, spec
     if (profile === 'ovirt') {
       const diskId = s.uuid ?? deterministicUuid(`${vmId}:disk:${i}`);
       const imageId = deterministicUuid(`${diskId}:image`);
-      return { id: diskId, fileId: imageId, fileName: imageId, name: s.name, description: s.description, capacity: diskCapacity(format, s.virtualSize), format, bootable: s.bootable, controller: s.controller ?? 'scsi', unit: s.unit };
+      return { id: diskId, fileId: imageId, fileName: imageId, name: s.name, description: s.description, capacity: imageVirtualSize(s.virtualSize), format, bootable: s.bootable, controller: s.controller ?? 'scsi', unit: s.unit };
     }
     return {
       id: `vmdisk${i + 1}`,
@@ -603,7 +619,7 @@ export function ovaDisks(profile: OvaProfile, vmId: string, vmName: string, spec
       fileName: `${base}-disk${i + 1}.vmdk`,
       name: s.name,
       description: s.description,
-      capacity: diskCapacity(format, s.virtualSize),
+      capacity: imageVirtualSize(s.virtualSize),
       format,
       bootable: s.bootable,
       controller: s.controller ?? 'scsi',

@@ -8,6 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { parseDiskArg, parseNicArg } from '../../src/cli/pack-command';
+import { openInput } from '../../src/input/open';
+import { readXva } from '../../src/xva/reader';
 import { MiB, KiB, sparseDisk, makeXvaFile } from '../helpers/xva-fixtures';
 import { BIN, runCli } from './_cli';
 
@@ -123,4 +125,24 @@ test('an existing output needs --force', async () => {
   const f = await runCli(['pack', '--disk', a.path, '-o', out, '--force', '-q']);
   expect(f.code).toBe(0);
   expect(fs.statSync(out).size).toBeGreaterThan(MiB);
+});
+
+test('--secure-boot with --firmware uefi turns UEFI secure boot on; without UEFI it is a usage error', async () => {
+  const a = raw('sb.raw', MiB, 6);
+  const out = path.join(dir, 'sb.xva');
+  const r = await runCli(['pack', '--disk', a.path, '--firmware', 'uefi', '--secure-boot', '-o', out, '-q']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  const src = await openInput(out);
+  let platform: Record<string, string> = {};
+  try {
+    await readXva(src, { onMetadata: (m) => void (platform = m.vm.platform) }, { metadataOnly: true });
+  } finally {
+    await src.close();
+  }
+  expect(platform['secureboot']).toBe('true');
+  const bad = await runCli(['pack', '--disk', a.path, '--secure-boot', '-o', path.join(dir, 'bios.xva')]);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toMatch(/secure boot needs UEFI firmware \(--firmware uefi\)/);
+  expect(fs.existsSync(path.join(dir, 'bios.xva'))).toBe(false);
 });

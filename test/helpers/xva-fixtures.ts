@@ -98,6 +98,8 @@ export interface FixtureDisk {
   ref?: string;
   /** VDI name_label; default `disk<i>`. */
   name?: string;
+  /** VDI name_description; default empty. */
+  description?: string;
   /** Default i. */
   userdevice?: number | string;
   /** Default: true for the first disk. */
@@ -168,6 +170,7 @@ function prepare(opts: MakeXvaOptions): Prepared {
     disks: disks.map((d, i) => ({
       ref: d.ref ?? `Ref:${11 + 3 * i}`,
       name: d.name ?? `disk${i}`,
+      description: d.description,
       userdevice: d.userdevice ?? i,
       bootable: d.bootable ?? i === 0,
       source: bufferSource(contents[i]!, d.size ?? contents[i]!.length),

@@ -46,7 +46,7 @@ function diskOptions(profile: 'vmware' | 'ovirt', extra: Partial<WriteOvaOptions
     mtime: MTIME,
     vmdkWorkers: 0,
     disks: [
-      { path: top, name: 'root' },
+      { path: top, name: 'root', description: 'system disk' },
       { path: rawDisk, name: 'data', controller: 'sata' },
     ],
     vm: {
@@ -127,6 +127,13 @@ const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@'
 type Node = Record<string, unknown>;
 const arr = (v: unknown): Node[] => (Array.isArray(v) ? (v as Node[]) : v === undefined ? [] : [v as Node]);
 
+/** A Disk's capacity in bytes; the units must be `byte * 2^N` (Proxmox reads no other form). */
+function capacityBytes(dk: Node): number {
+  const m = /^byte \* 2\^(\d+)$/.exec(String(dk['@ovf:capacityAllocationUnits']));
+  expect(m).not.toBeNull();
+  return Number(dk['@ovf:capacity']) * 2 ** Number(m![1]);
+}
+
 /** Every section and field the importers read (formats.md §4.3), for the VMware-style OVF. */
 function checkVmwareOvf(xml: string, result: OvaWriteResult): void {
   expect(XMLValidator.validate(xml)).toBe(true);
@@ -148,8 +155,7 @@ function checkVmwareOvf(xml: string, result: OvaWriteResult): void {
   disks.forEach((dk, i) => {
     expect(dk['@ovf:fileRef']).toBe(files[i]!['@ovf:id']);
     expect(dk['@ovf:format']).toBe('http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized');
-    expect(dk['@ovf:capacityAllocationUnits']).toBe('byte');
-    expect(Number(dk['@ovf:capacity'])).toBe(result.disks[i]!.capacity);
+    expect(capacityBytes(dk)).toBe(result.disks[i]!.capacity);
     expect(Number(dk['@ovf:populatedSize'])).toBe(result.disks[i]!.populatedSize);
   });
 
@@ -183,6 +189,11 @@ function checkVmwareOvf(xml: string, result: OvaWriteResult): void {
     const m = /^ovf:\/disk\/(.+)$/.exec(it['rasd:HostResource'] as string);
     expect(disks.map((dk) => dk['@ovf:diskId'])).toContain(m![1]);
   }
+  // The disks' names and descriptions (what Xen Orchestra's import shows), ordered by unit.
+  expect(diskItems.map((it) => [it['rasd:ElementName'], it['rasd:Description']])).toEqual([
+    ['root', 'system disk'],
+    ['data', undefined],
+  ]);
   // root on SCSI (lsilogic), data on SATA as asked
   const ctlOf = (i: number): Node => items.find((c) => c['rasd:InstanceID'] === diskItems[i]!['rasd:Parent'])!;
   expect(ctlOf(0)['rasd:ResourceSubType']).toBe('lsilogic');
@@ -211,12 +222,12 @@ function checkOvirtOvf(xml: string, result: OvaWriteResult): void {
   const disks = arr((env['DiskSection'] as Node)['Disk']);
   disks.forEach((dk, i) => {
     expect(dk['@ovf:format']).toBe('http://www.gnome.org/~markmc/qcow-image-format.html');
-    expect(dk['@ovf:capacityAllocationUnits']).toBe('byte * 2^30');
-    expect(Number(dk['@ovf:capacity'])).toBe(Math.ceil(result.disks[i]!.capacity / 2 ** 30));
+    expect(capacityBytes(dk)).toBe(result.disks[i]!.capacity);
     expect(dk['@ovf:volume-format']).toBe('COW');
     expect(dk['@ovf:volume-type']).toBe('Sparse');
     expect(dk['@ovf:fileRef']).toBe(files[i]!['@ovf:id']);
     expect(dk['@ovf:disk-alias']).toBe(['root', 'data'][i]);
+    expect(dk['@ovf:disk-description']).toBe(['system disk', ''][i]);
   });
   expect(disks.map((dk) => dk['@ovf:boot'])).toEqual(['true', 'false']);
   expect(disks.map((dk) => dk['@ovf:disk-interface'])).toEqual(['VirtIO_SCSI', 'SATA']);

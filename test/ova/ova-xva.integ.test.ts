@@ -32,7 +32,7 @@ d('OVA export from an XVA', () => {
       vm: { vcpus: 4, memoryBytes: 2048 * MiB, firmware: 'uefi', bootOrder: 'cdn', description: 'from XenServer' },
       // "Ref:10" streams before "Ref:9": the archive order differs from userdevice order.
       disks: [
-        { ref: 'Ref:9', name: 'system', userdevice: 0, bootable: true, size: 5 * MiB, fill: [{ offset: 0, length: 300 * 1024 }, { offset: 4 * MiB, length: 65536 }] },
+        { ref: 'Ref:9', name: 'system', description: 'root file system & <boot>', userdevice: 0, bootable: true, size: 5 * MiB, fill: [{ offset: 0, length: 300 * 1024 }, { offset: 4 * MiB, length: 65536 }] },
         { ref: 'Ref:10', name: 'data', userdevice: 1, bootable: false, size: 3 * MiB + 4096, fill: [{ offset: MiB, length: MiB }] },
       ],
       vifs: [{ device: 0, mac: 'b2:1f:00:11:22:33', networkName: 'Pool-wide network associated with eth0', bridge: 'xenbr0' }],
@@ -96,6 +96,11 @@ d('OVA export from an XVA', () => {
       ['ovf:/disk/vmdisk2', 0],
       ['ovf:/disk/vmdisk1', 1],
     ]);
+    // Each disk item is named and described after its VDI (what Xen Orchestra's import shows).
+    expect(diskItems.map((i) => [i['rasd:ElementName'], i['rasd:Description']])).toEqual([
+      ['system', 'root file system & <boot>'],
+      ['data', undefined],
+    ]);
     const nic = items.find((i) => i['rasd:ResourceType'] === 10)!;
     expect(nic['rasd:Address']).toBe('b2:1f:00:11:22:33');
     expect(nic['rasd:Connection']).toBe('Pool-wide network associated with eth0');
@@ -119,6 +124,11 @@ d('OVA export from an XVA', () => {
     expect(one.result.passes).toBe(1);
     verify(one.file, one.result, [rawOf.get('data')!, rawOf.get('system')!]);
     expect(one.result.size).toBe(two.result.size);
+    const ovirtDisks = (new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@' }).parse(readFileSync(two.file).subarray(two.result.ovf.offset, two.result.ovf.offset + two.result.ovf.size).toString('utf8')) as Record<string, any>)['ovf:Envelope'].DiskSection.Disk as Array<Record<string, string>>;
+    expect(ovirtDisks.map((dk) => [dk['@ovf:disk-alias'], dk['@ovf:disk-description']])).toEqual([
+      ['data', ''],
+      ['system', 'root file system & <boot>'],
+    ]);
     // Disk ids are the VDI uuids from ova.xml, the same in both modes.
     expect(one.result.vm.disks.map((x) => x.id)).toEqual(two.result.vm.disks.map((x) => x.id));
     expect(one.result.vm.disks.every((x) => /^[0-9a-f-]{36}$/.test(x.id))).toBe(true);

@@ -4,10 +4,10 @@ import {
   buildOvf,
   buildPaddedOvf,
   deterministicUuid,
-  diskCapacity,
   ovaBaseName,
   ovaDisks,
   ovaVmFromXvaMetadata,
+  ovfCapacity,
   ovfReservedBytes,
   OVF_SIZE_PLACEHOLDER,
   parseBootOrder,
@@ -92,8 +92,35 @@ describe('ovf builder', () => {
     const items = env.VirtualSystem.VirtualHardwareSection.Item as Array<Record<string, unknown>>;
     expect(items.find((i) => i['rasd:ResourceType'] === 4)!['rasd:VirtualQuantity']).toBe(3073);
     expect(env.DiskSection.Disk.map((d: Record<string, unknown>) => Number(d['@ovf:capacity']))).toEqual([GiB + 512, 2 * GiB + 512]);
-    expect(diskCapacity('vmdk', 1000)).toBe(1024);
-    expect(diskCapacity('qcow2', 1000)).toBe(1000);
+  });
+
+  test.each([['vmware' as const], ['ovirt' as const]])('%s: disk capacities are whole 512-byte sectors, rounded up (qemu reads sizes in sectors)', (profile) => {
+    const sizes = [1000, 20_983_865, 1024, 0];
+    const disks = ovaDisks(profile, deterministicUuid('vm:sizes'), 'sizes', sizes.map((virtualSize, i) => ({ name: `d${i}`, virtualSize, bootable: i === 0 })));
+    expect(disks.map((d) => d.capacity)).toEqual([1024, 20_984_320, 1024, 0]);
+  });
+
+  test("vmware: each disk item carries its disk's name and description, which Xen Orchestra imports", () => {
+    const v = vm('vmware', {}, 3);
+    v.disks[0]!.name = 'root';
+    v.disks[0]!.description = 'system disk: ext4 & <lvm>';
+    v.disks[1]!.name = 'data';
+    v.disks[2]!.name = '';
+    const items = parser.parse(buildOvf(v, 'vmware')).Envelope.VirtualSystem.VirtualHardwareSection.Item as Array<Record<string, unknown>>;
+    const disks = items.filter((i) => i['rasd:ResourceType'] === 17);
+    // Xen Orchestra's ova-read.js: name_label = Caption, else ElementName; name_description =
+    // Description, else "No description".
+    const xo = disks.map((i) => [i['rasd:Caption'] ?? i['rasd:ElementName'], i['rasd:Description'] ?? 'No description']);
+    expect(xo).toEqual([
+      ['root', 'system disk: ext4 & <lvm>'],
+      ['data', 'No description'],
+      ['Hard Disk 3', 'No description'], // a disk without a name keeps the generic label
+    ]);
+    // rasd elements stay in schema (alphabetical) order, which ovftool validates.
+    for (const i of disks) {
+      const keys = Object.keys(i).filter((k) => k.startsWith('rasd:'));
+      expect(keys).toEqual([...keys].sort());
+    }
   });
 
   test('vmware: controllers fill up (SCSI skips unit 7, 15 per controller; IDE 2 per controller)', () => {
@@ -113,13 +140,63 @@ describe('ovf builder', () => {
     expect(it2.filter((i) => i['rasd:ResourceType'] === 5).map((c) => c['rasd:Address'])).toEqual([0, 1]);
   });
 
-  test('ovirt: GiB capacities rounded up, boot flag on the bootable disk only, BiosType from firmware', () => {
+  test('ovirt: exact capacities, boot flag on the bootable disk only, BiosType from firmware', () => {
     const v = vm('ovirt', { firmware: 'uefi' });
     const env = parser.parse(buildOvf(v, 'ovirt'))['ovf:Envelope'];
-    expect(env.DiskSection.Disk.map((d: Record<string, unknown>) => Number(d['@ovf:capacity']))).toEqual([2, 3]);
+    // (i + 1) GiB + 100 bytes, in whole sectors: not a whole KiB, so in bytes (was: whole GiB, rounded up)
+    expect(env.DiskSection.Disk.map((d: Record<string, unknown>) => [Number(d['@ovf:capacity']), d['@ovf:capacityAllocationUnits']])).toEqual([
+      [GiB + 512, 'byte * 2^0'],
+      [2 * GiB + 512, 'byte * 2^0'],
+    ]);
     expect(env.DiskSection.Disk.map((d: Record<string, unknown>) => d['@ovf:boot'])).toEqual(['true', 'false']);
     expect(env.VirtualSystem.BiosType).toBe(3);
     expect(env.References.File[0]['@ovf:href']).toBe(v.disks[0]!.fileId);
+  });
+
+  test('ovfCapacity: byte * 2^N with the largest N of 30, 20, 10, 0 that divides the size', () => {
+    expect(ovfCapacity(16 * GiB)).toEqual({ capacity: 16, units: 'byte * 2^30' });
+    expect(ovfCapacity(2 * GiB)).toEqual({ capacity: 2, units: 'byte * 2^30' }); // never 2^31: CloudStack would read bytes
+    expect(ovfCapacity(1024 * GiB)).toEqual({ capacity: 1024, units: 'byte * 2^30' });
+    expect(ovfCapacity(20 * 1024 ** 2)).toEqual({ capacity: 20, units: 'byte * 2^20' });
+    expect(ovfCapacity(21_495_808)).toEqual({ capacity: 20_992, units: 'byte * 2^10' }); // 20.5 MiB
+    expect(ovfCapacity(20_984_320)).toEqual({ capacity: 20_984_320, units: 'byte * 2^0' }); // 40985 sectors
+    expect(ovfCapacity(0)).toEqual({ capacity: 0, units: 'byte * 2^30' });
+  });
+
+  /**
+   * The rules importers apply to `ovf:capacity` × `ovf:capacityAllocationUnits`, restated from
+   * their public parsers (docs/output-formats.md, "OVF capacities"). Each returns the size in
+   * bytes it would import, or undefined when it loses the size.
+   */
+  const importerRules: Record<string, (capacity: string, units: string) => number | undefined> = {
+    // Proxmox PVE::GuestImport::OVF: only "byte * base^exponent" (spaces optional) has a factor.
+    proxmox: (capacity, units) => {
+      const m = /^\s*byte\s*\*\s*([0-9]+)\s*\^\s*([0-9]+)\s*$/.exec(units);
+      return m ? Number(capacity) * Number(m[1]) ** Number(m[2]) : undefined;
+    },
+    // Apache CloudStack OVFHelper: 2^10, 2^20, 2^30 (or KB/MB/GB names); anything else is bytes.
+    cloudstack: (capacity, units) => Number(capacity) * ({ 'byte * 2^10': 2 ** 10, 'byte * 2^20': 2 ** 20, 'byte * 2^30': 2 ** 30 }[units.toLowerCase()] ?? 1),
+    // Xen Orchestra ova-read.js: a trailing "^N" is 2^N, otherwise a factor of 1.
+    xenOrchestra: (capacity, units) => {
+      const m = /\^([0-9]+)$/.exec(units);
+      return Number(capacity) * (m ? 2 ** Number(m[1]) : 1);
+    },
+  };
+
+  test.each(Object.keys(importerRules))('%s reads every capacity exactly, in both profiles (property)', (importer) => {
+    const rule = importerRules[importer]!;
+    fc.assert(
+      fc.property(fc.constantFrom<OvaProfile>('vmware', 'ovirt'), fc.integer({ min: 0, max: 2 ** 41 }), fc.integer({ min: 0, max: 40 }), (profile, sectors, shift) => {
+        // Sizes of every alignment: whole sectors times a power of two.
+        const size = Math.min(sectors * 2 ** shift, 2 ** 41) * 512; // up to 1 PiB
+        const v = vm(profile, {}, 1);
+        v.disks[0]!.capacity = size;
+        const doc = parser.parse(buildOvf(v, profile));
+        const disk = (profile === 'ovirt' ? doc['ovf:Envelope'] : doc.Envelope).DiskSection.Disk[0] as Record<string, unknown>;
+        expect(rule(String(disk['@ovf:capacity']), String(disk['@ovf:capacityAllocationUnits']))).toBe(size);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   test('helpers: uuids, base names, boot order strings', () => {
@@ -158,8 +235,8 @@ function meta(over: Partial<XvaMetadata['vm']> = {}): XvaMetadata {
     disks: [disk('Ref:9', '0', GiB, false), disk('Ref:10', '1', 2 * GiB, false), disk('Ref:11', '2', 4096, false, true)],
     cdroms: [],
     vifs: [
-      { ref: 'Ref:20', device: '1', mac: 'aa:00:00:00:00:02', mtu: 1500, networkName: '', bridge: 'xenbr1' },
-      { ref: 'Ref:21', device: '0', mac: 'aa:00:00:00:00:01', mtu: 1500, networkName: 'LAN', bridge: 'xenbr0' },
+      { ref: 'Ref:20', device: '1', mac: 'aa:00:00:00:00:02', macAutogenerated: false, mtu: 1500, networkName: '', bridge: 'xenbr1' },
+      { ref: 'Ref:21', device: '0', mac: 'aa:00:00:00:00:01', macAutogenerated: false, mtu: 1500, networkName: 'LAN', bridge: 'xenbr0' },
     ],
     streamedRefs: ['Ref:10', 'Ref:11', 'Ref:9'],
     vdiRefs: ['Ref:9', 'Ref:10', 'Ref:11'],
