@@ -18,7 +18,7 @@ import { NameAllocator } from '../output/naming';
 import type { BadChunkPolicy } from '../xva/reader';
 import { formatBytes, formatRate } from './format';
 import { createBatchProgress, type ProgressReporter } from './progress';
-import { interruptSignal, PROGRAM, reportError } from './run';
+import { errorLine, interruptSignal, PROGRAM } from './run';
 import { collect, commonInputOptions, type CommonInputFlags } from './common-options';
 
 interface ConvertFlags extends CommonInputFlags {
@@ -171,8 +171,7 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
   assertStdinNamedOnce(inputs);
   const single = inputs.length === 1;
   const progress = createBatchProgress(inputs.length, !flags.quiet && !!process.stderr.isTTY);
-  // While bars are shown, messages go above them; errors wait until the bars are gone.
-  const deferred: Array<() => void> = [];
+  // While bars are shown, messages (summaries, errors) go above them.
   const say = (text: string): void => progress.log(text);
 
   const reporters = new Map<number, ProgressReporter>();
@@ -199,19 +198,18 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
     onStart: (index, input) => reporters.set(index, progress.start(index, input)),
     onProgress: (index, p) => reporters.get(index)?.update(p),
     onDone: (item) => {
-      reporters.get(item.index)?.stop();
+      const reporter = reporters.get(item.index);
       reporters.delete(item.index);
       if (item.status === 'failed' || item.status === 'skipped') {
-        const cause = batchItemCause(item) ?? new Error(item.error?.message ?? 'failed');
-        if (progress.enabled) deferred.push(() => void reportError(cause));
-        else reportError(cause);
+        reporter?.stop();
+        say(errorLine(batchItemCause(item) ?? new Error(item.error?.message ?? 'failed')));
         return;
       }
+      reporter?.done();
       if (!flags.quiet && item.summary) say(formatHumanSummary(item.summary));
     },
   });
   progress.stop();
-  for (const d of deferred) d();
 
   if (single) {
     const item = result.items[0]!;

@@ -107,7 +107,7 @@ async function runInfo(inputs: string[], flags: InfoFlags): Promise<number> {
         signal: interruptSignal,
         onProgress: (p) => progress.update(p),
       });
-      progress.stop();
+      progress.done();
       infos.push(info);
       if (!flags.json) process.stdout.write((infos.length > 1 ? '\n' : '') + formatInfo(info) + '\n');
     } catch (err) {

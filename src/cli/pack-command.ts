@@ -172,7 +172,7 @@ export async function runPack(flags: PackFlags): Promise<number> {
       signal: interruptSignal,
       onProgress: (p) => progress.update({ tarBytes: 0, diskBytesDone: p.bytesDone, diskBytesTotal: p.bytesTotal }),
     });
-    progress.stop();
+    progress.done();
     if (flags.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
     else if (!flags.quiet) process.stderr.write(formatPackSummary(summary) + '\n');
     else for (const w of summary.warnings) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);

@@ -56,6 +56,8 @@ async function runVerify(inputs: string[], flags: VerifyFlags): Promise<number> 
         signal: interruptSignal,
         onProgress: (p) => progress.update(p),
       });
+      // Bad chunks are found by a complete pass; a structural problem ends the pass early.
+      if (r.problems.length === 0) progress.done();
     } finally {
       progress.stop();
     }
