@@ -102,8 +102,8 @@ async function runInfo(inputs: string[], flags: InfoFlags): Promise<number> {
       const info = await inspectXva(input, {
         chunks: flags.chunks,
         headers: flags.header,
-        gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
-        zstdCodec: flags.zstdCodec as 'auto' | undefined,
+        gzipCodec: flags.gzipCodec,
+        zstdCodec: flags.zstdCodec,
         signal: interruptSignal,
         onProgress: (p) => progress.update(p),
       });

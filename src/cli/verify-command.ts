@@ -51,8 +51,8 @@ async function runVerify(inputs: string[], flags: VerifyFlags): Promise<number> 
     try {
       r = await verifyXva(input, {
         headers: flags.header,
-        gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
-        zstdCodec: flags.zstdCodec as 'auto' | undefined,
+        gzipCodec: flags.gzipCodec,
+        zstdCodec: flags.zstdCodec,
         signal: interruptSignal,
         onProgress: (p) => progress.update(p),
       });

@@ -14,7 +14,8 @@ import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { InputError, UsageError } from '../errors';
-import type { Compression, InputSource, OpenInputOptions } from './types';
+import { checkChoice } from '../option-checks';
+import { GZIP_CODECS, ZSTD_CODECS, type Compression, type InputSource, type OpenInputOptions } from './types';
 import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder, errorText } from './decoder';
 import { createGzipDecoder } from './gzip';
 import { isUrl, openHttp } from './http';
@@ -42,7 +43,14 @@ export function assertStdinNamedOnce(inputs: readonly string[]): void {
   if (inputs.filter((i) => i === '-').length > 1) throw new UsageError('standard input (-) can be named only once');
 }
 
+/** Checks the decoder choices of `options` (UsageError for a value outside its set). */
+export function checkInputOptions(options: OpenInputOptions): void {
+  checkChoice(options.gzipCodec, GZIP_CODECS, 'gzipCodec');
+  checkChoice(options.zstdCodec, ZSTD_CODECS, 'zstdCodec');
+}
+
 export async function openInput(spec: string, options: OpenInputOptions = {}): Promise<InputSource> {
+  checkInputOptions(options);
   if (spec === '-') return decodeSource(openStdin(options.stdin), options);
   if (isUrl(spec)) return decodeSource(await openHttp(spec, options.headers), options);
   return openFileInput(spec, options);
