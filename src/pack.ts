@@ -297,6 +297,7 @@ async function ovaFromPath(from: PackOptions['from']): Promise<string | undefine
   } catch {
     return undefined; // openInput reports the missing file as for any other input
   }
+  if (st.isDirectory()) return undefined; // refused by openInput, as any directory given as input
   if (!st.isFile()) throw new UsageError(`${from} is not a regular file; packing from an OVA ${OVA_NEEDS_FILE}`);
   return from;
 }

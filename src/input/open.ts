@@ -16,7 +16,8 @@ import { promisify } from 'node:util';
 import { InputError, UsageError } from '../errors';
 import { checkChoice } from '../option-checks';
 import { GZIP_CODECS, ZSTD_CODECS, type Compression, type InputSource, type OpenInputOptions } from './types';
-import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder, errorText } from './decoder';
+import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder } from './decoder';
+import { openFd, unreadable } from './open-file';
 import { createGzipDecoder } from './gzip';
 import { isUrl, openHttp } from './http';
 import { RawPump, type RawSource } from './raw-pump';
@@ -33,8 +34,6 @@ import { type ThreadCodec, blocksAsStream, gzipThreadAvailable, startDecoderThre
  */
 export const DEFAULT_READ_SIZE = 2 << 20;
 
-const fsOpen = promisify(fs.open);
-const fsFstat = promisify(fs.fstat);
 const fsClose = promisify(fs.close);
 const fsRead = promisify(fs.read);
 
@@ -298,42 +297,6 @@ function fdPosition(fd: number): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** "ENOENT: no such file or directory" from a Node system error. */
-function errnoText(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  const text = errorText(err)
-    .replace(/^[A-Z0-9_]+: /, '')
-    .replace(/, \w+ '.*'$/, '');
-  return e?.code ? `${e.code}: ${text}` : text;
-}
-
-/** INPUT_UNREADABLE naming the input, with the system error's code and text. */
-export function unreadable(input: string, what: string, err?: unknown): InputError {
-  return new InputError('INPUT_UNREADABLE', err === undefined ? what : `${what}: ${errnoText(err)}`, { input }, { cause: err });
-}
-
-/** Opens `path` read-only and stats it; INPUT_UNREADABLE for a missing file or a directory. */
-export async function openFd(path: string): Promise<{ fd: number; stat: fs.Stats }> {
-  let fd: number;
-  try {
-    fd = await fsOpen(path, fs.constants.O_RDONLY);
-  } catch (err) {
-    throw unreadable(path, 'cannot open input', err);
-  }
-  let stat: fs.Stats;
-  try {
-    stat = await fsFstat(fd);
-  } catch (err) {
-    await fsClose(fd).catch(() => {});
-    throw unreadable(path, 'cannot stat input', err);
-  }
-  if (stat.isDirectory()) {
-    await fsClose(fd).catch(() => {});
-    throw unreadable(path, 'cannot read input: EISDIR: is a directory');
-  }
-  return { fd, stat };
 }
 
 function fileSource(path: string, fd: number, stat: fs.Stats, readSize: number): RawSource {

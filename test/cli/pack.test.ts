@@ -102,7 +102,7 @@ test('usage and input errors map to exit codes', async () => {
     [['pack', '--disk', a.path, '--memory', 'lots', '-o', path.join(dir, 'x.xva')], 1, /^xva2img: option '--memory <size>' argument 'lots' is invalid\. Expected a size such as 4G or 512M\.\n$/],
     [['pack', '--from', 'https://example.org/vm.ova', '-o', path.join(dir, 'x.xva')], 1, /OVA/],
     [['pack', '--disk', a.path, '--on-bad-chunk', 'zero', '-o', path.join(dir, 'x.xva')], 1, /--from only/],
-    [['pack', '--disk', path.join(dir, 'missing.raw'), '-o', path.join(dir, 'x.xva')], 2, /cannot open image/],
+    [['pack', '--disk', path.join(dir, 'missing.raw'), '-o', path.join(dir, 'x.xva')], 2, /^xva2img: .*missing\.raw: cannot open disk image: ENOENT: no such file or directory\n$/],
     [['pack', '--from', path.join(dir, 'missing.xva'), '-o', path.join(dir, 'x.xva')], 2, /missing\.xva/],
   ];
   for (const [args, code, msg] of cases) {
