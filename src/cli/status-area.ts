@@ -11,7 +11,8 @@
  * summary logged last was dropped; and remove()/stop() never drew a bar's final value.)
  *
  * Writes on a TTY are synchronous in Node, so the escape sequences of one operation reach the
- * terminal together and before anything the program writes after it.
+ * terminal together and before anything the program writes after it. The model and the control
+ * sequences: docs/design/terminal-progress.md.
  */
 
 /** ECMA-48 control sequences used here. */
