@@ -13,7 +13,7 @@
  * the screen, so a test reads the final frame like a user scrolling back.
  */
 import { spawn } from 'node:child_process';
-import { BIN, builtDist } from '../cli/_cli';
+import { BIN, builtDist, collectOutput } from '../cli/_cli';
 
 export interface TerminalRun {
   code: number | null;
@@ -35,27 +35,16 @@ function shellQuote(word: string): string {
   return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-export function runInTerminal(args: string[], opts: TerminalOptions = {}): Promise<TerminalRun> {
+export async function runInTerminal(args: string[], opts: TerminalOptions = {}): Promise<TerminalRun> {
   builtDist();
   const columns = opts.columns ?? 100;
   const rows = opts.rows ?? 40;
   const command = `stty cols ${columns} rows ${rows}; exec ${[process.execPath, BIN, ...args].map(shellQuote).join(' ')}`;
-  return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      const scriptErr = Buffer.concat(err).toString('utf8');
-      if (scriptErr) return reject(new Error(`script: ${scriptErr}`));
-      const raw = Buffer.concat(out).toString('utf8');
-      resolve({ code, raw, lines: renderTerminal(raw, columns, rows) });
-    });
-  });
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  // script's own stdout is the terminal's byte stream; its stderr only its own complaints.
+  const { code, stdout: raw, stderr } = await collectOutput(child, opts.timeoutMs);
+  if (stderr) throw new Error(`script: ${stderr}`);
+  return { code, raw, lines: renderTerminal(raw, columns, rows) };
 }
 
 /** Replays `raw` on a `columns` x `rows` terminal; returns scrollback + screen (see above). */
