@@ -9,12 +9,16 @@
  * chunks failed their checksum (salvaged with onBadChunk warn/zero, or refused), 2 some input
  * invalid or unreadable, 4 output error, 130 interrupted.
  */
-import { convertXva, type ConvertOptions, type ConvertSummary } from './convert';
+import { checkConvertOptions, convertXva, type ConvertOptions, type ConvertSummary } from './convert';
 import { ExitCode, UsageError, XvaError } from './errors';
 import { assertStdinNamedOnce } from './input/open';
+import { checkInteger } from './option-checks';
 import { NameAllocator } from './output/naming';
 import type { XvaMetadata } from './xva/model';
 import type { XvaProgress } from './xva/reader';
+
+/** Most inputs converted at the same time. */
+export const MAX_JOBS = 64;
 
 export interface BatchOptions extends Omit<ConvertOptions, 'onProgress' | 'onWarning' | 'onMetadata'> {
   /** How many inputs convert at the same time (default 1: one after another). */
@@ -101,8 +105,9 @@ export async function convertBatch(inputs: readonly string[], options: BatchOpti
   const started = Date.now();
   assertStdinNamedOnce(inputs);
   if ((options.outFile || options.stdout) && inputs.length > 1) throw new UsageError('an output file or stream takes a single input; give an output directory for several');
-  const jobs = Math.max(1, Math.min(Math.floor(options.jobs ?? 1), inputs.length || 1));
-  if (!Number.isFinite(jobs)) throw new UsageError('--jobs must be a positive integer');
+  // Checked before any input starts: a bad option is the caller's error, not every input's.
+  checkConvertOptions(options);
+  const jobs = Math.min(checkInteger(options.jobs, 'jobs', 1, MAX_JOBS) ?? 1, inputs.length || 1);
   const { jobs: _jobs, onStart, onProgress, onWarning, onMetadata, onDone, convert: convertFn, ...convertOptions } = options;
   const convert = convertFn ?? convertXva;
   const names = options.names ?? new NameAllocator();

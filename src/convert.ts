@@ -11,15 +11,17 @@ import * as path from 'node:path';
 import type { Writable } from 'node:stream';
 import { OutputError, UsageError, XvaError, XvaFormatError } from './errors';
 import { createImageWriter, imageExtension } from './image/create-writer';
-import type { DiskImageWriter, ImageFormat, ImageWriteResult, SequentialTarget } from './image/types';
-import { openInput } from './input/open';
+import { QCOW2_COMPATS, type Qcow2Compat } from './image/qcow2-layout';
+import { IMAGE_FORMATS, type DiskImageWriter, type ImageFormat, type ImageWriteResult, type SequentialTarget } from './image/types';
+import { checkInputOptions, openInput } from './input/open';
+import { checkChoice } from './option-checks';
 import type { InputSource, OpenInputOptions } from './input/types';
 import { diskBaseName, insideDir, NameAllocator, sanitizeName } from './output/naming';
 import { PartFile } from './output/part-file';
 import { StreamTarget } from './output/targets';
 import type { ChecksumKind } from './xva/checksum';
 import type { DiskInfo, XvaMetadata } from './xva/model';
-import { readXva, type BadChunk, type BadChunkPolicy, type DiskReadStats, type XvaProgress } from './xva/reader';
+import { BAD_CHUNK_POLICIES, readXva, type BadChunk, type BadChunkPolicy, type DiskReadStats, type XvaProgress } from './xva/reader';
 import { twoPassQcow2ToStream } from './stream-qcow2';
 
 export interface ConvertOptions extends OpenInputOptions {
@@ -31,7 +33,7 @@ export interface ConvertOptions extends OpenInputOptions {
   stdout?: Writable;
   format?: ImageFormat;
   /** qcow2 version: '1.1' (v3, default) or '0.10' (v2). */
-  qcow2Compat?: '1.1' | '0.10';
+  qcow2Compat?: Qcow2Compat;
   /** Replace existing outputs. */
   force?: boolean;
   /** fsync each image before giving it its final name (default true; false = `--no-sync`). */
@@ -139,8 +141,17 @@ export function formatFromPath(p: string): ImageFormat | undefined {
   return undefined;
 }
 
+/** Checks the closed-set options of a conversion (UsageError for a value outside its set). */
+export function checkConvertOptions(options: Pick<ConvertOptions, 'format' | 'qcow2Compat' | 'onBadChunk'> & OpenInputOptions): void {
+  checkChoice(options.format, IMAGE_FORMATS, 'format');
+  checkChoice(options.qcow2Compat, QCOW2_COMPATS, 'qcow2Compat');
+  checkChoice(options.onBadChunk, BAD_CHUNK_POLICIES, 'onBadChunk');
+  checkInputOptions(options);
+}
+
 export async function convertXva(input: string | InputSource, options: ConvertOptions = {}): Promise<ConvertSummary> {
   const started = Date.now();
+  checkConvertOptions(options);
   const format: ImageFormat = options.format ?? (options.outFile ? formatFromPath(options.outFile) : undefined) ?? 'raw';
   if (options.stdout && options.outFile) throw new UsageError('choose either a stream or an output file, not both');
   if (options.stdout && format === 'qcow2' && !options.createWriter) {

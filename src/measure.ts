@@ -11,9 +11,10 @@
 import { XvaError } from './errors';
 import { AllocationMap, AllocationMapBuilder, allocatedGuestBytes } from './image/allocation-map';
 import { qcow2ExactFileSize, qcow2FullyAllocatedSize } from './image/qcow2-layout';
-import type { ImageFormat } from './image/types';
+import { IMAGE_FORMATS, type ImageFormat } from './image/types';
 import { vmdkFullyAllocatedSize, vmdkUpperBoundSize } from './image/vmdk-writer';
 import { openInput } from './input/open';
+import { checkChoice } from './option-checks';
 import type { InputSource, OpenInputOptions } from './input/types';
 import { selectDisks } from './convert';
 import type { DiskInfo } from './xva/model';
@@ -64,7 +65,7 @@ export function sizesFor(format: ImageFormat, map: AllocationMap): Pick<DiskMeas
 }
 
 export async function measureXva(input: string | InputSource, options: MeasureOptions = {}): Promise<MeasureResult> {
-  const format = options.format ?? 'qcow2';
+  const format = checkChoice(options.format, IMAGE_FORMATS, 'format') ?? 'qcow2';
   const fast = !!options.fast;
   const source = typeof input === 'string' ? await openInput(input, options) : input;
   const maps = new Map<string, AllocationMap>();

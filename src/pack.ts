@@ -22,28 +22,30 @@ import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { OutputError, UsageError, XvaError, XvaFormatError } from './errors';
+import { checkChoice, checkInteger } from './option-checks';
 import type { DiskExtent, DiskReader } from './image/disk-reader';
+import { INPUT_IMAGE_FORMATS, type InputImageFormat } from './image/types';
 import { openDiskImage } from './image/qcow2-reader';
 import { imageVirtualSize } from './image/types';
 import { isAllZero, zeros } from './image/zero';
-import { openInput } from './input/open';
+import { checkInputOptions, openInput } from './input/open';
 import { looksLikeOva, openOvaDisk, readOvaFile, type OvaDiskReader, type OvaFileInfo } from './ova/ova-reader';
-import type { InputSource, OpenInputOptions } from './input/types';
+import { COMPRESSIONS, type InputSource, type OpenInputOptions } from './input/types';
 import { PartFile } from './output/part-file';
 import type { FileTarget } from './output/targets';
-import type { TarDialect } from './tar/header';
-import type { ChecksumKind } from './xva/checksum';
-import type { DiskInfo, XvaMetadata } from './xva/model';
+import { XVA_TAR_DIALECTS, type XvaTarDialect } from './tar/header';
+import { CHECKSUM_KINDS, type ChecksumKind } from './xva/checksum';
+import { FIRMWARES, MAX_VCPUS, MIN_MEMORY, type DiskInfo, type Firmware, type XvaMetadata } from './xva/model';
 import { patchOvaXml } from './xva/ova-xml-edit';
 import { ovaXmlSpecFromMetadata, type OvaVifSpec, type OvaXmlSpec } from './xva/ova-xml-writer';
-import { readXva, type BadChunk, type BadChunkPolicy } from './xva/reader';
+import { BAD_CHUNK_POLICIES, readXva, type BadChunk, type BadChunkPolicy } from './xva/reader';
 import { DiskPipe } from './xva/repack';
 import { compareRefs, writeXva, type DiskByteSource, type WriteXvaOptions, type XvaCompression, type XvaDiskInput, type XvaWriteSummary } from './xva/writer';
 
 export interface PackDisk {
   /** Image path (raw or qcow2; format probed from the magic unless `format`). */
   path: string;
-  format?: 'raw' | 'qcow2';
+  format?: InputImageFormat;
   /** VDI name_label; default the file name without its extension. */
   name?: string;
   description?: string;
@@ -71,7 +73,7 @@ export interface PackVm {
   description?: string;
   vcpus?: number;
   memoryBytes?: number;
-  firmware?: 'bios' | 'uefi';
+  firmware?: Firmware;
   /** UEFI secure boot (needs firmware 'uefi'); off by default. */
   secureBoot?: boolean;
   isTemplate?: boolean;
@@ -102,7 +104,7 @@ export interface PackOptions extends OpenInputOptions {
   /** Default xxh64 (`.xxhash`, XAPI >= 8.1); sha1 (`.checksum`) for older hosts. */
   checksum?: ChecksumKind;
   /** Default 'ustar' (see DEFAULT_TAR_FORMAT). */
-  tarFormat?: TarDialect;
+  tarFormat?: XvaTarDialect;
   /** `from`: policy for chunks whose checksum fails (default 'fail'). */
   onBadChunk?: BadChunkPolicy;
   /** `from`: build ova.xml from the parsed metadata instead of keeping the source's. */
@@ -145,7 +147,7 @@ export interface PackSummary {
   output: string;
   compression: XvaCompression;
   checksum: ChecksumKind;
-  tarFormat: TarDialect;
+  tarFormat: XvaTarDialect;
   vm: { name: string; vcpus: number; memoryBytes: number; firmware: string | null };
   disks: PackedDisk[];
   nics: Array<{ device: string; mac: string; network: string; bridge: string }>;
@@ -165,7 +167,7 @@ export interface PackSummary {
  * other tool (GNU tar, bsdtar, Python tarfile) reads ustar without V7 guesswork. `xapi` writes
  * XAPI's own V7 headers byte for byte for those who want an export look-alike.
  */
-export const DEFAULT_TAR_FORMAT: TarDialect = 'ustar';
+export const DEFAULT_TAR_FORMAT: XvaTarDialect = 'ustar';
 
 export const DEFAULT_VCPUS = 1;
 export const DEFAULT_MEMORY = 1024 ** 3;
@@ -242,33 +244,38 @@ function fileWritable(target: FileTarget): Writable {
   });
 }
 
-function checkPositiveInt(n: number | undefined, what: string, max: number): void {
-  if (n === undefined) return;
-  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new UsageError(`${what} must be a whole number from 1 to ${max}, not ${n}`);
-}
-
 function validate(options: PackOptions, fromOva = false): void {
   const hasDisks = (options.disks?.length ?? 0) > 0;
-  if (hasDisks && options.from !== undefined) throw new UsageError('give either disk images or --from, not both');
-  if (!hasDisks && options.from === undefined) throw new UsageError('nothing to pack: give at least one --disk or --from');
-  if (options.output === undefined && !options.stdout) throw new UsageError('no output given (-o FILE or -o -)');
+  if (hasDisks && options.from !== undefined) throw new UsageError('give either disk images or an archive to repack (from), not both');
+  if (!hasDisks && options.from === undefined) throw new UsageError('nothing to pack: give at least one disk image or an archive to repack (from)');
+  if (options.output === undefined && !options.stdout) throw new UsageError('no output given (a file, or "-" with a stream)');
   if (options.output === '-' && !options.stdout) throw new UsageError('output "-" needs a stream (options.stdout)');
-  checkPositiveInt(options.vm?.vcpus, 'vCPUs', 256);
-  if (options.vm?.memoryBytes !== undefined) {
-    const m = options.vm.memoryBytes;
-    if (!Number.isSafeInteger(m) || m < 16 * 1024 * 1024) throw new UsageError(`memory must be at least 16 MiB, not ${m} bytes`);
-  }
-  if (options.compression && !['none', 'gzip', 'zstd'].includes(options.compression)) throw new UsageError(`unknown compression "${options.compression}" (none, gzip or zstd)`);
-  if (options.checksum && !['xxh64', 'sha1'].includes(options.checksum)) throw new UsageError(`unknown checksum "${options.checksum}" (xxh64 or sha1)`);
-  if (options.tarFormat && !['xapi', 'ustar'].includes(options.tarFormat)) throw new UsageError(`unknown tar format "${options.tarFormat}" (ustar or xapi)`);
+  checkInteger(options.vm?.vcpus, 'vcpus', 1, MAX_VCPUS);
+  checkInteger(options.vm?.memoryBytes, 'memoryBytes', MIN_MEMORY);
+  checkChoice(options.vm?.firmware, FIRMWARES, 'firmware');
+  checkChoice(options.compression, COMPRESSIONS, 'compression');
+  checkChoice(options.checksum, CHECKSUM_KINDS, 'checksum');
+  checkChoice(options.tarFormat, XVA_TAR_DIALECTS, 'tarFormat');
+  checkChoice(options.onBadChunk, BAD_CHUNK_POLICIES, 'onBadChunk');
+  for (const d of options.disks ?? []) if (typeof d !== 'string') checkChoice(d.format, INPUT_IMAGE_FORMATS, `format of disk ${d.path}`);
+  checkInputOptions(options);
   if (options.from !== undefined && !options.rebuildMetadata && !fromOva) {
-    if (options.nics?.length) throw new UsageError('--nic with --from needs --rebuild-metadata (the source\'s NICs are kept otherwise)');
-    if (options.vm?.firmware) throw new UsageError('--firmware with --from needs --rebuild-metadata (the source\'s boot settings are kept otherwise)');
+    if (options.nics?.length) throw new UsageError('NICs with an XVA to repack need rebuildMetadata (the source\'s NICs are kept otherwise)');
+    if (options.vm?.firmware) throw new UsageError('firmware with an XVA to repack needs rebuildMetadata (the source\'s boot settings are kept otherwise)');
   }
-  if (options.vm?.secureBoot && options.vm.firmware !== 'uefi') throw new UsageError('secure boot needs UEFI firmware (--firmware uefi)');
+  if (options.vm?.secureBoot && options.vm.firmware !== 'uefi') throw new UsageError('secure boot needs UEFI firmware');
 }
 
-const OVA_NEEDS_FILE = 'reads its disks in place (random access): save the OVA to a file first and give its path to --from';
+/** compressionLevel's range for each compression (gzip as zlib, zstd as the zstd program). */
+const LEVELS: Record<Exclude<XvaCompression, 'none'>, { min: number; max: number }> = { gzip: { min: 1, max: 9 }, zstd: { min: 1, max: 19 } };
+
+function checkLevel(level: number | undefined, compression: XvaCompression): void {
+  if (level === undefined) return;
+  if (compression === 'none') throw new UsageError('a compression level needs a compressed archive (gzip or zstd)');
+  checkInteger(level, `${compression} compression level`, LEVELS[compression].min, LEVELS[compression].max);
+}
+
+const OVA_NEEDS_FILE = 'reads its disks in place (random access): save the OVA to a file first and pack from its path';
 
 /**
  * The path of an OVA given as `from`, or undefined for an XVA. An OVA on stdin or at a URL is
@@ -278,7 +285,7 @@ async function ovaFromPath(from: PackOptions['from']): Promise<string | undefine
   if (typeof from !== 'string') return undefined;
   const named = /\.ova$/i.test(from.replace(/[?#].*$/, ''));
   if (from === '-' || /^[a-z][a-z0-9+.-]*:\/\//i.test(from)) {
-    if (named) throw new UsageError(`--from ${from}: pack --from an OVA ${OVA_NEEDS_FILE}`);
+    if (named) throw new UsageError(`${from}: packing from an OVA ${OVA_NEEDS_FILE}`);
     return undefined;
   }
   if (!named && !(await looksLikeOva(from))) return undefined;
@@ -288,7 +295,8 @@ async function ovaFromPath(from: PackOptions['from']): Promise<string | undefine
   } catch {
     return undefined; // openInput reports the missing file as for any other input
   }
-  if (!st.isFile()) throw new UsageError(`--from ${from} is not a regular file; pack --from an OVA ${OVA_NEEDS_FILE}`);
+  if (st.isDirectory()) return undefined; // refused by openInput, as any directory given as input
+  if (!st.isFile()) throw new UsageError(`${from} is not a regular file; packing from an OVA ${OVA_NEEDS_FILE}`);
   return from;
 }
 
@@ -363,6 +371,7 @@ export async function packXva(options: PackOptions): Promise<PackSummary> {
   };
   const fromExt = options.output && options.output !== '-' ? compressionFromPath(options.output) : undefined;
   const compression: XvaCompression = options.compression ?? fromExt ?? 'none';
+  checkLevel(options.compressionLevel, compression);
   if (options.compression && fromExt && options.compression !== fromExt) {
     warn(`output name ${options.output} suggests ${fromExt}, but ${options.compression === 'none' ? 'no compression' : options.compression} was chosen`);
   } else if (options.compression && options.compression !== 'none' && !fromExt && options.output && options.output !== '-') {
@@ -378,7 +387,7 @@ export async function packXva(options: PackOptions): Promise<PackSummary> {
 interface Common {
   compression: XvaCompression;
   checksum: ChecksumKind;
-  tarFormat: TarDialect;
+  tarFormat: XvaTarDialect;
   warnings: string[];
   started: number;
 }
@@ -453,8 +462,8 @@ async function packFromOva(options: PackOptions, ovaPath: string, common: Common
     const memoryBytes = vm.memoryBytes ?? ovf.memoryBytes ?? DEFAULT_MEMORY;
     if (vm.vcpus === undefined && ovf.vcpus === undefined) warn(`the OVF gives no vCPU count; using ${DEFAULT_VCPUS}`);
     if (vm.memoryBytes === undefined && ovf.memoryBytes === undefined) warn(`the OVF gives no memory size; using ${DEFAULT_MEMORY / 1024 ** 2} MiB`);
-    checkPositiveInt(vcpus, 'vCPUs (from the OVF; override with --cpus)', 256);
-    if (memoryBytes < 16 * 1024 * 1024) throw new UsageError(`the OVF's memory (${memoryBytes} bytes) is below 16 MiB; override it with --memory`);
+    checkInteger(vcpus, 'vcpus (the OVF\'s, unless given)', 1, MAX_VCPUS);
+    if (memoryBytes < MIN_MEMORY) throw new UsageError(`the OVF's memory (${memoryBytes} bytes) is below 16 MiB; give the VM's memory (memoryBytes) instead`);
     const nics: PackNic[] = options.nics?.length ? options.nics : ovf.nics.map((n) => ({ network: n.network || undefined, mac: n.mac }));
     const summary = await packReaders(options, common, warn, disks, {
       name: vm.name ?? ovf.name,
@@ -712,7 +721,7 @@ async function packFromXva(options: PackOptions, common: Common, warn: (m: strin
     // The writer's own error explains a failure that surfaced in the reader as WriterFailed.
     const cause = writeError !== undefined && (err instanceof WriterFailed || !(err instanceof XvaError) || err instanceof OutputError) ? writeError : err;
     if (cause instanceof XvaFormatError && cause.code === 'XVA_NO_OVA_XML' && /\.ovf"/.test(cause.message)) {
-      throw new UsageError(`--from ${source.name} is an OVA; pack --from an OVA ${OVA_NEEDS_FILE}`);
+      throw new UsageError(`${source.name} is an OVA; packing from an OVA ${OVA_NEEDS_FILE}`);
     }
     throw cause;
   } finally {

@@ -9,7 +9,7 @@
  */
 import { ExitCode, XvaError, type XvaErrorCode } from './errors';
 import { worstExitCode } from './batch';
-import { openInput } from './input/open';
+import { checkInputOptions, openInput } from './input/open';
 import type { InputSource, OpenInputOptions } from './input/types';
 import type { ChecksumKind } from './xva/checksum';
 import { readXva, type BadChunk, type DiskReadStats, type XvaProgress } from './xva/reader';
@@ -71,6 +71,7 @@ function problemOf(err: XvaError): VerifyProblem {
  */
 export async function verifyXva(input: string | InputSource, options: VerifyOptions = {}): Promise<VerifyResult> {
   const started = Date.now();
+  checkInputOptions(options); // a bad option is the caller's error, not a problem of the archive
   const name = typeof input === 'string' ? input : input.name;
   const result: VerifyResult = {
     input: name,

@@ -479,7 +479,7 @@ test('an existing output is refused before reading; --force replaces it; failure
   expect(fs.readFileSync(out, 'utf8')).toBe('keep me');
   await packXva({ disks: [raw], output: out, force: true });
   expect(fs.readFileSync(out).subarray(0, 7).toString()).toBe('ova.xml');
-  await expect(packXva({ disks: [path.join(dir, 'missing.raw')], output: path.join(dir, 'b.xva') })).rejects.toMatchObject({ code: 'IMAGE_BAD' });
+  await expect(packXva({ disks: [path.join(dir, 'missing.raw')], output: path.join(dir, 'b.xva') })).rejects.toMatchObject({ code: 'INPUT_UNREADABLE' });
   expect(fs.readdirSync(dir).filter((f) => f.endsWith('.part'))).toEqual([]);
 });
 

@@ -9,21 +9,22 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { convertBatch, batchItemCause, type BatchItemResult } from '../batch';
+import { convertBatch, batchItemCause, MAX_JOBS, type BatchItemResult } from '../batch';
 import { formatFromPath, type ConvertSummary } from '../convert';
 import { UsageError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
-import type { ImageFormat } from '../image/types';
+import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2-layout';
+import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
 import { NameAllocator } from '../output/naming';
-import type { BadChunkPolicy } from '../xva/reader';
+import { BAD_CHUNK_POLICIES, type BadChunkPolicy } from '../xva/reader';
 import { formatBytes, formatRate } from './format';
 import { createBatchProgress, type ProgressReporter } from './progress';
-import { interruptSignal, PROGRAM, reportError } from './run';
-import { collect, commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
+import { errorLine, interruptSignal, PROGRAM } from './run';
+import { choiceOption, collect, commonInputOptions, httpOptionsFrom, integerOption, type CommonInputFlags } from './common-options';
 
 interface ConvertFlags extends CommonInputFlags {
   output?: string;
-  format?: string;
+  format?: ImageFormat;
   disk?: string[];
   force?: boolean;
   /** false with --no-sync */
@@ -33,20 +34,17 @@ interface ConvertFlags extends CommonInputFlags {
   json?: boolean;
   quiet?: boolean;
   ignoreChecksums?: boolean;
-  onBadChunk?: string;
-  qcow2Compat?: string;
+  onBadChunk?: BadChunkPolicy;
+  qcow2Compat?: Qcow2Compat;
   includeSuspend?: boolean;
   perVmDir?: boolean;
-  jobs?: string;
+  jobs?: number;
 }
-
-const FORMATS: ImageFormat[] = ['raw', 'qcow2', 'vmdk'];
-
 
 export function addConvertOptions(cmd: Command): Command {
   return commonInputOptions(cmd)
     .option('-o, --output <dir|file|->', 'output directory (default "."), an image file path for a single disk, or - for stdout')
-    .option('-O, --format <format>', 'output format: raw, qcow2 or vmdk (default raw, or from the -o file extension)')
+    .addOption(choiceOption('-O, --format <format>', 'output format (default raw, or from the -o file extension)', IMAGE_FORMATS))
     .option('--disk <userdevice|ref>', 'convert only this disk (repeatable); needed with -o FILE or -o - when the VM has several', collect)
     .option('-f, --force', 'overwrite existing output files')
     .option('--no-sync', 'do not fsync images before renaming them into place (faster; unsafe if the machine crashes, like qemu-img -t unsafe)')
@@ -54,24 +52,11 @@ export function addConvertOptions(cmd: Command): Command {
     .option('--json', 'print a JSON summary on stdout')
     .option('-q, --quiet', 'no progress bar and no human summary')
     .option('--ignore-checksums', 'report checksum mismatches as warnings, keep the data, exit 3 at the end')
-    .option('--on-bad-chunk <policy>', 'fail (default), warn (keep data) or zero (write zeros instead); warn/zero exit 3')
-    .option('--qcow2-compat <version>', 'qcow2 version: 1.1 (v3, default) or 0.10 (v2)')
+    .addOption(choiceOption('--on-bad-chunk <policy>', 'a chunk failing its checksum: fail (default), warn (keep data) or zero (write zeros instead); warn/zero exit 3', BAD_CHUNK_POLICIES))
+    .addOption(choiceOption('--qcow2-compat <version>', 'qcow2 version: 1.1 (v3, default) or 0.10 (v2)', QCOW2_COMPATS))
     .option('--include-suspend', 'also write the suspend image (guest memory) of a suspended VM')
     .option('--per-vm-dir', 'write each VM\'s disks into <output>/<vm-name>/ (avoids name clashes between VMs in a batch)')
-    .option('-j, --jobs <n>', 'with several inputs: convert N at the same time (default 1, one after another)');
-}
-
-function parseFormat(f: string | undefined): ImageFormat | undefined {
-  if (f === undefined) return undefined;
-  const lower = f.toLowerCase() as ImageFormat;
-  if (!FORMATS.includes(lower)) throw new UsageError(`unknown output format "${f}" (use raw, qcow2 or vmdk)`);
-  return lower;
-}
-
-function parsePolicy(flags: ConvertFlags): BadChunkPolicy {
-  const p = flags.onBadChunk ?? (flags.ignoreChecksums ? 'warn' : 'fail');
-  if (p !== 'fail' && p !== 'warn' && p !== 'zero') throw new UsageError(`--on-bad-chunk must be fail, warn or zero, not "${p}"`);
-  return p;
+    .addOption(integerOption('-j, --jobs <n>', 'with several inputs: convert N at the same time (default 1, one after another)', 1, MAX_JOBS));
 }
 
 /** Decides whether -o names a directory, a single image file or stdout. */
@@ -153,26 +138,16 @@ export function formatBatchTable(items: BatchItemResult[]): string {
   return all.map((r) => r.map(cell).join('  ').trimEnd()).join('\n');
 }
 
-function parseJobs(text: string | undefined): number {
-  if (text === undefined) return 1;
-  if (!/^\d+$/.test(text.trim()) || Number(text) < 1 || Number(text) > 64) throw new UsageError(`--jobs must be a whole number from 1 to 64, not "${text}"`);
-  return Number(text);
-}
-
 export async function runConvert(inputs: string[], flags: ConvertFlags): Promise<number> {
   if (inputs.length === 0) throw new UsageError('no input given (a path, - for stdin, or a URL); see --help');
-  const format = parseFormat(flags.format);
-  const policy = parsePolicy(flags);
-  const jobs = parseJobs(flags.jobs);
+  const policy = flags.onBadChunk ?? (flags.ignoreChecksums ? 'warn' : 'fail');
   const out = outputTarget(flags.output);
   if ((out.stdout || out.outFile) && inputs.length > 1) throw new UsageError('-o FILE and -o - take a single input; give a directory with several inputs');
-  if (flags.qcow2Compat && flags.qcow2Compat !== '1.1' && flags.qcow2Compat !== '0.10') throw new UsageError('--qcow2-compat must be 1.1 or 0.10');
   if (out.stdout && process.stdout.isTTY) throw new UsageError('refusing to write a disk image to a terminal; redirect stdout or use -o FILE');
   assertStdinNamedOnce(inputs);
   const single = inputs.length === 1;
   const progress = createBatchProgress(inputs.length, !flags.quiet && !!process.stderr.isTTY);
-  // While bars are shown, messages go above them; errors wait until the bars are gone.
-  const deferred: Array<() => void> = [];
+  // While bars are shown, messages (summaries, errors) go above them.
   const say = (text: string): void => progress.log(text);
 
   const reporters = new Map<number, ProgressReporter>();
@@ -180,39 +155,38 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
     outDir: out.outDir,
     outFile: out.outFile,
     stdout: out.stdout ? process.stdout : undefined,
-    format,
+    format: flags.format,
     force: flags.force,
     sync: flags.sync,
     // Only --no-direct-io says something; otherwise the library's default (direct when syncing).
     directIo: flags.directIo === false ? false : undefined,
     disks: flags.disk,
     onBadChunk: policy,
-    qcow2Compat: flags.qcow2Compat as '1.1' | '0.10' | undefined,
+    qcow2Compat: flags.qcow2Compat,
     includeSuspendImage: flags.includeSuspend,
     perVmSubdir: flags.perVmDir,
     names: new NameAllocator(),
     http: httpOptionsFrom(flags),
     headers: flags.header,
-    gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
-    zstdCodec: flags.zstdCodec as 'auto' | undefined,
+    gzipCodec: flags.gzipCodec,
+    zstdCodec: flags.zstdCodec,
     signal: interruptSignal,
-    jobs,
+    jobs: flags.jobs,
     onStart: (index, input) => reporters.set(index, progress.start(index, input)),
     onProgress: (index, p) => reporters.get(index)?.update(p),
     onDone: (item) => {
-      reporters.get(item.index)?.stop();
+      const reporter = reporters.get(item.index);
       reporters.delete(item.index);
       if (item.status === 'failed' || item.status === 'skipped') {
-        const cause = batchItemCause(item) ?? new Error(item.error?.message ?? 'failed');
-        if (progress.enabled) deferred.push(() => void reportError(cause));
-        else reportError(cause);
+        reporter?.stop();
+        say(errorLine(batchItemCause(item) ?? new Error(item.error?.message ?? 'failed')));
         return;
       }
+      reporter?.done();
       if (!flags.quiet && item.summary) say(formatHumanSummary(item.summary));
     },
   });
   progress.stop();
-  for (const d of deferred) d();
 
   if (single) {
     const item = result.items[0]!;

@@ -104,12 +104,12 @@ async function runInfo(inputs: string[], flags: InfoFlags): Promise<number> {
         chunks: flags.chunks,
         http,
         headers: flags.header,
-        gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
-        zstdCodec: flags.zstdCodec as 'auto' | undefined,
+        gzipCodec: flags.gzipCodec,
+        zstdCodec: flags.zstdCodec,
         signal: interruptSignal,
         onProgress: (p) => progress.update(p),
       });
-      progress.stop();
+      progress.done();
       infos.push(info);
       if (!flags.json) process.stdout.write((infos.length > 1 ? '\n' : '') + formatInfo(info) + '\n');
     } catch (err) {

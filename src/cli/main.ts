@@ -14,7 +14,7 @@ import { registerVerify } from './verify-command';
 import { registerMeasure } from './measure-command';
 import { registerPack } from './pack-command';
 import { registerOva } from './ova-command';
-import { installProcessHandlers, runVerb } from './run';
+import { installProcessHandlers, PROGRAM, runVerb } from './run';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../package.json').version;
@@ -26,7 +26,9 @@ export function buildProgram(): Command {
     .description('Convert XenServer / XCP-ng XVA exports to raw, qcow2 or VMDK disk images in one streaming pass.')
     .version(VERSION, '-V, --version')
     .argument('[inputs...]', 'XVA files (plain, .gz or .zst, detected from the bytes), - for stdin, or http(s) URLs')
-    .showHelpAfterError()
+    // commander's own errors (unknown option, a value outside an option's choices…) as one line
+    // like every other error, without the help text after it (subcommands inherit this).
+    .configureOutput({ outputError: (text, write) => write(`${PROGRAM}: ${text.replace(/^error: /, '')}`) })
     // Options after a verb belong to the verb (`info --json` must not be taken by the default command).
     .enablePositionalOptions()
     .addHelpText(

@@ -3,16 +3,16 @@
  */
 import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../errors';
-import type { ImageFormat } from '../image/types';
+import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
 import type { MeasureResult } from '../measure';
 import { addOvaSourceOptions, ovaOptionsFrom, type OvaFlags } from './ova-command';
-import { httpOptionsFrom, type CommonInputFlags } from './common-options';
+import { choiceOption, httpOptionsFrom, type CommonInputFlags } from './common-options';
 import { formatBytes } from './format';
 import { interruptSignal, runVerb } from './run';
 
 interface MeasureFlags extends CommonInputFlags, OvaFlags {
   ova?: boolean;
-  format?: string;
+  format?: ImageFormat;
   fast?: boolean;
   json?: boolean;
   disk?: string[];
@@ -35,7 +35,7 @@ export function registerMeasure(program: Command): void {
     .description('print the size of each output image before converting (like qemu-img measure)')
     .argument('[input]', 'XVA file, - for stdin, or URL (omit with --ova --disk)')
     .option('--ova', 'the exact size of the OVA `xva2img ova` would write (takes the ova options)')
-    .option('-O, --format <format>', 'raw, qcow2 (default) or vmdk')
+    .addOption(choiceOption('-O, --format <format>', 'image format to measure (default qcow2)', IMAGE_FORMATS))
     .option('--fast', 'count present chunks as allocated instead of reading them (plain files: headers only)')
     .option('--json', 'JSON on stdout')
     .addHelpText(
@@ -64,18 +64,16 @@ Examples:
         return ExitCode.OK;
       }
       if (input === undefined) throw new UsageError('measure needs an XVA input (or --ova with --disk images)');
-      const format = (flags.format ?? 'qcow2').toLowerCase();
-      if (format !== 'raw' && format !== 'qcow2' && format !== 'vmdk') throw new UsageError(`unknown format "${flags.format}" (raw, qcow2 or vmdk)`);
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const { measureXva } = require('../measure') as typeof import('../measure');
       const result = await measureXva(input, {
-        format: format as ImageFormat,
+        format: flags.format ?? 'qcow2',
         fast: flags.fast,
         disks: flags.disk,
         http: httpOptionsFrom(flags),
         headers: flags.header,
-        gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
-        zstdCodec: flags.zstdCodec as 'auto' | undefined,
+        gzipCodec: flags.gzipCodec,
+        zstdCodec: flags.zstdCodec,
         signal: interruptSignal,
       });
       if (flags.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');

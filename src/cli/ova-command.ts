@@ -8,7 +8,10 @@ import { ExitCode, UsageError } from '../errors';
 import { openInput } from '../input/open';
 import { PartFile } from '../output/part-file';
 import { StreamTarget } from '../output/targets';
-import type { OvaDiskInput, OvaProfile, OvaWriteResult, WriteOvaOptions } from '../ova';
+import type { OvaDiskInput, OvaWriteResult, WriteOvaOptions } from '../ova';
+import { OVA_PROFILES, VMDK_COMPRESSIONS, type OvaProfile, type VmdkCompression } from '../ova/settings';
+import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2-layout';
+import { FIRMWARES, type Firmware } from '../xva/model';
 
 /** The OVA writer, loaded when the verb runs (see the lazy-require note in main.ts). */
 function writeOva(...args: Parameters<typeof import('../ova').writeOva>): ReturnType<typeof import('../ova').writeOva> {
@@ -16,30 +19,33 @@ function writeOva(...args: Parameters<typeof import('../ova').writeOva>): Return
   return (require('../ova') as typeof import('../ova')).writeOva(...args);
 }
 import type { OvaNic } from '../ova/ovf';
-import type { BadChunkPolicy } from '../xva/reader';
-import { collect, commonInputOptions, httpOptionsFrom, splitOptions, type CommonInputFlags } from './common-options';
-import { formatBytes, parseSize } from './format';
+import { BAD_CHUNK_POLICIES, type BadChunkPolicy } from '../xva/reader';
+import { choiceOption, collect, commonInputOptions, httpOptionsFrom, integerOption, sizeOption, splitOptions, type CommonInputFlags } from './common-options';
+import { formatBytes } from './format';
 import { interruptSignal, PROGRAM, runVerb } from './run';
 
 export interface OvaFlags extends CommonInputFlags {
   output?: string;
-  profile?: string;
+  profile?: OvaProfile;
   disk?: string[];
   name?: string;
   description?: string;
-  cpus?: string;
-  memory?: string;
-  firmware?: string;
+  cpus?: number;
+  memory?: number;
+  firmware?: Firmware;
   nic?: string[];
   bootOrder?: string;
-  vmdkCompression?: string;
+  vmdkCompression?: VmdkCompression;
   manifest?: boolean;
   force?: boolean;
   json?: boolean;
   quiet?: boolean;
-  onBadChunk?: string;
-  qcow2Compat?: string;
+  onBadChunk?: BadChunkPolicy;
+  qcow2Compat?: Qcow2Compat;
 }
+
+/** The OVF carries no vCPU limit; this only keeps typos out. */
+const MAX_OVA_VCPUS = 1024;
 
 
 /** `--nic network[,mac]` → OvaNic. */
@@ -58,54 +64,35 @@ function parseNic(spec: string, index: number): OvaNic {
 
 /** The options for writeOva / measureOva from the command line (shared by `ova` and `measure --ova`). */
 export function ovaOptionsFrom(input: string | undefined, flags: OvaFlags): WriteOvaOptions {
-  const profile = (flags.profile ?? 'vmware').toLowerCase();
-  if (profile !== 'vmware' && profile !== 'ovirt') throw new UsageError(`--profile must be vmware or ovirt, not "${flags.profile}"`);
-  const vmdkCompression = flags.vmdkCompression ?? 'deflate';
-  if (vmdkCompression !== 'deflate' && vmdkCompression !== 'stored') throw new UsageError('--vmdk-compression must be deflate or stored');
-  const policy = (flags.onBadChunk ?? 'fail') as BadChunkPolicy;
-  if (!['fail', 'warn', 'zero'].includes(policy)) throw new UsageError('--on-bad-chunk must be fail, warn or zero');
-  if (flags.qcow2Compat && flags.qcow2Compat !== '1.1' && flags.qcow2Compat !== '0.10') throw new UsageError('--qcow2-compat must be 1.1 or 0.10');
   const common = {
-    profile: profile as OvaProfile,
-    vmdkCompression: vmdkCompression as 'deflate' | 'stored',
+    profile: flags.profile,
+    vmdkCompression: flags.vmdkCompression,
     manifest: flags.manifest !== false,
-    qcow2Compat: flags.qcow2Compat as '1.1' | '0.10' | undefined,
+    qcow2Compat: flags.qcow2Compat,
     signal: interruptSignal,
   };
   const disks = flags.disk ?? [];
   if (input !== undefined && disks.length > 0) throw new UsageError('give either an XVA input or --disk images, not both');
   if (input !== undefined) {
-    const inputOptions = { http: httpOptionsFrom(flags), headers: flags.header, gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined, zstdCodec: flags.zstdCodec as 'auto' | undefined };
+    const inputOptions = { http: httpOptionsFrom(flags), headers: flags.header, gzipCodec: flags.gzipCodec, zstdCodec: flags.zstdCodec };
     return {
       ...common,
       xva: { name: input, reopenable: input !== '-', open: () => openInput(input, inputOptions) },
       name: flags.name,
-      readOptions: { onBadChunk: policy },
+      readOptions: { onBadChunk: flags.onBadChunk },
     };
   }
   if (disks.length === 0) throw new UsageError('nothing to export: give an XVA input or one or more --disk images');
   if (!flags.name) throw new UsageError('--name is required when exporting --disk images');
-  let memoryBytes: number | undefined;
-  if (flags.memory !== undefined) {
-    try {
-      memoryBytes = parseSize(flags.memory);
-    } catch {
-      throw new UsageError(`--memory: invalid size "${flags.memory}" (e.g. 4G, 512M)`);
-    }
-  }
-  const vcpus = flags.cpus === undefined ? undefined : Number(flags.cpus);
-  if (vcpus !== undefined && (!Number.isInteger(vcpus) || vcpus < 1)) throw new UsageError(`--cpus must be a positive integer, not "${flags.cpus}"`);
-  const firmware = flags.firmware?.toLowerCase();
-  if (firmware !== undefined && firmware !== 'bios' && firmware !== 'uefi') throw new UsageError('--firmware must be bios or uefi');
   return {
     ...common,
     disks: disks.map(parseOvaDisk),
     vm: {
       name: flags.name,
       description: flags.description,
-      vcpus,
-      memoryBytes,
-      firmware: firmware as 'bios' | 'uefi' | undefined,
+      vcpus: flags.cpus,
+      memoryBytes: flags.memory,
+      firmware: flags.firmware,
       nics: (flags.nic ?? []).map(parseNic),
       bootOrder: flags.bootOrder,
     },
@@ -114,19 +101,19 @@ export function ovaOptionsFrom(input: string | undefined, flags: OvaFlags): Writ
 
 export function addOvaSourceOptions(cmd: Command): Command {
   return commonInputOptions(cmd)
-    .option('--profile <profile>', 'vmware (default: streamOptimized VMDK; VMware, VirtualBox, Proxmox, virt-v2v) or ovirt (qcow2, oVirt/RHV)')
+    .addOption(choiceOption('--profile <profile>', 'vmware (default: streamOptimized VMDK; VMware, VirtualBox, Proxmox, virt-v2v) or ovirt (qcow2, oVirt/RHV)', OVA_PROFILES))
     .option('--disk <image[,name=…,description=…]>', 'a raw or qcow2 disk image (backing chains followed) instead of an XVA, with its name and description in the OVF (repeatable)', collect)
     .option('--name <name>', 'VM name (required with --disk; overrides ova.xml)')
     .option('--description <text>', 'VM description (with --disk)')
-    .option('--cpus <n>', 'vCPUs (with --disk, default 1)')
-    .option('--memory <size>', 'memory, e.g. 4G (with --disk, default 1G)')
-    .option('--firmware <bios|uefi>', 'firmware (with --disk, default bios)')
+    .addOption(integerOption('--cpus <n>', 'vCPUs (with --disk, default 1)', 1, MAX_OVA_VCPUS))
+    .addOption(sizeOption('--memory <size>', 'memory, e.g. 4G (with --disk, default 1G)', 1))
+    .addOption(choiceOption('--firmware <firmware>', 'firmware (with --disk, default bios)', FIRMWARES))
     .option('--nic <network[,mac]>', 'a NIC on this network (with --disk, repeatable)', collect)
     .option('--boot-order <order>', 'boot order, e.g. "disk,network" or "cdn" (with --disk)')
-    .option('--vmdk-compression <mode>', 'deflate (default) or stored (bigger, but sizes known without compressing: faster to a pipe)')
+    .addOption(choiceOption('--vmdk-compression <mode>', 'deflate (default) or stored (bigger, but sizes known without compressing: faster to a pipe)', VMDK_COMPRESSIONS))
     .option('--no-manifest', 'do not write the SHA256 .mf manifest')
-    .option('--on-bad-chunk <policy>', 'fail (default), warn or zero, for XVA inputs')
-    .option('--qcow2-compat <version>', 'qcow2 version for the ovirt profile: 1.1 (default) or 0.10');
+    .addOption(choiceOption('--on-bad-chunk <policy>', 'fail (default), warn or zero, for XVA inputs', BAD_CHUNK_POLICIES))
+    .addOption(choiceOption('--qcow2-compat <version>', 'qcow2 version for the ovirt profile: 1.1 (default) or 0.10', QCOW2_COMPATS));
 }
 
 function printOvaSummary(r: OvaWriteResult, where: string): void {

@@ -4,11 +4,15 @@
  */
 import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../errors';
+import { INPUT_IMAGE_FORMATS, type InputImageFormat } from '../image/types';
+import { COMPRESSIONS, type Compression } from '../input/types';
 import type { PackDisk, PackNic, PackSummary } from '../pack';
-import type { BadChunkPolicy } from '../xva/reader';
-import type { XvaCompression } from '../xva/writer';
-import { collect, commonInputOptions, httpOptionsFrom, splitOptions, type CommonInputFlags } from './common-options';
-import { formatBytes, formatRate, parseSize } from './format';
+import { XVA_TAR_DIALECTS, type XvaTarDialect } from '../tar/header';
+import { CHECKSUM_KINDS, type ChecksumKind } from '../xva/checksum';
+import { FIRMWARES, MAX_VCPUS, MIN_MEMORY, type Firmware } from '../xva/model';
+import { BAD_CHUNK_POLICIES, type BadChunkPolicy } from '../xva/reader';
+import { choiceOption, collect, commonInputOptions, httpOptionsFrom, integerOption, sizeOption, splitOptions, type CommonInputFlags } from './common-options';
+import { formatBytes, formatRate } from './format';
 import { createProgress } from './progress';
 import { interruptSignal, PROGRAM, runVerb } from './run';
 
@@ -17,18 +21,18 @@ interface PackFlags extends CommonInputFlags {
   from?: string;
   name?: string;
   description?: string;
-  cpus?: string;
-  memory?: string;
-  firmware?: string;
+  cpus?: number;
+  memory?: number;
+  firmware?: Firmware;
   secureBoot?: boolean;
   nic?: string[];
   template?: boolean;
   output?: string;
-  compress?: string;
-  level?: string;
-  checksum?: string;
-  tarFormat?: string;
-  onBadChunk?: string;
+  compress?: Compression;
+  level?: number;
+  checksum?: ChecksumKind;
+  tarFormat?: XvaTarDialect;
+  onBadChunk?: BadChunkPolicy;
   rebuildMetadata?: boolean;
   force?: boolean;
   json?: boolean;
@@ -54,8 +58,8 @@ export function parseDiskArg(text: string): PackDisk {
     d.userdevice = opts.userdevice;
   }
   if (opts.format !== undefined) {
-    const f = opts.format.toLowerCase();
-    if (f !== 'raw' && f !== 'qcow2') throw new UsageError(`--disk: format must be raw or qcow2, not "${opts.format}"`);
+    const f = opts.format.toLowerCase() as InputImageFormat;
+    if (!INPUT_IMAGE_FORMATS.includes(f)) throw new UsageError(`--disk: format must be one of ${INPUT_IMAGE_FORMATS.join(', ')}, not "${opts.format}"`);
     d.format = f;
   }
   if (opts.bootable !== undefined) d.bootable = yes(opts.bootable, '--disk bootable');
@@ -76,19 +80,6 @@ export function parseNicArg(text: string): PackNic {
     n.mtu = Number(opts.mtu);
   }
   return n;
-}
-
-function parseIntFlag(text: string | undefined, what: string, min: number, max: number): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^\d+$/.test(text.trim()) || Number(text) < min || Number(text) > max) throw new UsageError(`${what} must be a whole number from ${min} to ${max}, not "${text}"`);
-  return Number(text);
-}
-
-function oneOf<T extends string>(text: string | undefined, allowed: readonly T[], what: string): T | undefined {
-  if (text === undefined) return undefined;
-  const v = text.toLowerCase() as T;
-  if (!allowed.includes(v)) throw new UsageError(`${what} must be ${allowed.join(', ')}; not "${text}"`);
-  return v;
 }
 
 export function formatPackSummary(s: PackSummary): string {
@@ -117,14 +108,6 @@ export async function runPack(flags: PackFlags): Promise<number> {
   if (flags.onBadChunk !== undefined && flags.from === undefined) throw new UsageError('--on-bad-chunk applies to --from only');
   if (flags.rebuildMetadata && flags.from === undefined) throw new UsageError('--rebuild-metadata applies to --from only');
   if (flags.json && flags.output === '-') throw new UsageError('--json prints on stdout, which -o - already uses');
-  let memoryBytes: number | undefined;
-  if (flags.memory !== undefined) {
-    try {
-      memoryBytes = parseSize(flags.memory);
-    } catch {
-      throw new UsageError(`--memory: invalid size "${flags.memory}" (e.g. 4G, 512M)`);
-    }
-  }
   const progress = createProgress(flags.output === '-' ? 'pack' : flags.output, !flags.quiet && !flags.json && !!process.stderr.isTTY);
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -135,9 +118,9 @@ export async function runPack(flags: PackFlags): Promise<number> {
       vm: {
         name: flags.name,
         description: flags.description,
-        vcpus: parseIntFlag(flags.cpus, '--cpus', 1, 256),
-        memoryBytes,
-        firmware: oneOf(flags.firmware, ['bios', 'uefi'] as const, '--firmware'),
+        vcpus: flags.cpus,
+        memoryBytes: flags.memory,
+        firmware: flags.firmware,
         secureBoot: flags.secureBoot,
         isTemplate: flags.template ? true : undefined,
       },
@@ -145,20 +128,20 @@ export async function runPack(flags: PackFlags): Promise<number> {
       output: flags.output,
       stdout: flags.output === '-' ? process.stdout : undefined,
       force: flags.force,
-      compression: oneOf<XvaCompression>(flags.compress, ['none', 'gzip', 'zstd'], '--compress'),
-      compressionLevel: parseIntFlag(flags.level, '--level', 1, 19),
-      checksum: oneOf(flags.checksum, ['xxh64', 'sha1'] as const, '--checksum'),
-      tarFormat: oneOf(flags.tarFormat, ['ustar', 'xapi'] as const, '--tar-format'),
-      onBadChunk: oneOf<BadChunkPolicy>(flags.onBadChunk, ['fail', 'warn', 'zero'], '--on-bad-chunk'),
+      compression: flags.compress,
+      compressionLevel: flags.level,
+      checksum: flags.checksum,
+      tarFormat: flags.tarFormat,
+      onBadChunk: flags.onBadChunk,
       rebuildMetadata: flags.rebuildMetadata,
       http: httpOptionsFrom(flags),
       headers: flags.header,
-      gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
-      zstdCodec: flags.zstdCodec as 'auto' | undefined,
+      gzipCodec: flags.gzipCodec,
+      zstdCodec: flags.zstdCodec,
       signal: interruptSignal,
       onProgress: (p) => progress.update({ tarBytes: 0, diskBytesDone: p.bytesDone, diskBytesTotal: p.bytesTotal }),
     });
-    progress.stop();
+    progress.done();
     if (flags.json) process.stdout.write(JSON.stringify(summary, null, 2) + '\n');
     else if (!flags.quiet) process.stderr.write(formatPackSummary(summary) + '\n');
     else for (const w of summary.warnings) process.stderr.write(`${PROGRAM}: warning: ${w}\n`);
@@ -176,18 +159,18 @@ export function registerPack(program: Command): Command {
     .option('--from <xva|ova>', 'repack an existing XVA (file, .gz/.zst, - for stdin, or URL): recompress / re-checksum in one pass, metadata kept; or convert an OVA file (VMDK/qcow2/raw disks, VM settings from its OVF)')
     .option('-n, --name <name>', 'VM name (default: the first disk\'s file name)')
     .option('--description <text>', 'VM description')
-    .option('--cpus <n>', 'vCPUs (default 1)')
-    .option('--memory <size>', 'memory, e.g. 4G, 512M (default 1G)')
-    .option('--firmware <bios|uefi>', 'boot firmware (default bios)')
+    .addOption(integerOption('--cpus <n>', 'vCPUs (default 1)', 1, MAX_VCPUS))
+    .addOption(sizeOption('--memory <size>', 'memory, e.g. 4G, 512M (default 1G)', MIN_MEMORY))
+    .addOption(choiceOption('--firmware <firmware>', 'boot firmware (default bios)', FIRMWARES))
     .option('--secure-boot', 'with --firmware uefi: turn UEFI secure boot on (platform:secureboot; off by default)')
     .option('--nic <network[,opt=value…]>', 'NIC on this network name (repeatable); options: mac=, mtu=, bridge=, device=; "--nic mac=…" uses the default network', collect)
     .option('--template', 'mark the VM as a template')
     .option('-o, --output <file|->', 'output XVA file (.xva, .xva.gz, .xva.zst) or - for stdout')
-    .option('--compress <none|gzip|zstd>', 'compress the whole archive (default: from the -o extension, else none)')
-    .option('--level <n>', 'compression level (gzip 1-9, zstd 1-19)')
-    .option('--checksum <xxh64|sha1>', 'chunk checksums: xxh64 (.xxhash, default, XCP-ng / XenServer >= 8.1) or sha1 (.checksum, older hosts)')
-    .option('--tar-format <ustar|xapi>', 'tar headers: ustar (default, recommended for import) or xapi (V7 headers exactly as XAPI writes them)')
-    .option('--on-bad-chunk <policy>', 'with --from: fail (default), warn (keep the data) or zero (write zeros); warn/zero exit 3')
+    .addOption(choiceOption('--compress <compression>', 'compress the whole archive (default: from the -o extension, else none)', COMPRESSIONS))
+    .addOption(integerOption('--level <n>', 'compression level (gzip 1-9, zstd 1-19)', 1, 19))
+    .addOption(choiceOption('--checksum <kind>', 'chunk checksums: xxh64 (.xxhash, default, XCP-ng / XenServer >= 8.1) or sha1 (.checksum, older hosts)', CHECKSUM_KINDS))
+    .addOption(choiceOption('--tar-format <format>', 'tar headers: ustar (default, recommended for import) or xapi (V7 headers exactly as XAPI writes them)', XVA_TAR_DIALECTS))
+    .addOption(choiceOption('--on-bad-chunk <policy>', 'with --from: fail (default), warn (keep the data) or zero (write zeros); warn/zero exit 3', BAD_CHUNK_POLICIES))
     .option('--rebuild-metadata', 'with --from: write a new ova.xml from the parsed VM, disks and NICs (allows --nic and --firmware) instead of keeping the source\'s')
     .option('-f, --force', 'overwrite an existing output file')
     .option('--json', 'print a JSON summary on stdout')

@@ -7,15 +7,17 @@ import { removeAllPartFilesSync } from '../output/part-file';
 
 export const PROGRAM = 'xva2img';
 
-/** Prints an error as `xva2img: <code>: <where>: <what>` and returns the exit code to use. */
-export function reportError(err: unknown): number {
-  if (err instanceof XvaError) {
-    process.stderr.write(`${PROGRAM}: ${err.describe()}\n`);
-    return err.exitCode;
-  }
+/** An error as printed: `xva2img: <where>: <what>` (an unexpected one with its stack). */
+export function errorLine(err: unknown): string {
+  if (err instanceof XvaError) return `${PROGRAM}: ${err.describe()}`;
   const e = err as Error;
-  process.stderr.write(`${PROGRAM}: internal error: ${e?.stack ?? String(err)}\n`);
-  return ExitCode.OUTPUT;
+  return `${PROGRAM}: internal error: ${e?.stack ?? String(err)}`;
+}
+
+/** Prints an error (errorLine) on stderr and returns the exit code to use (4 for an unexpected one). */
+export function reportError(err: unknown): number {
+  process.stderr.write(errorLine(err) + '\n');
+  return err instanceof XvaError ? err.exitCode : ExitCode.OUTPUT;
 }
 
 let installed = false;

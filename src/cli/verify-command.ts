@@ -53,11 +53,13 @@ async function runVerify(inputs: string[], flags: VerifyFlags): Promise<number> 
       r = await verifyXva(input, {
         http,
         headers: flags.header,
-        gzipCodec: flags.gzipCodec as 'zlib' | 'pako' | undefined,
-        zstdCodec: flags.zstdCodec as 'auto' | undefined,
+        gzipCodec: flags.gzipCodec,
+        zstdCodec: flags.zstdCodec,
         signal: interruptSignal,
         onProgress: (p) => progress.update(p),
       });
+      // Bad chunks are found by a complete pass; a structural problem ends the pass early.
+      if (r.problems.length === 0) progress.done();
     } finally {
       progress.stop();
     }

@@ -7,8 +7,8 @@
  * decide what is a hole: `streamDiskImage` additionally skips all-zero blocks it reads, so a
  * fully allocated raw file or a qcow2 cluster full of zeros costs no output space.
  */
-import { open } from 'node:fs/promises';
 import { ImageFormatError } from '../errors';
+import { openFileHandle, unreadable } from '../input/open-file';
 import type { DiskImageWriter, ImageWriteResult } from './types';
 import { CLUSTER_SIZE } from './types';
 import { forEachNonZeroRun } from './zero';
@@ -109,18 +109,26 @@ function mergeRuns(runs: Array<[number, number]>): Array<[number, number]> {
 /** First bytes of a qcow2 file: "QFI\xfb". */
 export const QCOW2_MAGIC = 0x514649fb;
 
+/**
+ * Opens a disk image file (raw, qcow2, VMDK, or an OVA holding one) read-only, as every reader
+ * does: a missing, unreadable or directory path is one INPUT_UNREADABLE line naming it (exit 2),
+ * as for an XVA. `label` names the image in messages (default the path).
+ */
+export function openImageFile(path: string, label = path): ReturnType<typeof openFileHandle> {
+  return openFileHandle(path, 'disk image', label);
+}
+
 /** Detects the format of an image file from its magic ('qcow2' or 'raw'); refuses other known formats. */
 export async function probeImageFormat(path: string): Promise<'raw' | 'qcow2'> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new ImageFormatError(`cannot open image: ${e.code ?? ''} ${e.message}`.trim(), { input: path });
-  }
+  const { handle: fh } = await openImageFile(path);
   try {
     const head = Buffer.alloc(512);
-    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await fh.read(head, 0, head.length, 0));
+    } catch (err) {
+      throw unreadable(path, 'read error at byte 0', err);
+    }
     if (bytesRead >= 4 && head.readUInt32BE(0) === QCOW2_MAGIC) return 'qcow2';
     if (bytesRead >= 4 && head.toString('latin1', 0, 4) === 'KDMV') {
       throw new ImageFormatError('VMDK input is not supported (convert it with `qemu-img convert -O qcow2` first)', { input: path });

@@ -51,7 +51,9 @@ export const QCOW2_MAX_HOST_OFFSET = 2 ** 56 - 1;
 
 const TWO_POW_32 = 2 ** 32;
 
-export type Qcow2Compat = '1.1' | '0.10';
+/** qemu-img's `compat` values: 1.1 = version 3 (default), 0.10 = version 2. */
+export const QCOW2_COMPATS = ['1.1', '0.10'] as const;
+export type Qcow2Compat = (typeof QCOW2_COMPATS)[number];
 export type Qcow2Version = 2 | 3;
 
 /** compat=0.10 → version 2, compat=1.1 (qemu's default) → version 3 (§1.2). */

@@ -17,11 +17,11 @@
  * clusters, protocol backing names (`nbd:`, `json:`), chains deeper than 64 and loops.
  * L2 tables are cached (LRU); the active L1 table is held in memory (at most 32 MiB).
  */
-import { open, realpath, type FileHandle } from 'node:fs/promises';
+import { realpath, type FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import { ImageFormatError } from '../errors';
-import { mergeExtents, probeImageFormat, QCOW2_MAGIC, type DiskExtent, type DiskReader } from './disk-reader';
+import { mergeExtents, openImageFile, probeImageFormat, QCOW2_MAGIC, type DiskExtent, type DiskReader } from './disk-reader';
 import { RawReader } from './raw-reader';
 
 // Header field offsets (qcow2.rst "Header").
@@ -145,13 +145,7 @@ export class Qcow2Reader implements DiskReader {
   }
 
   static async open(path: string, options: Qcow2OpenOptions = {}): Promise<Qcow2Reader> {
-    let fh: FileHandle;
-    try {
-      fh = await open(path, 'r');
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw fail(path, `cannot open image: ${e.code ?? ''} ${e.message}`.trim());
-    }
+    const { handle: fh } = await openImageFile(path);
     try {
       return await Qcow2Reader.parse(path, fh, options);
     } catch (err) {

@@ -6,9 +6,9 @@
  * found by zero detection while streaming (`streamDiskImage` skips all-zero 64 KiB blocks).
  * Reading a sparse file's holes is cheap for the kernel, but it is still a full read.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { ImageFormatError } from '../errors';
-import type { DiskExtent, DiskReader } from './disk-reader';
+import { openImageFile, type DiskExtent, type DiskReader } from './disk-reader';
 
 export class RawReader implements DiskReader {
   readonly format = 'raw' as const;
@@ -24,14 +24,7 @@ export class RawReader implements DiskReader {
 
   /** With `offset`/`length` the image is a slice of the file (e.g. a raw member inside an OVA). */
   static async open(path: string, slice?: { offset: number; length: number; label?: string }): Promise<RawReader> {
-    let fh: FileHandle;
-    try {
-      fh = await open(path, 'r');
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new ImageFormatError(`cannot open image: ${e.code ?? ''} ${e.message}`.trim(), { input: path });
-    }
-    const st = await fh.stat();
+    const { handle: fh, stat: st } = await openImageFile(path);
     if (!st.isFile()) {
       await fh.close();
       // Block devices report size 0 through stat and Node has no BLKGETSIZE64 ioctl.

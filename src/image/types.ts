@@ -37,7 +37,13 @@ export interface ImageWriteResult {
   imageSize: number;
 }
 
-export type ImageFormat = 'raw' | 'qcow2' | 'vmdk';
+/** Output image formats (convert, measure). */
+export const IMAGE_FORMATS = ['raw', 'qcow2', 'vmdk'] as const;
+export type ImageFormat = (typeof IMAGE_FORMATS)[number];
+
+/** Disk image formats read as input (pack, ova): probed from the magic unless given. */
+export const INPUT_IMAGE_FORMATS = ['raw', 'qcow2'] as const;
+export type InputImageFormat = (typeof INPUT_IMAGE_FORMATS)[number];
 
 /** Sequential byte destination: a file written front to back, a pipe, a tar member. */
 export interface SequentialTarget {

@@ -18,10 +18,10 @@
  * a power of two, absurd table sizes, and grains whose marker names another LBA.
  * The last inflated grain is cached (reads ascend); grain tables are cached (LRU).
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
 import { ImageFormatError } from '../errors';
-import { mergeExtents, type DiskExtent, type DiskReader } from './disk-reader';
+import { mergeExtents, openImageFile, type DiskExtent, type DiskReader } from './disk-reader';
 
 const SECTOR = 512;
 export const VMDK_MAGIC = 0x564d444b; // "KDMV" read little-endian
@@ -88,15 +88,9 @@ export class VmdkStreamReader implements Omit<DiskReader, 'format'> {
 
   static async open(path: string, options: VmdkOpenOptions = {}): Promise<VmdkStreamReader> {
     const label = options.label ?? path;
-    let fh: FileHandle;
+    const { handle: fh, stat } = await openImageFile(path, label);
     try {
-      fh = await open(path, 'r');
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new ImageFormatError(`cannot open image: ${e.code ?? ''} ${e.message}`.trim(), { input: label });
-    }
-    try {
-      const size = (await fh.stat()).size;
+      const size = stat.size;
       const base = options.offset ?? 0;
       const length = options.length ?? size - base;
       if (!Number.isSafeInteger(base) || !Number.isSafeInteger(length) || base < 0 || length < 0 || base + length > size) {

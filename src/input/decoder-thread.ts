@@ -28,7 +28,7 @@ import { allocSharedMemory, type WasmMemory } from './aligned-buffer';
 import { lendBuffer, type PooledBuffer } from './buffer-pool';
 import { errorText } from './decoder';
 import { gzipError, loadZlib } from './gzip';
-import { unreadable } from './open';
+import { unreadable } from './open-file';
 import type { BlockSource } from './types';
 import { zstdError, zstdExitProblem } from './zstd';
 

@@ -14,8 +14,10 @@ import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { InputError, UsageError } from '../errors';
-import type { Compression, InputSource, OpenInputOptions } from './types';
-import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder, errorText } from './decoder';
+import { checkChoice } from '../option-checks';
+import { GZIP_CODECS, ZSTD_CODECS, type Compression, type InputSource, type OpenInputOptions } from './types';
+import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder } from './decoder';
+import { openFd, unreadable } from './open-file';
 import { createGzipDecoder } from './gzip';
 import { isUrl, openHttp } from './http';
 import { RawPump, type RawSource } from './raw-pump';
@@ -32,8 +34,6 @@ import { type ThreadCodec, blocksAsStream, gzipThreadAvailable, startDecoderThre
  */
 export const DEFAULT_READ_SIZE = 2 << 20;
 
-const fsOpen = promisify(fs.open);
-const fsFstat = promisify(fs.fstat);
 const fsClose = promisify(fs.close);
 const fsRead = promisify(fs.read);
 
@@ -42,7 +42,14 @@ export function assertStdinNamedOnce(inputs: readonly string[]): void {
   if (inputs.filter((i) => i === '-').length > 1) throw new UsageError('standard input (-) can be named only once');
 }
 
+/** Checks the decoder choices of `options` (UsageError for a value outside its set). */
+export function checkInputOptions(options: OpenInputOptions): void {
+  checkChoice(options.gzipCodec, GZIP_CODECS, 'gzipCodec');
+  checkChoice(options.zstdCodec, ZSTD_CODECS, 'zstdCodec');
+}
+
 export async function openInput(spec: string, options: OpenInputOptions = {}): Promise<InputSource> {
+  checkInputOptions(options);
   if (spec === '-') return decodeSource(openStdin(options.stdin), options);
   if (isUrl(spec)) return decodeSource(await openHttp(spec, options.headers, options.http), options);
   return openFileInput(spec, options);
@@ -290,42 +297,6 @@ function fdPosition(fd: number): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** "ENOENT: no such file or directory" from a Node system error. */
-function errnoText(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  const text = errorText(err)
-    .replace(/^[A-Z0-9_]+: /, '')
-    .replace(/, \w+ '.*'$/, '');
-  return e?.code ? `${e.code}: ${text}` : text;
-}
-
-/** INPUT_UNREADABLE naming the input, with the system error's code and text. */
-export function unreadable(input: string, what: string, err?: unknown): InputError {
-  return new InputError('INPUT_UNREADABLE', err === undefined ? what : `${what}: ${errnoText(err)}`, { input }, { cause: err });
-}
-
-/** Opens `path` read-only and stats it; INPUT_UNREADABLE for a missing file or a directory. */
-export async function openFd(path: string): Promise<{ fd: number; stat: fs.Stats }> {
-  let fd: number;
-  try {
-    fd = await fsOpen(path, fs.constants.O_RDONLY);
-  } catch (err) {
-    throw unreadable(path, 'cannot open input', err);
-  }
-  let stat: fs.Stats;
-  try {
-    stat = await fsFstat(fd);
-  } catch (err) {
-    await fsClose(fd).catch(() => {});
-    throw unreadable(path, 'cannot stat input', err);
-  }
-  if (stat.isDirectory()) {
-    await fsClose(fd).catch(() => {});
-    throw unreadable(path, 'cannot read input: EISDIR: is a directory');
-  }
-  return { fd, stat };
 }
 
 function fileSource(path: string, fd: number, stat: fs.Stats, readSize: number): RawSource {

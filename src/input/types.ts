@@ -1,9 +1,15 @@
 import type { Readable } from 'node:stream';
 import type { PooledBuffer } from './buffer-pool';
 
-export type Compression = 'none' | 'gzip' | 'zstd';
-export type GzipCodec = 'zlib' | 'pako';
-export type ZstdCodec = 'auto' | 'zlib' | 'binary' | 'fzstd';
+/** Compressions of a whole XVA stream, detected from the bytes when reading, chosen when writing. */
+export const COMPRESSIONS = ['none', 'gzip', 'zstd'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+/** gzip decoders (gzip.ts); the first is the default. */
+export const GZIP_CODECS = ['zlib', 'pako'] as const;
+export type GzipCodec = (typeof GZIP_CODECS)[number];
+/** zstd decoders (zstd.ts); the first is the default. */
+export const ZSTD_CODECS = ['auto', 'zlib', 'binary', 'fzstd'] as const;
+export type ZstdCodec = (typeof ZSTD_CODECS)[number];
 
 /**
  * How URL inputs are fetched and which servers are trusted (docs/design/http-input.md).

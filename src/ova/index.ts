@@ -3,3 +3,4 @@ export * from './ovf';
 export * from './manifest';
 export * from './ova-writer';
 export * from './ova-reader';
+export { OVA_PROFILES, VMDK_COMPRESSIONS } from './settings';

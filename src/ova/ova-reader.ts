@@ -17,7 +17,7 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { ImageFormatError } from '../errors';
-import { QCOW2_MAGIC, type DiskReader } from '../image/disk-reader';
+import { openImageFile, QCOW2_MAGIC, type DiskReader } from '../image/disk-reader';
 import { RawReader } from '../image/raw-reader';
 import { Qcow2Reader } from '../image/qcow2-reader';
 import { isVmdkMagic, VmdkStreamReader } from '../image/vmdk-stream-reader';
@@ -300,7 +300,7 @@ export async function readOvaFile(path: string): Promise<OvaFileInfo> {
 /** The disk format of a member: magic first, then the OVF format URI. */
 async function memberFormat(ova: string, member: OvaMember, uri: string): Promise<OvaInputDiskFormat> {
   const head = Buffer.alloc(8);
-  const fh = await open(ova, 'r');
+  const { handle: fh } = await openImageFile(ova, `${ova}: ${member.name}`);
   try {
     if (member.size >= 4) await fh.read(head, 0, Math.min(8, member.size), member.dataOffset);
   } finally {

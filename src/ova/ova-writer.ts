@@ -36,18 +36,19 @@ import * as fs from 'node:fs';
 import { OutputError, outputErrorFrom, UsageError } from '../errors';
 import { AllocationMapBuilder, type AllocationMap } from '../image/allocation-map';
 import { streamDiskImage, type DiskReader } from '../image/disk-reader';
-import { qcow2ExactFileSize } from '../image/qcow2-layout';
+import { QCOW2_COMPATS, qcow2ExactFileSize, type Qcow2Compat } from '../image/qcow2-layout';
 import { openDiskImage } from '../image/qcow2-reader';
 import { Qcow2StreamWriter } from '../image/qcow2-stream-writer';
 import { Qcow2Writer } from '../image/qcow2-writer';
-import { isRandomAccess, type BufferLease, type DiskImageWriter, type ImageWriteResult, type RandomAccessTarget, type SequentialTarget } from '../image/types';
+import { INPUT_IMAGE_FORMATS, isRandomAccess, type InputImageFormat, type BufferLease, type DiskImageWriter, type ImageWriteResult, type RandomAccessTarget, type SequentialTarget } from '../image/types';
 import { VmdkWriter, vmdkExactStoredSize } from '../image/vmdk-writer';
 import { zeros } from '../image/zero';
 import { pread } from '../input/pread';
 import type { InputSource } from '../input/types';
 import { encodeTarHeader, TAR_BLOCK, tarEndBlocks, tarPadding } from '../tar/header';
-import type { XvaMetadata } from '../xva/model';
-import { readXva, type ReadXvaOptions } from '../xva/reader';
+import { checkChoice, checkInteger } from '../option-checks';
+import { FIRMWARES, type XvaMetadata } from '../xva/model';
+import { BAD_CHUNK_POLICIES, readXva, type ReadXvaOptions } from '../xva/reader';
 import { buildManifest, manifestBytes, MemberDigest } from './manifest';
 import {
   buildOvf,
@@ -70,11 +71,13 @@ import {
   type OvaProfile,
   type OvaVm,
 } from './ovf';
+import { OVA_PROFILES, VMDK_COMPRESSIONS } from './settings';
 
 // ---------------------------------------------------------------------------------------------
 // Options and results
 
-export type VmdkCompression = 'deflate' | 'stored';
+import type { VmdkCompression } from './settings';
+export type { VmdkCompression };
 
 export interface OvaWriteOptions {
   /** 'vmware' (default: streamOptimized VMDK) or 'ovirt' (qcow2 + oVirt's OVF dialect). */
@@ -94,7 +97,7 @@ export interface OvaWriteOptions {
   /** Concurrent deflate streams on the thread pool (VmdkWriter default when undefined; 0 = inline). */
   vmdkWorkers?: number;
   /** qcow2 compat for the 'ovirt' profile (default '1.1' = v3). */
-  qcow2Compat?: '1.1' | '0.10';
+  qcow2Compat?: Qcow2Compat;
   /**
    * 'auto' (default): files in one pass where the format allows, exact sizes first otherwise.
    * 2 forces measuring first (needs a re-readable input), 1 forces one pass (needs a file).
@@ -132,7 +135,7 @@ export interface OvaVmSettings {
 export interface OvaDiskInput {
   path: string;
   /** Probed from the magic when absent. */
-  format?: 'raw' | 'qcow2';
+  format?: InputImageFormat;
   /** Label (the disk item's ElementName); default the file name. */
   name?: string;
   /** The disk item's Description in the OVF. */
@@ -268,7 +271,7 @@ interface EncoderSettings {
   vmdkCompression: VmdkCompression;
   vmdkLevel: number;
   vmdkWorkers?: number;
-  qcow2Compat: '1.1' | '0.10';
+  qcow2Compat: Qcow2Compat;
 }
 
 /** The guest size the image writers get: the capacity (whole sectors for VMDK). */
@@ -756,15 +759,34 @@ async function measureWith(input: OvaInput, profile: OvaProfile, o: OvaWriteOpti
   }
 }
 
-/** OVA from disk images (`--disk`), onto a FileTarget (one pass) or a StreamTarget (two passes). */
+/**
+ * Checks the closed-set and numeric options (UsageError for a value outside its set or range)
+ * and returns the profile.
+ */
+function checkedProfile(o: WriteOvaOptions): OvaProfile {
+  checkChoice(o.vmdkCompression, VMDK_COMPRESSIONS, 'vmdkCompression');
+  checkInteger(o.vmdkLevel, 'vmdkLevel', 0, 9);
+  checkChoice(o.qcow2Compat, QCOW2_COMPATS, 'qcow2Compat');
+  if (o.xva) {
+    checkChoice(o.readOptions?.onBadChunk, BAD_CHUNK_POLICIES, 'readOptions.onBadChunk');
+  } else if (o.vm) {
+    checkInteger(o.vm.vcpus, 'vcpus', 1);
+    checkInteger(o.vm.memoryBytes, 'memoryBytes', 1);
+    checkChoice(o.vm.firmware, FIRMWARES, 'firmware');
+    for (const d of o.disks ?? []) checkChoice(d.format, INPUT_IMAGE_FORMATS, `format of disk ${d.path}`);
+  }
+  return checkChoice(o.profile, OVA_PROFILES, 'profile') ?? 'vmware';
+}
+
+/** OVA from disk images, onto a FileTarget (one pass) or a StreamTarget (two passes). */
 export async function writeOvaFromDisks(target: SequentialTarget, options: OvaFromDisksOptions): Promise<OvaWriteResult> {
-  const profile = options.profile ?? 'vmware';
+  const profile = checkedProfile(options);
   return writeWith(await disksInput(profile, options), profile, target, options);
 }
 
 /** OVA from an XVA (its ova.xml gives the VM; its disks stream through the XVA reader). */
 export async function writeOvaFromXva(target: SequentialTarget, options: OvaFromXvaOptions): Promise<OvaWriteResult> {
-  const profile = options.profile ?? 'vmware';
+  const profile = checkedProfile(options);
   return writeWith(xvaInput(profile, options), profile, target, options);
 }
 
@@ -774,15 +796,15 @@ export type WriteOvaOptions = (OvaFromDisksOptions & { xva?: undefined }) | (Ova
 export async function writeOva(target: SequentialTarget, options: WriteOvaOptions): Promise<OvaWriteResult> {
   if (options.xva) return writeOvaFromXva(target, options);
   if (options.disks) return writeOvaFromDisks(target, options);
-  throw new UsageError('OVA export needs an XVA or at least one --disk');
+  throw new UsageError('OVA export needs an XVA or at least one disk image');
 }
 
 /** Exact size of the OVA `writeOva` would write (reads the input once, writes nothing). */
 export async function measureOva(options: WriteOvaOptions): Promise<OvaMeasureResult> {
-  const profile = options.profile ?? 'vmware';
+  const profile = checkedProfile(options);
   if (options.xva) return measureWith(xvaInput(profile, options), profile, options);
   if (options.disks) return measureWith(await disksInput(profile, options), profile, options);
-  throw new UsageError('OVA measure needs an XVA or at least one --disk');
+  throw new UsageError('OVA measure needs an XVA or at least one disk image');
 }
 
 async function hashFd(fd: number, position: number, length: number): Promise<string> {

@@ -20,7 +20,8 @@ import { createHash } from 'node:crypto';
 import { imageVirtualSize } from '../image/types';
 import type { XvaMetadata } from '../xva/model';
 
-export type OvaProfile = 'vmware' | 'ovirt';
+import type { OvaProfile } from './settings';
+export type { OvaProfile };
 export type OvaFirmware = 'bios' | 'uefi';
 export type OvaController = 'scsi' | 'ide' | 'sata' | 'virtio';
 export type OvaGuestOs = 'linux' | 'windows' | 'other';

@@ -23,7 +23,7 @@ import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
 import type { BlockSource, InputSource } from '../input/types';
-import { openFd, unreadable } from '../input/open';
+import { openFd, unreadable } from '../input/open-file';
 import { pread } from '../input/pread';
 import type { BufferLease } from '../image/types';
 import { TarEntryBase, type TarEntry, type TarReader } from './entries';

@@ -68,6 +68,13 @@ const BASE256_NEGATIVE = 0xff;
 
 export type TarDialect = 'xapi' | 'v7' | 'ustar';
 
+/**
+ * The dialects an XVA is written in (pack): ustar (the default) or xapi (V7 exactly as XAPI
+ * writes it). Plain v7 is left to tests.
+ */
+export const XVA_TAR_DIALECTS = ['ustar', 'xapi'] as const satisfies readonly TarDialect[];
+export type XvaTarDialect = (typeof XVA_TAR_DIALECTS)[number];
+
 export type TarFormat = 'v7' | 'ustar' | 'gnu';
 
 /** Typeflags this project cares about (as single characters; '\0' = V7 regular file). */

@@ -3,6 +3,14 @@
  * Field meanings follow xva-format.md §3.3. Sizes are byte counts (safe integers).
  */
 
+/** Boot firmware of an HVM guest (HVM_boot_params.firmware). */
+export const FIRMWARES = ['bios', 'uefi'] as const;
+export type Firmware = (typeof FIRMWARES)[number];
+
+/** Bounds of a VM record that pack writes: vCPUs, and memory in bytes. */
+export const MAX_VCPUS = 256;
+export const MIN_MEMORY = 16 * 1024 * 1024;
+
 export interface ExportVersion {
   hostname: string;
   date: string;
@@ -28,7 +36,7 @@ export interface VmInfo {
   /** True for HVM guests (HVM_boot_policy non-empty or domain_type hvm). */
   hvm: boolean;
   /** `bios` or `uefi` from HVM_boot_params.firmware; undefined for PV or unknown. */
-  firmware?: 'bios' | 'uefi';
+  firmware?: Firmware;
   /** domain_type as written (hvm, pv, pvh, pv_in_pvh) or '' when absent. */
   domainType: string;
   /** HVM_boot_params.order (e.g. "cd"), '' when absent. */

@@ -16,6 +16,7 @@
 import { ChecksumError, XvaError, XvaFormatError } from '../errors';
 import type { BufferLease, DiskImageWriter, ImageWriteResult } from '../image/types';
 import { isAllZero } from '../image/zero';
+import { checkChoice } from '../option-checks';
 import type { InputSource } from '../input/types';
 import type { TarEntry, TarReader } from '../tar/entries';
 import { blockTarReader, inputBlocks, openFileBlockSource } from '../tar/block-reader';
@@ -30,7 +31,9 @@ export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
 /** Largest checksum entry accepted (a SHA-1 hex digest is 40 bytes). */
 const MAX_CHECKSUM_ENTRY_BYTES = 1024;
 
-export type BadChunkPolicy = 'fail' | 'warn' | 'zero';
+/** What to do with a chunk whose checksum does not match; the first is the default. */
+export const BAD_CHUNK_POLICIES = ['fail', 'warn', 'zero'] as const;
+export type BadChunkPolicy = (typeof BAD_CHUNK_POLICIES)[number];
 
 export interface BadChunk {
   disk: string;
@@ -145,7 +148,7 @@ export async function readXva(source: InputSource, consumer: XvaConsumer = {}, o
 
 async function readEntries(source: InputSource, tar: TarReader, consumer: XvaConsumer, options: ReadXvaOptions): Promise<XvaReadResult> {
   const verify = options.verifyChecksums !== false && !options.skipData;
-  const policy = options.onBadChunk ?? 'fail';
+  const policy = checkChoice(options.onBadChunk, BAD_CHUNK_POLICIES, 'onBadChunk') ?? 'fail';
   const warnings: string[] = [];
   const warn = (msg: string): void => {
     warnings.push(msg);

@@ -29,6 +29,7 @@ import * as zlib from 'node:zlib';
 import { OutputError, outputErrorFrom, XvaError } from '../errors';
 import { isAllZero } from '../image/zero';
 import { encodeTarHeader, tarEndBlocks, tarPadding, TAR_BLOCK, type TarDialect } from '../tar/header';
+import type { Compression } from '../input/types';
 import { checksumFileSuffix, createChunkHasher, type ChecksumKind } from './checksum';
 import { buildOvaXml, type OvaDiskSpec, type OvaXmlSpec } from './ova-xml-writer';
 
@@ -173,7 +174,7 @@ export interface XvaWriteSpec extends Omit<OvaXmlSpec, 'disks'> {
   disks: XvaDiskInput[];
 }
 
-export type XvaCompression = 'none' | 'gzip' | 'zstd';
+export type XvaCompression = Compression;
 
 /** Picks a disk by ref (`Ref:998`) or by its index in `spec.disks`. */
 export type DiskSelector = string | number;

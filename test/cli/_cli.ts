@@ -1,5 +1,6 @@
 /** Runs the built CLI (bin/xva2img → dist/cli/main.js) as a child process. Build first: npx tsc -p tsconfig.build.json */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openTarHeaderWalker } from '../../src/tar/header-walker';
@@ -24,21 +25,27 @@ export function builtDist(): string {
 /** Async (never spawnSync: tests may serve HTTP from this process). */
 export function runCli(args: string[], opts: { cwd?: string; input?: Buffer; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
   builtDist();
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const result = collectOutput(child, opts.timeoutMs);
+  child.stdin.on('error', () => {});
+  if (opts.input) child.stdin.end(opts.input);
+  else child.stdin.end();
+  return result;
+}
+
+/** A child's stdout and stderr until it closes (killed after `timeoutMs`), and how it ended. */
+export function collectOutput(child: ChildProcessByStdio<Writable | null, Readable, Readable>, timeoutMs = 60_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
     });
-    child.stdin.on('error', () => {});
-    if (opts.input) child.stdin.end(opts.input);
-    else child.stdin.end();
   });
 }
 

@@ -39,7 +39,7 @@ describe('argument parsers', () => {
       readOnly: true,
     });
     expect(parseDiskArg('weird,name')).toEqual({ path: 'weird,name' });
-    expect(() => parseDiskArg('x.raw,format=vmdk')).toThrow(/raw or qcow2/);
+    expect(() => parseDiskArg('x.raw,format=vmdk')).toThrow(/format must be one of raw, qcow2, not "vmdk"/);
     expect(() => parseDiskArg('x.raw,userdevice=a')).toThrow(/userdevice/);
   });
   test('--nic network[,key=value…]', () => {
@@ -100,11 +100,11 @@ test('usage and input errors map to exit codes', async () => {
   const cases: Array<[string[], number, RegExp]> = [
     [['pack', '--disk', a.path], 1, /no output given/],
     [['pack', '--disk', a.path, '--from', 'x.xva', '-o', 'x.xva'], 1, /either --disk or --from/],
-    [['pack', '--disk', a.path, '--checksum', 'md5', '-o', path.join(dir, 'x.xva')], 1, /--checksum must be xxh64, sha1/],
-    [['pack', '--disk', a.path, '--memory', 'lots', '-o', path.join(dir, 'x.xva')], 1, /--memory: invalid size/],
+    [['pack', '--disk', a.path, '--checksum', 'md5', '-o', path.join(dir, 'x.xva')], 1, /^xva2img: option '--checksum <kind>' argument 'md5' is invalid\. Allowed choices are xxh64, sha1\.\n$/],
+    [['pack', '--disk', a.path, '--memory', 'lots', '-o', path.join(dir, 'x.xva')], 1, /^xva2img: option '--memory <size>' argument 'lots' is invalid\. Expected a size such as 4G or 512M\.\n$/],
     [['pack', '--from', 'https://example.org/vm.ova', '-o', path.join(dir, 'x.xva')], 1, /OVA/],
     [['pack', '--disk', a.path, '--on-bad-chunk', 'zero', '-o', path.join(dir, 'x.xva')], 1, /--from only/],
-    [['pack', '--disk', path.join(dir, 'missing.raw'), '-o', path.join(dir, 'x.xva')], 2, /cannot open image/],
+    [['pack', '--disk', path.join(dir, 'missing.raw'), '-o', path.join(dir, 'x.xva')], 2, /^xva2img: .*missing\.raw: cannot open disk image: ENOENT: no such file or directory\n$/],
     [['pack', '--from', path.join(dir, 'missing.xva'), '-o', path.join(dir, 'x.xva')], 2, /missing\.xva/],
   ];
   for (const [args, code, msg] of cases) {

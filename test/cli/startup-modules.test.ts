@@ -41,7 +41,7 @@ test('a plain XXH64 XVA -> qcow2 loads no thread, crypto, zlib, TLS, VMDK, progr
   expect(builtins).toContain('fs');
   expect(files.some((f) => f.endsWith(path.join('dist', 'image', 'qcow2-writer.js')))).toBe(true);
   for (const name of ['worker_threads', 'crypto', 'zlib', 'https', 'tls']) expect(builtins).not.toContain(name);
-  for (const tail of [path.join('dist', 'image', 'vmdk-writer.js'), path.join('node_modules', 'cli-progress'), path.join('node_modules', 'hash-wasm')]) {
+  for (const tail of [path.join('dist', 'image', 'vmdk-writer.js'), path.join('dist', 'cli', 'status-area.js'), path.join('node_modules', 'hash-wasm')]) {
     expect(files.filter((f) => f.includes(tail))).toEqual([]);
   }
 });

@@ -125,7 +125,7 @@ describe('Qcow2Reader', () => {
     await r.close();
     writeFileSync(file, Buffer.concat([Buffer.from('KDMV'), Buffer.alloc(508)]));
     await expect(openDiskImage(file)).rejects.toThrow(/VMDK input/);
-    await expect(openDiskImage(path.join(tmp.dir, 'missing.raw'))).rejects.toBeInstanceOf(ImageFormatError);
+    await expect(openDiskImage(path.join(tmp.dir, 'missing.raw'))).rejects.toMatchObject({ code: 'INPUT_UNREADABLE', exitCode: 2 }); // as a missing XVA
   });
 });
 
