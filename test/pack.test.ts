@@ -233,7 +233,7 @@ test('secure boot: on only when asked for, and only with UEFI firmware', async (
   };
   expect((await platformOf('uefi.xva', { firmware: 'uefi' }))['secureboot']).toBe('false');
   expect((await platformOf('sb.xva', { firmware: 'uefi', secureBoot: true }))['secureboot']).toBe('true');
-  await expect(packXva({ disks: [writeRaw('bios.raw', craftDisk(MiB, 9))], vm: { secureBoot: true }, output: path.join(dir, 'bios.xva') })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/--firmware uefi/) });
+  await expect(packXva({ disks: [writeRaw('bios.raw', craftDisk(MiB, 9))], vm: { secureBoot: true }, output: path.join(dir, 'bios.xva') })).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/secure boot needs UEFI firmware/) });
 });
 
 test('many disks keep argument order (refs zero-padded)', async () => {

@@ -108,6 +108,7 @@ export async function runPack(flags: PackFlags): Promise<number> {
   if (flags.onBadChunk !== undefined && flags.from === undefined) throw new UsageError('--on-bad-chunk applies to --from only');
   if (flags.rebuildMetadata && flags.from === undefined) throw new UsageError('--rebuild-metadata applies to --from only');
   if (flags.json && flags.output === '-') throw new UsageError('--json prints on stdout, which -o - already uses');
+  if (flags.secureBoot && flags.firmware !== 'uefi') throw new UsageError('--secure-boot: secure boot needs UEFI firmware (--firmware uefi)');
   const progress = createProgress(flags.output === '-' ? 'pack' : flags.output, !flags.quiet && !flags.json && !!process.stderr.isTTY);
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
