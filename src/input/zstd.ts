@@ -9,7 +9,7 @@
  *              end of input.
  *  - 'zlib':   node:zlib `createZstdDecompress` (Node >= 22.15; feature-detected, absent on 20),
  *              fed one frame at a time and checked at the end by a frame walker (zstd-frames.ts).
- *  - 'fzstd':  pure JS streaming `Decompress` (multiple frames, any window), the last
+ *  - 'fzstd':  pure JS streaming `Decompress` (multiple frames, windows below 2 GiB), the last
  *              resort: several times slower, it slides its window by copying it for every block.
  *  - 'auto':   zlib if present, else binary if `zstd` is on PATH (looked up once), else fzstd.
  */
@@ -268,6 +268,12 @@ export class FzstdDecoder extends SliceDecoder {
 
   protected mapError(err: unknown): InputError {
     if (err instanceof InputError) return err;
-    return zstdError(this.ctx.input, this.#consumed, errorText(err), err);
+    let detail = errorText(err);
+    // fzstd holds a frame's whole window in one typed array: it refuses windows over 2046 MB, and
+    // a 2 GiB one (zstd --long=31) overflows its size arithmetic into a negative array length.
+    if (/window size too large|Invalid typed array length/.test(detail)) {
+      detail += `; fzstd decodes windows below 2 GiB (zstd --long=30), the zstd program up to --long=${ZSTD_WINDOW_LOG_MAX}`;
+    }
+    return zstdError(this.ctx.input, this.#consumed, detail, err);
   }
 }

@@ -97,6 +97,18 @@ describe.each(CODECS)('zstd via $codec', ({ codec, name, available, why }) => {
     await src.close();
   });
 
+  test(label(codec === 'fzstd' ? 'refuses a --long=31 frame (2 GiB window), saying what can decode it' : 'decodes a --long=31 frame (2 GiB window, the largest)'), async () => {
+    const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream([zstLong31]) });
+    if (codec === 'fzstd') {
+      const err = await readError(src);
+      expect(err.code).toBe('BAD_COMPRESSION');
+      expect(err.message).toMatch(/fzstd decodes windows below 2 GiB \(zstd --long=30\), the zstd program up to --long=31$/);
+    } else {
+      expect((await readAll(src)).equals(LONG)).toBe(true);
+    }
+    await src.close();
+  });
+
   test(label('decodes frames that end inside one write (the whole stream in one chunk, or chunks across frame ends)'), async () => {
     const whole = Buffer.concat([zstB, zstA, zstLong, zstB]);
     const expected = Buffer.concat([B, A, LONG, B]);
