@@ -11,7 +11,7 @@
  *              fed one frame at a time and checked at the end by a frame walker (zstd-frames.ts).
  *  - 'fzstd':  pure JS streaming `Decompress` (multiple frames, windows below 2 GiB), the last
  *              resort: several times slower, it slides its window by copying it for every block.
- *  - 'auto':   zlib if present, else binary if `zstd` is on PATH (looked up once), else fzstd.
+ *  - 'auto':   binary if `zstd` is on PATH (looked up once), else zlib if present, else fzstd.
  */
 import type { ChildProcessByStdio } from 'node:child_process';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
@@ -70,8 +70,8 @@ function searchPath(name: string): string | null {
 /** The strategy 'auto' resolves to on this machine. */
 export function resolveZstdCodec(codec: ZstdCodec = 'auto'): Exclude<ZstdCodec, 'auto'> {
   if (codec !== 'auto') return codec;
-  if (loadZstdZlib()) return 'zlib';
   if (findZstdBinary()) return 'binary';
+  if (loadZstdZlib()) return 'zlib';
   return 'fzstd';
 }
 

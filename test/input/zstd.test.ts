@@ -191,14 +191,30 @@ describe.each(CODECS)('zstd via $codec', ({ codec, name, available, why }) => {
 });
 
 describe('zstd codec selection', () => {
-  it("'auto' prefers node:zlib, then the zstd binary, then fzstd", async () => {
-    const expected = HAS_ZLIB_ZSTD ? 'zlib' : HAS_BINARY ? 'binary' : 'fzstd';
+  it("'auto' prefers the zstd binary, then node:zlib, then fzstd", async () => {
+    const expected = HAS_BINARY ? 'binary' : HAS_ZLIB_ZSTD ? 'zlib' : 'fzstd';
     expect(resolveZstdCodec('auto')).toBe(expected);
     expect(resolveZstdCodec()).toBe(expected);
     const src = await openInput('-', { stdin: chunkedStream([zstB]) });
     expect(src.codec).toBe({ zlib: 'node:zlib', binary: 'zstd binary', fzstd: 'fzstd' }[expected]);
     expect((await readAll(src)).equals(B)).toBe(true);
     await src.close();
+  });
+
+  it("'auto' without the zstd program on the PATH: node:zlib where this Node has it, else fzstd", () => {
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      jest.isolateModules(() => {
+        // A fresh module: the PATH lookup is cached per module instance.
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const fresh = require('../../src/input/zstd') as typeof import('../../src/input/zstd');
+        expect(fresh.findZstdBinary()).toBeNull();
+        expect(fresh.resolveZstdCodec('auto')).toBe(HAS_ZLIB_ZSTD ? 'zlib' : 'fzstd');
+      });
+    } finally {
+      process.env.PATH = path;
+    }
   });
 
   (HAS_ZLIB_ZSTD ? it.skip : it)(`asking for 'zlib' where node:zlib lacks zstd is a usage error${HAS_ZLIB_ZSTD ? ' (skipped: this Node has it)' : ''}`, async () => {
