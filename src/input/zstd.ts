@@ -1,14 +1,17 @@
 /**
- * zstd decoding strategies (docs/packages.md §3):
- *  - 'zlib':   node:zlib `createZstdDecompress` (Node >= 22.15; feature-detected, absent on 20).
+ * zstd decoding strategies (why this order and what each one gets wrong on its own:
+ * docs/design/zstd-codecs.md):
  *  - 'binary': the `zstd` program, `zstd -dc --long=31 -q`, raw bytes on its stdin, decoded bytes
- *              from its stdout. `--long=31` admits frames with windows up to 2 GiB (archives made
- *              with `zstd --long=29` fail with plain `zstd -dc`). The decoded stream ends only
- *              after the child has exited 0 with nothing on stderr, so a decoder failure can never
- *              look like a clean (short) end of input.
- *  - 'fzstd':  pure JS streaming `Decompress` (multiple frames, any window), the last resort: it
- *              is several times slower and slides its window by copying it for every block.
- *  - 'auto':   zlib if present, else binary if `zstd` is on PATH (looked up once), else fzstd.
+ *              from its stdout (a file is its stdin, decoded on the decoder thread). `--long=31`
+ *              admits frames with windows up to 2 GiB (archives made with `zstd --long=29` fail
+ *              with plain `zstd -dc`). The decoded stream ends only after the child has exited 0
+ *              with nothing on stderr, so a decoder failure can never look like a clean (short)
+ *              end of input.
+ *  - 'zlib':   node:zlib `createZstdDecompress` (Node >= 22.15; feature-detected, absent on 20),
+ *              fed one frame at a time and checked at the end by a frame walker (zstd-frames.ts).
+ *  - 'fzstd':  pure JS streaming `Decompress` (multiple frames, windows below 2 GiB), the last
+ *              resort: several times slower, it slides its window by copying it for every block.
+ *  - 'auto':   binary if `zstd` is on PATH (looked up once), else zlib if present, else fzstd.
  */
 import type { ChildProcessByStdio } from 'node:child_process';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
@@ -18,6 +21,7 @@ import { InputError, UsageError } from '../errors';
 import type { ZstdCodec } from './types';
 import { type DecodeContext, type Decoder, SliceDecoder, asBuffer, errorText, streamDecoder } from './decoder';
 import { ZLIB_CHUNK_SIZE, loadZlib } from './gzip';
+import { ZstdFrameError, ZstdFrameWalker } from './zstd-frames';
 
 /** Largest window accepted (log2), as `zstd --long=31`. */
 export const ZSTD_WINDOW_LOG_MAX = 31;
@@ -66,8 +70,8 @@ function searchPath(name: string): string | null {
 /** The strategy 'auto' resolves to on this machine. */
 export function resolveZstdCodec(codec: ZstdCodec = 'auto'): Exclude<ZstdCodec, 'auto'> {
   if (codec !== 'auto') return codec;
-  if (loadZstdZlib()) return 'zlib';
   if (findZstdBinary()) return 'binary';
+  if (loadZstdZlib()) return 'zlib';
   return 'fzstd';
 }
 
@@ -95,6 +99,13 @@ export function createZstdDecoder(ctx: DecodeContext, codec: ZstdCodec = 'auto',
   }
 }
 
+/**
+ * node:zlib's zstd decoder, fed whole frames at a time by a frame walker (zstd-frames.ts):
+ * Node's stream ends its output at the first frame end inside a write and drops the rest, and
+ * ends cleanly when the input stops inside a frame (docs/design/zstd-codecs.md). So every write
+ * ends at or before a frame end, and the decoded stream ends only when the input ended after a
+ * whole frame and the decoder consumed all of it.
+ */
 function zlibZstdDecoder(ctx: DecodeContext): Decoder {
   const zlib = loadZstdZlib();
   if (!zlib) {
@@ -104,12 +115,49 @@ function zlibZstdDecoder(ctx: DecodeContext): Decoder {
   const windowLogMax = zlib.constants.ZSTD_d_windowLogMax;
   if (windowLogMax !== undefined) params[windowLogMax] = ZSTD_WINDOW_LOG_MAX;
   const engine = zlib.createZstdDecompress({ chunkSize: ZLIB_CHUNK_SIZE, params });
-  return streamDecoder(ctx, {
+  const frames = new ZstdFrameWalker();
+  let inputEnded = false;
+  const decoder = streamDecoder(ctx, {
     codec: 'node:zlib',
     input: engine,
     output: engine,
     mapError: (err) => zstdError(ctx.input, engine.bytesWritten, errorText(err), err),
+    onOutputEnd: () => {
+      const problem = !inputEnded || engine.bytesWritten !== frames.offset
+        ? `the decoder stopped at compressed byte ${engine.bytesWritten} of ${frames.offset} fed`
+        : !frames.atFrameEnd
+          ? `the input ends inside the frame that starts at compressed byte ${frames.frameStart}`
+          : undefined;
+      if (problem) ctx.fail(zstdError(ctx.input, frames.offset, problem));
+      else ctx.out.push(null);
+    },
   });
+  const write = (chunk: Buffer): boolean => {
+    let ends: number[];
+    try {
+      ends = frames.walk(chunk);
+    } catch (err) {
+      if (!(err instanceof ZstdFrameError)) throw err;
+      ctx.fail(zstdError(ctx.input, err.offset, err.message, err));
+      return false;
+    }
+    let from = 0;
+    for (const end of ends) {
+      decoder.sink.write(chunk.subarray(from, end));
+      from = end;
+    }
+    return decoder.sink.write(from === 0 ? chunk : chunk.subarray(from));
+  };
+  return {
+    ...decoder,
+    sink: {
+      write,
+      end: () => {
+        inputEnded = true;
+        decoder.sink.end();
+      },
+    },
+  };
 }
 
 function binaryZstdDecoder(ctx: DecodeContext, stdinFd?: number): Decoder {
@@ -220,6 +268,12 @@ export class FzstdDecoder extends SliceDecoder {
 
   protected mapError(err: unknown): InputError {
     if (err instanceof InputError) return err;
-    return zstdError(this.ctx.input, this.#consumed, errorText(err), err);
+    let detail = errorText(err);
+    // fzstd holds a frame's whole window in one typed array: it refuses windows over 2046 MB, and
+    // a 2 GiB one (zstd --long=31) overflows its size arithmetic into a negative array length.
+    if (/window size too large|Invalid typed array length/.test(detail)) {
+      detail += `; fzstd decodes windows below 2 GiB (zstd --long=30), the zstd program up to --long=${ZSTD_WINDOW_LOG_MAX}`;
+    }
+    return zstdError(this.ctx.input, this.#consumed, detail, err);
   }
 }

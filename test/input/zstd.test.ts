@@ -3,6 +3,8 @@ import { InputError } from '../../src/errors';
 import { openInput } from '../../src/input/open';
 import type { ZstdCodec } from '../../src/input/types';
 import { findZstdBinary, loadZstdZlib, resolveZstdCodec } from '../../src/input/zstd';
+import { ZstdFrameWalker } from '../../src/input/zstd-frames';
+import { itWithTools } from '../helpers/system-tools';
 import {
   childZstdPids,
   chunkedStream,
@@ -29,6 +31,7 @@ let dir: string;
 let zstA: Buffer;
 let zstB: Buffer;
 let zstLong: Buffer;
+let zstLong31: Buffer;
 
 beforeAll(() => {
   dir = makeTempDir();
@@ -36,7 +39,16 @@ beforeAll(() => {
   zstB = tool('zstd', ['-19', '-q', '-c', '--no-check'], B);
   // From stdin the size is unknown, so the frame header keeps the full 512 MiB window.
   zstLong = tool('zstd', ['--long=29', '-q', '-c'], LONG);
+  zstLong31 = tool('zstd', ['--long=31', '-q', '-c'], LONG);
 });
+
+/** A skippable frame (RFC 8878 §3.1.2): zstd decoders pass over it. */
+function skippableFrame(content: string): Buffer {
+  const header = Buffer.alloc(8);
+  header.writeUInt32LE(0x184d2a53, 0);
+  header.writeUInt32LE(Buffer.byteLength(content), 4);
+  return Buffer.concat([header, Buffer.from(content)]);
+}
 
 afterAll(() => removeDir(dir));
 
@@ -47,9 +59,10 @@ const CODECS: { codec: Exclude<ZstdCodec, 'auto'>; name: string; available: bool
 ];
 
 describe('zstd fixture sanity', () => {
-  it('the --long=29 fixture really needs a window above the default limit', () => {
-    if (!HAS_BINARY) return;
-    expect(() => execFileSync('zstd', ['-dc', '-q'], { input: zstLong, stdio: ['pipe', 'ignore', 'pipe'] })).toThrow();
+  itWithTools('zstd')('the --long fixtures really need a window above the default limit', () => {
+    for (const input of [zstLong, zstLong31]) {
+      expect(() => execFileSync('zstd', ['-dc', '-q'], { input, stdio: ['pipe', 'ignore', 'pipe'] })).toThrow();
+    }
   });
 });
 
@@ -82,6 +95,54 @@ describe.each(CODECS)('zstd via $codec', ({ codec, name, available, why }) => {
     const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream([zstLong]) });
     expect((await readAll(src)).equals(LONG)).toBe(true);
     await src.close();
+  });
+
+  test(label(codec === 'fzstd' ? 'refuses a --long=31 frame (2 GiB window), saying what can decode it' : 'decodes a --long=31 frame (2 GiB window, the largest)'), async () => {
+    const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream([zstLong31]) });
+    if (codec === 'fzstd') {
+      const err = await readError(src);
+      expect(err.code).toBe('BAD_COMPRESSION');
+      expect(err.message).toMatch(/fzstd decodes windows below 2 GiB \(zstd --long=30\), the zstd program up to --long=31$/);
+    } else {
+      expect((await readAll(src)).equals(LONG)).toBe(true);
+    }
+    await src.close();
+  });
+
+  test(label('decodes frames that end inside one write (the whole stream in one chunk, or chunks across frame ends)'), async () => {
+    const whole = Buffer.concat([zstB, zstA, zstLong, zstB]);
+    const expected = Buffer.concat([B, A, LONG, B]);
+    for (const chunks of [[whole], splitAt(whole, [], 100_000)]) {
+      const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream(chunks) });
+      expect((await readAll(src)).equals(expected)).toBe(true);
+      await src.close();
+    }
+  });
+
+  test(label('passes over skippable frames before, between and after frames'), async () => {
+    const whole = Buffer.concat([zstB, skippableFrame('between'), skippableFrame(''), zstA, skippableFrame('after')]);
+    const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream([whole]) });
+    expect((await readAll(src)).equals(Buffer.concat([B, A]))).toBe(true);
+    await src.close();
+  });
+
+  test(label('reports a stream cut anywhere inside a frame, at the compressed byte where it ends'), async () => {
+    const whole = Buffer.concat([zstA, zstB]);
+    const cuts = {
+      'in the first block header': 7,
+      'in a block': 5000,
+      'in the content checksum': zstA.length - 2,
+      "in the second frame's magic": zstA.length + 2,
+      'in the second frame': zstA.length + 9000,
+      'in the last block': whole.length - 10,
+    };
+    for (const [where, cut] of Object.entries(cuts)) {
+      const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream(splitAt(whole.subarray(0, cut), [], 65_536)) });
+      const err = await readError(src);
+      expect({ where, code: err.code }).toEqual({ where, code: 'BAD_COMPRESSION' });
+      expect(err.message).toMatch(new RegExp(`^zstd stream truncated/corrupt at compressed byte ${cut}: \\S`));
+      await src.close();
+    }
   });
 
   test(label('reports a truncated stream as BAD_COMPRESSION on one line'), async () => {
@@ -130,8 +191,8 @@ describe.each(CODECS)('zstd via $codec', ({ codec, name, available, why }) => {
 });
 
 describe('zstd codec selection', () => {
-  it("'auto' prefers node:zlib, then the zstd binary, then fzstd", async () => {
-    const expected = HAS_ZLIB_ZSTD ? 'zlib' : HAS_BINARY ? 'binary' : 'fzstd';
+  it("'auto' prefers the zstd binary, then node:zlib, then fzstd", async () => {
+    const expected = HAS_BINARY ? 'binary' : HAS_ZLIB_ZSTD ? 'zlib' : 'fzstd';
     expect(resolveZstdCodec('auto')).toBe(expected);
     expect(resolveZstdCodec()).toBe(expected);
     const src = await openInput('-', { stdin: chunkedStream([zstB]) });
@@ -140,8 +201,23 @@ describe('zstd codec selection', () => {
     await src.close();
   });
 
-  it("asking for 'zlib' where node:zlib lacks zstd is a usage error", async () => {
-    if (HAS_ZLIB_ZSTD) return;
+  it("'auto' without the zstd program on the PATH: node:zlib where this Node has it, else fzstd", () => {
+    const path = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      jest.isolateModules(() => {
+        // A fresh module: the PATH lookup is cached per module instance.
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const fresh = require('../../src/input/zstd') as typeof import('../../src/input/zstd');
+        expect(fresh.findZstdBinary()).toBeNull();
+        expect(fresh.resolveZstdCodec('auto')).toBe(HAS_ZLIB_ZSTD ? 'zlib' : 'fzstd');
+      });
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
+  (HAS_ZLIB_ZSTD ? it.skip : it)(`asking for 'zlib' where node:zlib lacks zstd is a usage error${HAS_ZLIB_ZSTD ? ' (skipped: this Node has it)' : ''}`, async () => {
     const err = await openInput('-', { zstdCodec: 'zlib', stdin: chunkedStream([zstB]) }).catch((e: unknown) => e);
     expect((err as InputError).code).toBe('USAGE');
     expect((err as InputError).message).toMatch(/Node >= 22\.15/);
@@ -157,6 +233,25 @@ describe('zstd codec selection', () => {
     }
     expect(outputs.length).toBeGreaterThanOrEqual(2);
     for (const out of outputs) expect(out.equals(Buffer.concat([B, LONG]))).toBe(true);
+  });
+});
+
+(HAS_ZLIB_ZSTD ? describe : describe.skip)(`node:zlib zstd end of stream${HAS_ZLIB_ZSTD ? '' : ` (skipped: no zstd in node:zlib of Node ${process.version})`}`, () => {
+  afterEach(() => jest.restoreAllMocks());
+
+  it('a decoder that stops at a frame end with input left fails the stream instead of ending it short', async () => {
+    // Without the walker's frame ends every write holds several frames, and node:zlib ends its
+    // output after the first: that must be an error, never a clean short stream.
+    const walk = ZstdFrameWalker.prototype.walk;
+    jest.spyOn(ZstdFrameWalker.prototype, 'walk').mockImplementation(function (this: ZstdFrameWalker, chunk: Uint8Array) {
+      walk.call(this, chunk);
+      return [];
+    });
+    const src = await openInput('-', { zstdCodec: 'zlib', stdin: chunkedStream([Buffer.concat([zstB, zstA])]) });
+    const err = await readError(src);
+    expect(err.code).toBe('BAD_COMPRESSION');
+    expect(err.message).toMatch(/^zstd stream truncated\/corrupt at compressed byte \d+: the decoder stopped at compressed byte \d+ of \d+/);
+    await src.close();
   });
 });
 
