@@ -1,0 +1,319 @@
+/**
+ * Random access to the disks of a plain XVA file, without converting it: `xva2img map` and
+ * `xva2img serve` (docs/design/nbd-server.md).
+ *
+ * `openRandomAccessXva` refuses what cannot be read out of order (stdin, URLs, gzip or zstd
+ * files) with a line that says how to get a plain file, then indexes the archive
+ * (chunk-index.ts). A `DiskRandomReader` serves any byte range of one disk by positional reads:
+ * zeros where no chunk is stored, each chunk's bytes where the converter would write them.
+ *
+ * Verification: every chunk's checksum is checked the first time any byte of it is read (the
+ * whole entry and its checksum text come in with one read), and the outcome is remembered in
+ * one byte per chunk. Reads that arrive while a chunk is being checked wait for that check,
+ * they do not start another. A mismatch is handled as the converter's `--on-bad-chunk` says:
+ * `fail` (default) makes every read touching the chunk fail, `warn` serves the bytes as they
+ * are, `zero` serves zeros; each is reported once. The file is assumed not to change while it
+ * is served (the index holds offsets into it).
+ */
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
+import { ChecksumError, UsageError, XvaError, XvaFormatError } from '../errors';
+import { isAllZero } from '../image/zero';
+import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
+import { isUrl } from '../input/http';
+import { openFd, openInput, unreadable } from '../input/open';
+import { pread } from '../input/pread';
+import { detectCompression, emptyInput, SNIFF_BYTES } from '../input/sniff';
+import { decodeTarHeader, TAR_BLOCK } from '../tar/header';
+import { checksumsEqual, createChunkHasher, type ChecksumKind, type ChunkHasher } from './checksum';
+import { indexXva, type DiskChunkIndex, type XvaIndex } from './chunk-index';
+import type { BadChunkPolicy } from './reader';
+
+const fsClose = promisify(fs.close);
+
+/** A checksum entry further than this past its data is read with a read of its own. */
+const MAX_JOINED_GAP = 64 * 1024;
+/** Read buffers come in multiples of this (pools are per size). */
+const BUFFER_GRANULE = 64 * 1024;
+
+const UNVERIFIED = 0;
+const GOOD = 1;
+const BAD = 2;
+const ZEROED = 3;
+
+export interface RandomAccessXva {
+  /** The input as the user named it. */
+  name: string;
+  index: XvaIndex;
+  /** A reader for a disk of `index.disks`. */
+  reader(disk: DiskChunkIndex, options?: DiskReaderOptions): DiskRandomReader;
+  close(): Promise<void>;
+}
+
+export interface DiskReaderOptions {
+  /** What a checksum mismatch does (default 'fail'). */
+  onBadChunk?: BadChunkPolicy;
+  /** Told once per bad chunk, with a line naming it. */
+  onReport?(message: string): void;
+}
+
+/** The refusal for input that cannot be read out of order; `purpose` starts the sentence. */
+function notRandomAccess(input: string, purpose: string, why: string, how: string): UsageError {
+  return new UsageError(`${input}: ${purpose} needs random access into an uncompressed XVA file, and ${why}: ${how}`);
+}
+
+/**
+ * Opens a plain XVA file for random access and indexes it. `purpose` names the verb in
+ * refusals ("xva2img serve").
+ */
+export async function openRandomAccessXva(input: string, options: { purpose: string; signal?: AbortSignal; onWarning?(message: string): void }): Promise<RandomAccessXva> {
+  const { purpose } = options;
+  if (input === '-') throw notRandomAccess('-', purpose, 'standard input can only be read in order', 'save it to a file first (decompressed: gunzip -c or zstd -dc)');
+  if (isUrl(input)) throw notRandomAccess(input, purpose, 'a URL is read as a stream', 'download it first (decompressed, if it is .gz or .zst)');
+  const { fd, stat } = await openFd(input);
+  try {
+    if (!stat.isFile()) throw notRandomAccess(input, purpose, 'this is not a regular file', 'copy it to a file first');
+    const head = Buffer.alloc(SNIFF_BYTES);
+    const got = await pread(fd, head, 0, SNIFF_BYTES, 0).catch((err: unknown) => {
+      throw unreadable(input, 'read error at byte 0', err);
+    });
+    if (got === 0) throw emptyInput(input);
+    const compression = detectCompression(head.subarray(0, got));
+    if (compression === 'gzip') throw notRandomAccess(input, purpose, 'it is gzip-compressed', `decompress it first: gunzip -k ${input} (or gzip -dc ${input} > vm.xva)`);
+    if (compression === 'zstd') throw notRandomAccess(input, purpose, 'it is zstd-compressed', `decompress it first: zstd -d ${input} (or zstd -dc ${input} > vm.xva)`);
+    const source = await openInput(input);
+    let index: XvaIndex;
+    try {
+      index = await indexXva(source, options);
+    } finally {
+      await source.close();
+    }
+    let closed: Promise<void> | undefined;
+    return {
+      name: input,
+      index,
+      reader: (disk, o = {}) => new DiskRandomReader(fd, input, disk, o),
+      close: () => (closed ??= fsClose(fd).catch(() => {})),
+    };
+  } catch (err) {
+    await fsClose(fd).catch(() => {});
+    if (err instanceof XvaError) err.at({ input });
+    throw err;
+  }
+}
+
+const pools = new Map<number, ChunkBufferPool>();
+
+/** A pooled, page-aligned buffer of at least `size` bytes. */
+function takeBuffer(size: number): PooledBuffer {
+  const granted = Math.max(BUFFER_GRANULE, Math.ceil(size / BUFFER_GRANULE) * BUFFER_GRANULE);
+  let pool = pools.get(granted);
+  if (!pool) pools.set(granted, (pool = new ChunkBufferPool(granted)));
+  return pool.take();
+}
+
+/** One piece of a read: `length` bytes from `offset` of the disk, zeros or data. */
+export interface ReadRun {
+  offset: number;
+  length: number;
+  zero: boolean;
+}
+
+export interface RandomRead {
+  /** The range, in order, as runs of data and of zeros (holes, zeroed bad chunks). */
+  runs: ReadRun[];
+  /**
+   * The range's bytes where runs are data, at their offset from the start of the range (the
+   * bytes of zero runs are unspecified); undefined when every run is zeros.
+   */
+  data: Buffer | undefined;
+  /** Gives `data`'s buffer back for reuse; call once, when it has been sent. */
+  release(): void;
+}
+
+const NOTHING_TO_RELEASE = (): void => {};
+
+export class DiskRandomReader {
+  /** Per chunk: UNVERIFIED, GOOD, BAD or ZEROED (one byte each). */
+  private readonly state: Uint8Array;
+  /** Checks in progress, by chunk: later readers of the chunk wait for them. */
+  private readonly checking = new Map<number, Promise<void>>();
+  private readonly hashers = new Map<ChecksumKind, Promise<ChunkHasher>>();
+  private readonly policy: BadChunkPolicy;
+  /** The reason reads of a BAD chunk fail, by chunk. */
+  private readonly failures = new Map<number, string>();
+
+  constructor(
+    private readonly fd: number,
+    private readonly input: string,
+    readonly index: DiskChunkIndex,
+    private readonly options: DiskReaderOptions,
+  ) {
+    this.state = new Uint8Array(index.count);
+    this.policy = options.onBadChunk ?? 'fail';
+  }
+
+  get size(): number {
+    return this.index.size;
+  }
+
+  /** Reads [offset, offset + length) of the disk (clipped to it). */
+  async read(offset: number, length: number): Promise<RandomRead> {
+    const runs: Array<ReadRun & { chunk: number }> = [];
+    this.index.forEachRun(offset, length, (start, len, chunk) => {
+      runs.push({ offset: start, length: len, zero: chunk < 0, chunk });
+    });
+    let pooled: PooledBuffer | undefined;
+    const target = (): Buffer => (pooled ??= takeBuffer(length)).buf;
+    try {
+      await Promise.all(
+        runs.map(async (run) => {
+          if (run.chunk < 0) return;
+          const i = run.chunk;
+          const within = run.offset - this.index.start(i);
+          // The reader that starts a chunk's check copies its bytes from the check's buffer.
+          const copied =
+            this.state[i] === UNVERIFIED &&
+            (await this.check(i, (entry) => {
+              entry.copy(target(), run.offset - offset, within, within + run.length);
+            }));
+          const state = this.state[i];
+          if (state === BAD) throw new ChecksumError(this.failures.get(i) ?? 'bad chunk', { input: this.input, disk: this.index.disk.ref });
+          if (state === ZEROED) {
+            run.zero = true;
+            return;
+          }
+          if (!copied) await this.readFully(target(), run.offset - offset, run.length, this.index.stored(i).dataOffset + within);
+        }),
+      );
+    } catch (err) {
+      pooled?.release();
+      throw err;
+    }
+    const out: ReadRun[] = runs.map(({ offset: o, length: l, zero }) => ({ offset: o, length: l, zero }));
+    if (runs.every((r) => r.zero)) {
+      pooled?.release();
+      return { runs: out, data: undefined, release: NOTHING_TO_RELEASE };
+    }
+    const p = pooled!;
+    return { runs: out, data: p.buf.subarray(0, Math.min(length, this.index.size - offset)), release: () => p.release() };
+  }
+
+  /** Checks every chunk of [offset, offset + length) that was not checked yet (NBD_CMD_CACHE). */
+  async verifyRange(offset: number, length: number): Promise<void> {
+    const first = this.index.firstEndingAfter(offset);
+    for (let i = first; i < this.index.count && this.index.start(i) < offset + length; i++) {
+      if (this.state[i] === UNVERIFIED) await this.check(i);
+      if (this.state[i] === BAD) throw new ChecksumError(this.failures.get(i) ?? 'bad chunk', { input: this.input, disk: this.index.disk.ref });
+    }
+  }
+
+  /**
+   * Checks chunk `i` (or waits for the check in progress). `take` sees the entry's bytes when
+   * they may be served; the result says whether it did.
+   */
+  private async check(i: number, take?: (entry: Buffer) => void): Promise<boolean> {
+    const pending = this.checking.get(i);
+    if (pending) {
+      await pending;
+      return false;
+    }
+    let took = false;
+    const p = this.runCheck(i, (entry) => {
+      take?.(entry);
+      took = take !== undefined;
+    });
+    this.checking.set(i, p);
+    try {
+      await p;
+    } finally {
+      this.checking.delete(i);
+    }
+    return took;
+  }
+
+  private hasher(kind: ChecksumKind): Promise<ChunkHasher> {
+    let h = this.hashers.get(kind);
+    if (!h) this.hashers.set(kind, (h = createChunkHasher(kind)));
+    return h;
+  }
+
+  private async runCheck(i: number, take: (entry: Buffer) => void): Promise<void> {
+    const stored = this.index.stored(i);
+    const sum = stored.checksum;
+    const joined = sum.dataOffset - (stored.dataOffset + stored.size) <= MAX_JOINED_GAP;
+    const span = joined ? sum.dataOffset + sum.size - stored.dataOffset : stored.size;
+    const hasher = await this.hasher(sum.kind);
+    const pooled = takeBuffer(span);
+    try {
+      await this.readFully(pooled.buf, 0, span, stored.dataOffset);
+      let expected: string;
+      if (joined) {
+        expected = pooled.buf.toString('latin1', span - sum.size, span);
+      } else {
+        const text = Buffer.alloc(sum.size);
+        await this.readFully(text, 0, sum.size, sum.dataOffset);
+        expected = text.toString('latin1');
+      }
+      const entry = pooled.buf.subarray(0, stored.size);
+      hasher.update(entry);
+      const actual = hasher.digestHex();
+      const disk = this.index.disk;
+      const range = `disk ${disk.userdevice} bytes ${this.index.start(i)}-${this.index.end(i) - 1}`;
+      // Bytes past the disk's end must be zero padding, as the converter requires.
+      const keep = disk.virtualSize - this.index.start(i);
+      if (keep < entry.length && !isAllZero(entry.subarray(keep))) {
+        const what = `${await this.entryName(i)}: ${entry.length - keep} bytes of data past the end of disk ${disk.ref} (virtual_size ${disk.virtualSize})`;
+        return this.fail(i, `${what}; reads of ${range} fail`, what);
+      }
+      if (!checksumsEqual(expected, actual)) {
+        const label = sum.kind === 'xxh64' ? 'XXH64' : 'SHA-1';
+        const what = `${await this.entryName(i)}: ${label} mismatch (expected ${expected.trim().slice(0, 64)}, got ${actual})`;
+        if (this.policy === 'fail') return this.fail(i, `${what}; reads of ${range} fail`, what);
+        this.options.onReport?.(`${this.input}: ${what}; ${range} ${this.policy === 'zero' ? 'read as zeros' : 'served as stored'} (--on-bad-chunk ${this.policy})`);
+        if (this.policy === 'zero') {
+          this.state[i] = ZEROED;
+          return;
+        }
+      }
+      this.state[i] = GOOD;
+      take(entry);
+    } finally {
+      pooled.release();
+    }
+  }
+
+  private fail(i: number, report: string, reason: string): void {
+    this.state[i] = BAD;
+    this.failures.set(i, reason);
+    this.options.onReport?.(`${this.input}: ${report}`);
+  }
+
+  /** The chunk's tar entry name, from its header (read again: names are not kept in the index). */
+  private async entryName(i: number): Promise<string> {
+    const fallback = `${this.index.disk.ref} chunk at byte ${this.index.stored(i).dataOffset}`;
+    try {
+      const block = Buffer.alloc(TAR_BLOCK);
+      await this.readFully(block, 0, TAR_BLOCK, this.index.stored(i).dataOffset - TAR_BLOCK);
+      return decodeTarHeader(block)?.name.replace(/^(\.\/)+/, '') || fallback;
+    } catch {
+      return fallback;
+    }
+  }
+
+  private async readFully(buf: Buffer, at: number, length: number, position: number): Promise<void> {
+    let done = 0;
+    while (done < length) {
+      let n: number;
+      try {
+        n = await pread(this.fd, buf, at + done, length - done, position + done);
+      } catch (err) {
+        throw unreadable(this.input, `read error at byte ${position + done}`, err);
+      }
+      if (n === 0) {
+        throw new XvaFormatError('TAR_TRUNCATED', `file ends before byte ${position + length} (shortened since it was indexed?)`, { input: this.input, offset: position + done });
+      }
+      done += n;
+    }
+  }
+}
