@@ -28,9 +28,10 @@ export class RawClient {
     );
   }
 
-  static connect(socketPath: string): Promise<RawClient> {
+  /** A Unix socket path, or a TCP port and host. */
+  static connect(where: string | { port: number; host: string }): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const s = net.connect(socketPath, () => resolve(new RawClient(s)));
+      const s = typeof where === 'string' ? net.connect(where, () => resolve(new RawClient(s))) : net.connect(where.port, where.host, () => resolve(new RawClient(s)));
       s.once('error', reject);
     });
   }
