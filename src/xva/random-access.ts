@@ -133,15 +133,22 @@ export interface RandomRead {
 
 const NOTHING_TO_RELEASE = (): void => {};
 
+/** A chunk's check in progress, and the readers to hand its bytes to. */
+interface PendingCheck {
+  takers: Array<(entry: Buffer) => void>;
+  done: Promise<void>;
+}
+
 export class DiskRandomReader {
   /** Per chunk: UNVERIFIED, GOOD, BAD or ZEROED (one byte each). */
   private readonly state: Uint8Array;
-  /** Checks in progress, by chunk: later readers of the chunk wait for them. */
-  private readonly checking = new Map<number, Promise<void>>();
+  /** Checks in progress, by chunk: later readers of the chunk join them. */
+  private readonly checking = new Map<number, PendingCheck>();
   private readonly hashers = new Map<ChecksumKind, Promise<ChunkHasher>>();
   private readonly policy: BadChunkPolicy;
   /** The reason reads of a BAD chunk fail, by chunk. */
   private readonly failures = new Map<number, string>();
+  private preads = 0;
 
   constructor(
     private readonly fd: number,
@@ -155,6 +162,11 @@ export class DiskRandomReader {
 
   get size(): number {
     return this.index.size;
+  }
+
+  /** Positional reads issued so far (for tests and benchmarks). */
+  get readCount(): number {
+    return this.preads;
   }
 
   /** Reads [offset, offset + length) of the disk (clipped to it). */
@@ -171,7 +183,7 @@ export class DiskRandomReader {
           if (run.chunk < 0) return;
           const i = run.chunk;
           const within = run.offset - this.index.start(i);
-          // The reader that starts a chunk's check copies its bytes from the check's buffer.
+          // Readers that start or join a chunk's check copy their bytes from the check's buffer.
           const copied =
             this.state[i] === UNVERIFIED &&
             (await this.check(i, (entry) => {
@@ -209,23 +221,32 @@ export class DiskRandomReader {
   }
 
   /**
-   * Checks chunk `i` (or waits for the check in progress). `take` sees the entry's bytes when
-   * they may be served; the result says whether it did.
+   * Checks chunk `i`, or joins the check in progress. `take` is given the entry's bytes, before
+   * the check's buffer is reused, when they may be served: every reader of the chunk that
+   * arrives during its check is served from the one read the check made. Resolves with whether
+   * `take` was called.
    */
   private async check(i: number, take?: (entry: Buffer) => void): Promise<boolean> {
+    let took = false;
+    const taker =
+      take &&
+      ((entry: Buffer): void => {
+        take(entry);
+        took = true;
+      });
     const pending = this.checking.get(i);
     if (pending) {
-      await pending;
-      return false;
+      if (taker) pending.takers.push(taker);
+      await pending.done;
+      return took;
     }
-    let took = false;
-    const p = this.runCheck(i, (entry) => {
-      take?.(entry);
-      took = take !== undefined;
+    const check: PendingCheck = { takers: taker ? [taker] : [], done: Promise.resolve() };
+    check.done = this.runCheck(i, (entry) => {
+      for (const t of check.takers) t(entry);
     });
-    this.checking.set(i, p);
+    this.checking.set(i, check);
     try {
-      await p;
+      await check.done;
     } finally {
       this.checking.delete(i);
     }
@@ -305,6 +326,7 @@ export class DiskRandomReader {
     let done = 0;
     while (done < length) {
       let n: number;
+      this.preads++;
       try {
         n = await pread(this.fd, buf, at + done, length - done, position + done);
       } catch (err) {

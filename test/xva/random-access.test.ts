@@ -160,7 +160,19 @@ describe('verification on first read', () => {
     await xva.close();
   });
 
-  test('concurrent first reads of a chunk share one check', async () => {
+  test('readers arriving during a chunk\'s check are served from its one read', async () => {
+    const xva = await open(good.path);
+    const r = xva.reader(xva.index.disks[0]!);
+    const reads = await Promise.all(Array.from({ length: 8 }, (_, k) => r.read(MiB + k * 65536, 65536)));
+    expect(r.readCount).toBe(1); // the check's read of the entry and its checksum
+    reads.forEach((got, k) => expect(got.data!.equals(good.disks[0]!.expected.subarray(MiB + k * 65536, MiB + (k + 1) * 65536))).toBe(true));
+    reads.forEach((got) => got.release());
+    (await r.read(MiB, 4096)).release(); // verified: just the bytes asked for
+    expect(r.readCount).toBe(2);
+    await xva.close();
+  });
+
+  test('concurrent first reads of a bad chunk share one check', async () => {
     const reports: string[] = [];
     const xva = await open(bad);
     const r = xva.reader(xva.index.disks[0]!, { onReport: (m) => reports.push(m) });
