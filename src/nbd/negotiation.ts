@@ -2,7 +2,7 @@
  * The handshake of a read-only NBD server as a pure state machine: options in, option replies
  * and the next step out. No I/O, so every path (and the fuzzer) runs it without a socket.
  *
- * Fixed newstyle negotiation (docs/design/nbd-server.md, "Handshake"):
+ * Fixed newstyle negotiation (docs/design/nbd-server.md, "The NBD server"):
  *   greeting (NBDMAGIC, IHAVEOPT, FIXED_NEWSTYLE | NO_ZEROES) -> client flags -> options until
  *   NBD_OPT_GO / NBD_OPT_EXPORT_NAME enters transmission, NBD_OPT_ABORT ends the session.
  * State carried between options: whether structured replies were negotiated, and which export

@@ -3,7 +3,7 @@
  * refused. Pure, like the handshake (negotiation.ts), so the connection only does the I/O and
  * the fuzzer can throw any 28 bytes at it.
  *
- * Refusals (docs/design/nbd-server.md, "Requests"): writes, trims, write-zeroes and resizes get
+ * Refusals (docs/design/nbd-server.md, "The NBD server"): writes, trims, write-zeroes and resizes get
  * EPERM (read-only export; a write's payload is read and dropped first, so the stream stays in
  * step), anything beyond the export's end, a read longer than the advertised maximum payload,
  * block status without a negotiated context, unknown flags and unknown commands get EINVAL.
