@@ -133,9 +133,12 @@ export interface RandomRead {
 
 const NOTHING_TO_RELEASE = (): void => {};
 
+/** Given a checked entry's bytes and their buffer (hold its lease to keep a view of it). */
+type Taker = (entry: Buffer, pooled: PooledBuffer) => void;
+
 /** A chunk's check in progress, and the readers to hand its bytes to. */
 interface PendingCheck {
-  takers: Array<(entry: Buffer) => void>;
+  takers: Taker[];
   done: Promise<void>;
 }
 
@@ -175,6 +178,12 @@ export class DiskRandomReader {
     this.index.forEachRun(offset, length, (start, len, chunk) => {
       runs.push({ offset: start, length: len, zero: chunk < 0, chunk });
     });
+    if (runs.length === 1) {
+      // The common case: a read inside one chunk (or one hole).
+      const run = runs[0]!;
+      const only = [{ offset: run.offset, length: run.length, zero: run.zero }];
+      return run.zero ? { runs: only, data: undefined, release: NOTHING_TO_RELEASE } : this.readInChunk(run.chunk, offset, run.length, only);
+    }
     let pooled: PooledBuffer | undefined;
     const target = (): Buffer => (pooled ??= takeBuffer(length)).buf;
     try {
@@ -189,13 +198,8 @@ export class DiskRandomReader {
             (await this.check(i, (entry) => {
               entry.copy(target(), run.offset - offset, within, within + run.length);
             }));
-          const state = this.state[i];
-          if (state === BAD) throw new ChecksumError(this.failures.get(i) ?? 'bad chunk', { input: this.input, disk: this.index.disk.ref });
-          if (state === ZEROED) {
-            run.zero = true;
-            return;
-          }
-          if (!copied) await this.readFully(target(), run.offset - offset, run.length, this.index.stored(i).dataOffset + within);
+          if (this.servable(i) === 'zero') run.zero = true;
+          else if (!copied) await this.readFully(target(), run.offset - offset, run.length, this.index.stored(i).dataOffset + within);
         }),
       );
     } catch (err) {
@@ -211,12 +215,46 @@ export class DiskRandomReader {
     return { runs: out, data: p.buf.subarray(0, Math.min(length, this.index.size - offset)), release: () => p.release() };
   }
 
+  /**
+   * A read inside chunk `i`. A reader that starts or joins the chunk's check is given a view of
+   * the check's buffer (held until its release), not a copy.
+   */
+  private async readInChunk(i: number, offset: number, length: number, runs: ReadRun[]): Promise<RandomRead> {
+    const within = offset - this.index.start(i);
+    if (this.state[i] === UNVERIFIED) {
+      let lent: RandomRead | undefined;
+      await this.check(i, (entry, pooled) => {
+        lent = { runs, data: entry.subarray(within, within + length), release: pooled.lease.hold() };
+      });
+      if (lent) return lent;
+    }
+    if (this.servable(i) === 'zero') {
+      runs[0]!.zero = true;
+      return { runs, data: undefined, release: NOTHING_TO_RELEASE };
+    }
+    const pooled = takeBuffer(length);
+    try {
+      await this.readFully(pooled.buf, 0, length, this.index.stored(i).dataOffset + within);
+    } catch (err) {
+      pooled.release();
+      throw err;
+    }
+    return { runs, data: pooled.buf.subarray(0, length), release: () => pooled.release() };
+  }
+
+  /** After its check: whether chunk `i` is served as stored or as zeros; a failed chunk throws. */
+  private servable(i: number): 'data' | 'zero' {
+    const state = this.state[i];
+    if (state === BAD) throw new ChecksumError(this.failures.get(i) ?? 'bad chunk', { input: this.input, disk: this.index.disk.ref });
+    return state === ZEROED ? 'zero' : 'data';
+  }
+
   /** Checks every chunk of [offset, offset + length) that was not checked yet (NBD_CMD_CACHE). */
   async verifyRange(offset: number, length: number): Promise<void> {
     const first = this.index.firstEndingAfter(offset);
     for (let i = first; i < this.index.count && this.index.start(i) < offset + length; i++) {
       if (this.state[i] === UNVERIFIED) await this.check(i);
-      if (this.state[i] === BAD) throw new ChecksumError(this.failures.get(i) ?? 'bad chunk', { input: this.input, disk: this.index.disk.ref });
+      this.servable(i);
     }
   }
 
@@ -226,12 +264,12 @@ export class DiskRandomReader {
    * arrives during its check is served from the one read the check made. Resolves with whether
    * `take` was called.
    */
-  private async check(i: number, take?: (entry: Buffer) => void): Promise<boolean> {
+  private async check(i: number, take?: Taker): Promise<boolean> {
     let took = false;
     const taker =
       take &&
-      ((entry: Buffer): void => {
-        take(entry);
+      ((entry: Buffer, pooled: PooledBuffer): void => {
+        take(entry, pooled);
         took = true;
       });
     const pending = this.checking.get(i);
@@ -241,8 +279,8 @@ export class DiskRandomReader {
       return took;
     }
     const check: PendingCheck = { takers: taker ? [taker] : [], done: Promise.resolve() };
-    check.done = this.runCheck(i, (entry) => {
-      for (const t of check.takers) t(entry);
+    check.done = this.runCheck(i, (entry, pooled) => {
+      for (const t of check.takers) t(entry, pooled);
     });
     this.checking.set(i, check);
     try {
@@ -259,7 +297,7 @@ export class DiskRandomReader {
     return h;
   }
 
-  private async runCheck(i: number, take: (entry: Buffer) => void): Promise<void> {
+  private async runCheck(i: number, take: Taker): Promise<void> {
     const stored = this.index.stored(i);
     const sum = stored.checksum;
     const joined = sum.dataOffset - (stored.dataOffset + stored.size) <= MAX_JOINED_GAP;
@@ -298,7 +336,7 @@ export class DiskRandomReader {
         }
       }
       this.state[i] = GOOD;
-      take(entry);
+      take(entry, pooled);
     } finally {
       pooled.release();
     }
