@@ -243,13 +243,18 @@ export function encodeInfoExport(size: number, transmissionFlags: number): Buffe
   return b;
 }
 
+/** A `head`-byte header written by `writeHead`, then `text` in UTF-8 (capped). */
+function headedString(head: number, text: string, writeHead: (b: Buffer) => void): Buffer {
+  const s = utf8Capped(text);
+  const b = Buffer.alloc(head + s.length);
+  writeHead(b);
+  s.copy(b, head);
+  return b;
+}
+
 /** NBD_REP_INFO payload of NBD_INFO_NAME or NBD_INFO_DESCRIPTION. */
 export function encodeInfoString(type: typeof INFO.NAME | typeof INFO.DESCRIPTION, text: string): Buffer {
-  const s = utf8Capped(text);
-  const b = Buffer.alloc(2 + s.length);
-  b.writeUInt16BE(type, 0);
-  s.copy(b, 2);
-  return b;
+  return headedString(2, text, (b) => b.writeUInt16BE(type, 0));
 }
 
 /** NBD_REP_INFO payload of NBD_INFO_BLOCK_SIZE. */
@@ -264,11 +269,7 @@ export function encodeInfoBlockSize(minimum: number, preferred: number, maximum:
 
 /** NBD_REP_META_CONTEXT payload: 32-bit context id, name. */
 export function encodeMetaContextPayload(id: number, name: string): Buffer {
-  const s = utf8Capped(name);
-  const b = Buffer.alloc(4 + s.length);
-  b.writeUInt32BE(id, 0);
-  s.copy(b, 4);
-  return b;
+  return headedString(4, name, (b) => b.writeUInt32BE(id, 0));
 }
 
 /** S: the reply to NBD_OPT_EXPORT_NAME (no option reply header): size, flags, maybe 124 zeros. */
@@ -286,19 +287,28 @@ export interface InfoRequest {
   requests: number[];
 }
 
+/**
+ * A protocol string at `at`: 32-bit length, then that many bytes, at most MAX_STRING_BYTES and
+ * leaving at least `after` bytes of `data`; undefined when it does not fit.
+ */
+function readString(data: Buffer, at: number, after: number): { value: string; end: number } | undefined {
+  if (data.length - at < 4 + after) return undefined;
+  const length = data.readUInt32BE(at);
+  const end = at + 4 + length;
+  if (length > MAX_STRING_BYTES || end + after > data.length) return undefined;
+  return { value: data.toString('utf8', at + 4, end), end };
+}
+
 /** 32-bit name length, name, 16-bit count, count × 16-bit info types; exact length required. */
 export function decodeInfoRequest(data: Buffer): InfoRequest | undefined {
-  if (data.length < 6) return undefined;
-  const nameLength = data.readUInt32BE(0);
-  if (nameLength > MAX_STRING_BYTES || nameLength > data.length - 6) return undefined;
-  const name = data.toString('utf8', 4, 4 + nameLength);
-  let at = 4 + nameLength;
-  const count = data.readUInt16BE(at);
-  at += 2;
+  const name = readString(data, 0, 2);
+  if (!name) return undefined;
+  const count = data.readUInt16BE(name.end);
+  const at = name.end + 2;
   if (data.length !== at + 2 * count) return undefined;
   const requests: number[] = [];
   for (let i = 0; i < count; i++) requests.push(data.readUInt16BE(at + 2 * i));
-  return { name, requests };
+  return { name: name.value, requests };
 }
 
 /** Data of NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT. */
@@ -312,24 +322,19 @@ export const MAX_META_QUERIES = 256;
 
 /** 32-bit export name length, name, 32-bit query count, each query as 32-bit length + string. */
 export function decodeMetaContextRequest(data: Buffer): MetaContextRequest | undefined {
-  if (data.length < 8) return undefined;
-  const nameLength = data.readUInt32BE(0);
-  if (nameLength > MAX_STRING_BYTES || nameLength > data.length - 8) return undefined;
-  const name = data.toString('utf8', 4, 4 + nameLength);
-  let at = 4 + nameLength;
-  const count = data.readUInt32BE(at);
-  at += 4;
+  const name = readString(data, 0, 4);
+  if (!name) return undefined;
+  const count = data.readUInt32BE(name.end);
   if (count > MAX_META_QUERIES) return undefined;
+  let at = name.end + 4;
   const queries: string[] = [];
   for (let i = 0; i < count; i++) {
-    if (data.length - at < 4) return undefined;
-    const len = data.readUInt32BE(at);
-    at += 4;
-    if (len > MAX_STRING_BYTES || len > data.length - at) return undefined;
-    queries.push(data.toString('utf8', at, at + len));
-    at += len;
+    const q = readString(data, at, 0);
+    if (!q) return undefined;
+    queries.push(q.value);
+    at = q.end;
   }
-  return at === data.length ? { name, queries } : undefined;
+  return at === data.length ? { name: name.value, queries } : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
