@@ -85,6 +85,12 @@ async function waitForSocket(sock, child, what) {
   throw new Error(`${what} did not listen on ${sock}`);
 }
 
+/** The peak resident set of a running process (VmHWM), in MB. */
+function peakRssMB(pid) {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
 function stop(child) {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -104,7 +110,7 @@ async function startServer(kind, corpus, dir, env) {
   }
   const child = spawn(process.execPath, [BIN, 'serve', corpus.xva, '--socket', sock, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const line = await waitForLine(child, 'xva2img serve');
-  return { uri: JSON.parse(line).exports[0].uri, stop: () => stop(child) };
+  return { uri: JSON.parse(line).exports[0].uri, stop: () => stop(child), peakRssMB: () => peakRssMB(child.pid) };
 }
 
 /** A command's wall-clock seconds; throws when it fails. */
@@ -164,32 +170,36 @@ function randomScripts(corpus) {
   return scripts;
 }
 
-/** One timed run of a case with a server started for it. */
+/** One timed run of a case with a server started for it: seconds, and the server's peak RSS (xva2img). */
 async function runOnce(kase, corpus, dir, scripts, env) {
   const kind = kase.server === 'qemu' ? 'qemu' : 'xva';
   const server = await startServer(kind, corpus, dir, env);
   try {
-    if (kase.server === 'xva-warm') await timed(['nbdcopy', server.uri, 'null:'], { env }); // verifies every chunk, untimed
-    switch (kase.client) {
-      case 'seq':
-        return await timed(['nbdcopy', server.uri, 'null:'], { env });
-      case 'convert': {
-        const out = path.join(dir, 'out.qcow2');
-        fs.rmSync(out, { force: true });
-        try {
-          return await timed(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', server.uri, out], { env });
-        } finally {
-          fs.rmSync(out, { force: true });
-          spawnSync('sync');
-        }
-      }
-      default: {
-        const qd = kase.client === 'rand1' ? 1 : 16;
-        return await timed(['qemu-io', '-r', '-f', 'raw', server.uri], { input: scripts[qd], env });
-      }
-    }
+    const seconds = await runClient(kase, server, dir, scripts, env);
+    return { seconds, rssMB: server.peakRssMB?.() };
   } finally {
     await server.stop();
+  }
+}
+
+/** The timed client command of a case against `server`. */
+async function runClient(kase, server, dir, scripts, env) {
+  if (kase.server === 'xva-warm') await timed(['nbdcopy', server.uri, 'null:'], { env }); // verifies every chunk, untimed
+  switch (kase.client) {
+    case 'seq':
+      return timed(['nbdcopy', server.uri, 'null:'], { env });
+    case 'convert': {
+      const out = path.join(dir, 'out.qcow2');
+      fs.rmSync(out, { force: true });
+      try {
+        return await timed(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', server.uri, out], { env });
+      } finally {
+        fs.rmSync(out, { force: true });
+        spawnSync('sync');
+      }
+    }
+    default:
+      return timed(['qemu-io', '-r', '-f', 'raw', server.uri], { input: scripts[kase.client === 'rand1' ? 1 : 16], env });
   }
 }
 
@@ -226,18 +236,28 @@ async function runNbd(corpus, { runs, only, workDir, env, log = (s) => process.s
     const check = await compareServers(corpus, dir, env);
     log(`[bench] nbd: ${check.check} ${check.ok ? 'ok' : 'FAILED'}\n`);
     const times = new Map(cases.map((c) => [c.name, []]));
+    const rss = new Map(cases.map((c) => [c.name, []]));
     for (let round = 0; round <= runs; round++) {
       log(round === 0 ? '[bench] nbd warm-up:' : `[bench] nbd round ${round}/${runs}:`);
       for (const kase of cases) {
-        const s = await runOnce(kase, corpus, dir, scripts, env);
+        const { seconds: s, rssMB } = await runOnce(kase, corpus, dir, scripts, env);
         if (round > 0) times.get(kase.name).push(s);
+        if (rssMB !== undefined) rss.get(kase.name).push(rssMB);
         log(` ${kase.name} ${s.toFixed(2)}`);
       }
       log('\n');
     }
     const results = cases.map((c) => {
       const secs = times.get(c.name);
-      return { name: c.name, median: median(secs), min: Math.min(...secs), max: Math.max(...secs), runs: secs.map((x) => Number(x.toFixed(3))) };
+      const mb = rss.get(c.name);
+      return {
+        name: c.name,
+        median: median(secs),
+        min: Math.min(...secs),
+        max: Math.max(...secs),
+        runs: secs.map((x) => Number(x.toFixed(3))),
+        serverPeakRssMB: mb.length ? Number(Math.max(...mb).toFixed(1)) : undefined,
+      };
     });
     const by = Object.fromEntries(results.map((r) => [r.name, r]));
     const ratios = NBD_RATIOS.map(([id, label, num, den, target]) => {
@@ -253,7 +273,7 @@ async function runNbd(corpus, { runs, only, workDir, env, log = (s) => process.s
 /** Text for run.js's report. */
 function formatNbd(nbd, { fmt, table }) {
   if (nbd.skipped) return `NBD cases skipped: ${nbd.skipped}`;
-  const rows = nbd.results.map((r) => [r.name, fmt(r.median), fmt(r.min), fmt(r.max)]);
+  const rows = nbd.results.map((r) => [r.name, fmt(r.median), fmt(r.min), fmt(r.max), r.serverPeakRssMB === undefined ? '' : fmt(r.serverPeakRssMB, 1)]);
   const ratioRows = nbd.ratios.map((r) => [
     `(${r.id})`,
     r.label,
@@ -263,7 +283,7 @@ function formatNbd(nbd, { fmt, table }) {
   ]);
   return [
     `NBD serving (${nbd.randomReads[1]} / ${nbd.randomReads[16]} random reads at QD 1 / 16; ${nbd.check.check}: ${nbd.check.ok ? 'ok' : 'FAILED'})`,
-    table(rows, ['case', 'median s', 'min', 'max'], ['l', 'r', 'r', 'r']),
+    table(rows, ['case', 'median s', 'min', 'max', 'serve peak RSS MB'], ['l', 'r', 'r', 'r', 'r']),
     '',
     table(ratioRows, ['', 'ratio', 'value', 'target', ''], ['l', 'l', 'r', 'l', 'l']),
   ].join('\n');

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { selectDisks } from './convert';
+import { UsageError } from './errors';
 import type { NbdExport } from './nbd/connection';
 import type { Extent } from './nbd/protocol';
 import { STATE_HOLE, STATE_ZERO } from './nbd/protocol';
@@ -100,6 +101,7 @@ export async function serveXva(input: string, options: ServeOptions = {}): Promi
   let tempDir: string | undefined;
   try {
     const disks = selectDisks(xva.index.metadata, options.disks);
+    if (disks.length === 0) throw new UsageError(`${input}: the VM has no disks to serve`);
     const served = disks.map((d) => {
       const index = xva.index.disks.find((x) => x.disk.ref === d.ref)!;
       const reader = xva.reader(index, { onBadChunk: options.onBadChunk, onReport: options.onReport });

@@ -102,6 +102,13 @@ describe('serve', () => {
     expect(r.stderr).toMatch(message);
   });
 
+  test('a VM without disks: exit 1, nothing to serve', async () => {
+    const empty = await makeXvaFile(dir, { fileName: 'empty.xva', disks: [] });
+    const r = await runCli(['serve', empty.path]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/empty\.xva: the VM has no disks to serve/);
+  });
+
   test('compressed input or stdin: exit 1 saying how to get a plain file; a missing file: exit 2', async () => {
     const gz = await makeXvaFile(dir, { compression: 'gzip', fileName: 'vm.xva.gz' });
     const r = await runCli(['serve', gz.path]);
