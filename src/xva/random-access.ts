@@ -23,6 +23,7 @@ import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
 import { isUrl } from '../input/http';
 import { openFd, openInput, unreadable } from '../input/open';
 import { pread } from '../input/pread';
+import { SyncReadGate } from '../input/sync-read-gate';
 import { detectCompression, emptyInput, SNIFF_BYTES } from '../input/sniff';
 import { decodeTarHeader, TAR_BLOCK } from '../tar/header';
 import { checksumsEqual, createChunkHasher, type ChecksumKind, type ChunkHasher } from './checksum';
@@ -89,10 +90,11 @@ export async function openRandomAccessXva(input: string, options: { purpose: str
       await source.close();
     }
     let closed: Promise<void> | undefined;
+    const gate = new SyncReadGate();
     return {
       name: input,
       index,
-      reader: (disk, o = {}) => new DiskRandomReader(fd, input, disk, o),
+      reader: (disk, o = {}) => new DiskRandomReader(fd, input, disk, o, gate),
       close: () => (closed ??= fsClose(fd).catch(() => {})),
     };
   } catch (err) {
@@ -158,6 +160,8 @@ export class DiskRandomReader {
     private readonly input: string,
     readonly index: DiskChunkIndex,
     private readonly options: DiskReaderOptions,
+    /** Small reads from the page cache are done synchronously (shared by the file's readers). */
+    private readonly gate = new SyncReadGate(),
   ) {
     this.state = new Uint8Array(index.count);
     this.policy = options.onBadChunk ?? 'fail';
@@ -366,7 +370,7 @@ export class DiskRandomReader {
       let n: number;
       this.preads++;
       try {
-        n = await pread(this.fd, buf, at + done, length - done, position + done);
+        n = await this.gate.read(this.fd, buf, at + done, length - done, position + done);
       } catch (err) {
         throw unreadable(this.input, `read error at byte ${position + done}`, err);
       }
