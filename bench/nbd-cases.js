@@ -6,7 +6,8 @@
  * extracted (the corpus's disk.raw), read by the same clients:
  *
  *   seq        nbdcopy URI null:                           every byte, 4 connections (multi-conn)
- *   convert    qemu-img convert -f raw -O qcow2 URI out    the output written next to the corpus
+ *   convert    qemu-img convert -f raw -O qcow2 URI out    the output written next to the corpus;
+ *              also straight from disk.raw (`-file`), which shows what the NBD hop costs
  *   rand1      qemu-io, 4 KiB reads at random offsets in the disk's data, one at a time
  *   rand16     the same, 16 in flight (aio_read ... aio_flush)
  *
@@ -34,6 +35,7 @@ const NBD_CASES = [
   ['seq', 'qemu'],
   ['convert', 'xva'],
   ['convert', 'qemu'],
+  ['convert', 'file'],
   ['rand1', 'xva'],
   ['rand1', 'xva-warm'],
   ['rand1', 'qemu'],
@@ -46,6 +48,7 @@ const NBD_CASES = [
 const NBD_RATIOS = [
   ['n1', 'nbdcopy sequential read: serve (cold) / qemu-nbd', 'nbd-seq-xva', 'nbd-seq-qemu', 1.3],
   ['n2', 'qemu-img convert -O qcow2: serve (cold) / qemu-nbd', 'nbd-convert-xva', 'nbd-convert-qemu', 1.3],
+  ['n2f', 'qemu-img convert -O qcow2: serve (cold) / straight from the extracted disk.raw', 'nbd-convert-xva', 'nbd-convert-file', null],
   ['n3', 'random 4 KiB reads, QD 1: serve (chunks verified) / qemu-nbd', 'nbd-rand1-xva-warm', 'nbd-rand1-qemu', 1.5],
   ['n4', 'random 4 KiB reads, QD 16: serve (chunks verified) / qemu-nbd', 'nbd-rand16-xva-warm', 'nbd-rand16-qemu', 1.5],
   ['n3c', 'random 4 KiB reads, QD 1: serve (first reads: each verifies its 1 MiB chunk) / qemu-nbd', 'nbd-rand1-xva', 'nbd-rand1-qemu', null],
@@ -172,6 +175,7 @@ function randomScripts(corpus) {
 
 /** One timed run of a case with a server started for it: seconds, and the server's peak RSS (xva2img). */
 async function runOnce(kase, corpus, dir, scripts, env) {
+  if (kase.server === 'file') return { seconds: await runClient(kase, { uri: corpus.raw }, dir, scripts, env) };
   const kind = kase.server === 'qemu' ? 'qemu' : 'xva';
   const server = await startServer(kind, corpus, dir, env);
   try {

@@ -32,6 +32,10 @@ import type { BadChunkPolicy } from './reader';
 
 const fsClose = promisify(fs.close);
 
+/** Chunks whose checked bytes are kept for the reads that follow (a sequential reader reads each in several requests). */
+const RECENT_CHUNKS = 8;
+/** Chunks checked ahead of a sequential reader, so that its next requests find them ready. */
+const CHECK_AHEAD = 2;
 /** A checksum entry further than this past its data is read with a read of its own. */
 const MAX_JOINED_GAP = 64 * 1024;
 /** Read buffers come in multiples of this (pools are per size). */
@@ -153,6 +157,8 @@ export class DiskRandomReader {
   private readonly policy: BadChunkPolicy;
   /** The reason reads of a BAD chunk fail, by chunk. */
   private readonly failures = new Map<number, string>();
+  /** The last RECENT_CHUNKS chunks checked, oldest first, with a hold on their buffers. */
+  private readonly recent = new Map<number, { entry: Buffer; pooled: PooledBuffer; release: () => void }>();
   private preads = 0;
 
   constructor(
@@ -196,12 +202,12 @@ export class DiskRandomReader {
           if (run.chunk < 0) return;
           const i = run.chunk;
           const within = run.offset - this.index.start(i);
-          // Readers that start or join a chunk's check copy their bytes from the check's buffer.
-          const copied =
-            this.state[i] === UNVERIFIED &&
-            (await this.check(i, (entry) => {
-              entry.copy(target(), run.offset - offset, within, within + run.length);
-            }));
+          // Readers that start or join a chunk's check, or find it among the recent ones, copy
+          // their bytes from the check's buffer.
+          const copy = (entry: Buffer): void => void entry.copy(target(), run.offset - offset, within, within + run.length);
+          const recent = this.state[i] === GOOD ? this.recent.get(i) : undefined;
+          if (recent) copy(recent.entry);
+          const copied = recent !== undefined || (this.state[i] === UNVERIFIED && (await this.check(i, copy)));
           if (this.servable(i) === 'zero') run.zero = true;
           else if (!copied) await this.readFully(target(), run.offset - offset, run.length, this.index.stored(i).dataOffset + within);
         }),
@@ -225,6 +231,9 @@ export class DiskRandomReader {
    */
   private async readInChunk(i: number, offset: number, length: number, runs: ReadRun[]): Promise<RandomRead> {
     const within = offset - this.index.start(i);
+    this.checkAhead(i);
+    const recent = this.state[i] === GOOD ? this.recent.get(i) : undefined;
+    if (recent) return { runs, data: recent.entry.subarray(within, within + length), release: recent.pooled.lease.hold() };
     if (this.state[i] === UNVERIFIED) {
       let lent: RandomRead | undefined;
       await this.check(i, (entry, pooled) => {
@@ -244,6 +253,30 @@ export class DiskRandomReader {
       throw err;
     }
     return { runs, data: pooled.buf.subarray(0, length), release: () => pooled.release() };
+  }
+
+  /**
+   * A reader in chunk `i` right after chunk i-1 reads sequentially: the next CHECK_AHEAD chunks
+   * are checked now (their bytes kept among the recent ones), so that its coming requests find
+   * them ready instead of each waiting for a check. Random readers never trigger this.
+   */
+  private checkAhead(i: number): void {
+    if (!this.recent.has(i - 1) && !this.checking.has(i - 1)) return;
+    for (let j = i + 1; j <= i + CHECK_AHEAD && j < this.index.count; j++) {
+      // A failure here is met again, and reported, by the read that needs the chunk.
+      if (this.state[j] === UNVERIFIED && !this.checking.has(j)) this.check(j).catch(() => {});
+    }
+  }
+
+  /** Keeps the checked bytes of chunk `i` for the reads that follow, dropping the oldest. */
+  private remember(i: number, entry: Buffer, pooled: PooledBuffer): void {
+    if (this.recent.has(i)) return;
+    this.recent.set(i, { entry, pooled, release: pooled.lease.hold() });
+    if (this.recent.size > RECENT_CHUNKS) {
+      const [oldest, kept] = this.recent.entries().next().value!;
+      this.recent.delete(oldest);
+      kept.release();
+    }
   }
 
   /** After its check: whether chunk `i` is served as stored or as zeros; a failed chunk throws. */
@@ -340,6 +373,7 @@ export class DiskRandomReader {
         }
       }
       this.state[i] = GOOD;
+      this.remember(i, entry, pooled);
       take(entry, pooled);
     } finally {
       pooled.release();

@@ -167,8 +167,35 @@ describe('verification on first read', () => {
     expect(r.readCount).toBe(1); // the check's read of the entry and its checksum
     reads.forEach((got, k) => expect(got.data!.equals(good.disks[0]!.expected.subarray(MiB + k * 65536, MiB + (k + 1) * 65536))).toBe(true));
     reads.forEach((got) => got.release());
-    (await r.read(MiB, 4096)).release(); // verified: just the bytes asked for
-    expect(r.readCount).toBe(2);
+    (await r.read(MiB + 4096, 4096)).release(); // its bytes are still among the recent ones
+    expect(r.readCount).toBe(1);
+    await xva.close();
+  });
+
+  test('random readers read only the chunks they touch', async () => {
+    const xva = await open(good.path);
+    const r = xva.reader(xva.index.disks[0]!);
+    for (const at of [3 * MiB + 5, 1 * MiB + 7, 2 * MiB + 9]) (await r.read(at, 100)).release();
+    expect(r.readCount).toBe(3);
+    await xva.close();
+  });
+
+  test('a sequential reader finds the next chunks checked ahead; an old verified chunk is read for just its bytes', async () => {
+    const fx = await makeXvaFile(dir, { fileName: 'sequential.xva', disks: [{ size: 12 * MiB, fill: [{ offset: 0, length: 12 * MiB }] }] });
+    const xva = await open(fx.path);
+    const r = xva.reader(xva.index.disks[0]!);
+    const seen = Buffer.alloc(12 * MiB);
+    for (let at = 0; at < 12 * MiB; at += MiB / 4) {
+      const got = await r.read(at, MiB / 4);
+      got.data!.copy(seen, at);
+      got.release();
+    }
+    expect(seen.equals(fx.disks[0]!.expected)).toBe(true);
+    expect(r.readCount).toBe(12); // one read per chunk: its check, done ahead of the reader
+    const again = await r.read(0, 4096); // chunk 0 is verified but no longer recent
+    expect(again.data!.equals(fx.disks[0]!.expected.subarray(0, 4096))).toBe(true);
+    again.release();
+    expect(r.readCount).toBe(13);
     await xva.close();
   });
 
