@@ -182,9 +182,17 @@ class Connection {
     socket.on('close', () => this.wakeAll());
   }
 
+  /** Ends the connection, letting replies already written (an ABORT's ACK) go out first. */
   close(): void {
-    this.socket.destroy();
     this.wakeAll();
+    if (this.socket.destroyed) return;
+    if (this.socket.writableLength === 0) {
+      this.socket.destroy();
+      return;
+    }
+    this.socket.end();
+    // A client that stopped reading cannot hold the connection open.
+    setTimeout(() => this.socket.destroy(), 2000).unref();
   }
 
   private get gone(): boolean {

@@ -196,6 +196,15 @@ describe('clients that misbehave cost only their connection', () => {
     await stillServes();
   });
 
+  test('NBD_OPT_ABORT: an ACK, then the server closes', async () => {
+    const c = await RawClient.connect(socket);
+    await c.greeting();
+    c.send(u32(3));
+    c.sendOption(2);
+    expect(await c.optionReply()).toMatchObject({ option: 2, type: 1 });
+    await c.closed;
+  });
+
   test('garbage after the handshake: a bad magic closes the connection', async () => {
     const c = await opened('0');
     c.send(Buffer.from('GET / HTTP/1.1\r\nHost: example\r\n\r\n'));
