@@ -28,6 +28,7 @@ import { detectCompression, emptyInput, SNIFF_BYTES } from '../input/sniff';
 import { decodeTarHeader, TAR_BLOCK } from '../tar/header';
 import { checksumsEqual, createChunkHasher, type ChecksumKind, type ChunkHasher } from './checksum';
 import { indexXva, type DiskChunkIndex, type XvaIndex } from './chunk-index';
+import { HashThread } from './hash-thread';
 import type { BadChunkPolicy } from './reader';
 
 const fsClose = promisify(fs.close);
@@ -95,11 +96,18 @@ export async function openRandomAccessXva(input: string, options: { purpose: str
     }
     let closed: Promise<void> | undefined;
     const gate = new SyncReadGate();
+    // Started with the first check (map never needs it); null where no thread can be had.
+    let thread: HashThread | null | undefined;
+    const hashThread = (): HashThread | undefined => (thread === undefined ? (thread = HashThread.start() ?? null) : thread) ?? undefined;
     return {
       name: input,
       index,
-      reader: (disk, o = {}) => new DiskRandomReader(fd, input, disk, o, gate),
-      close: () => (closed ??= fsClose(fd).catch(() => {})),
+      reader: (disk, o = {}) => new DiskRandomReader(fd, input, disk, o, gate, hashThread),
+      close: () =>
+        (closed ??= (async () => {
+          await thread?.close();
+          await fsClose(fd).catch(() => {});
+        })()),
     };
   } catch (err) {
     await fsClose(fd).catch(() => {});
@@ -168,6 +176,8 @@ export class DiskRandomReader {
     private readonly options: DiskReaderOptions,
     /** Small reads from the page cache are done synchronously (shared by the file's readers). */
     private readonly gate = new SyncReadGate(),
+    /** Where checksums are computed off the main thread, when it can be (hash-thread.ts). */
+    private readonly hashThread: () => HashThread | undefined = () => undefined,
   ) {
     this.state = new Uint8Array(index.count);
     this.policy = options.onBadChunk ?? 'fail';
@@ -328,10 +338,13 @@ export class DiskRandomReader {
     return took;
   }
 
-  private hasher(kind: ChecksumKind): Promise<ChunkHasher> {
+  /** The digest of `entry` computed on the main thread. */
+  private async digest(kind: ChecksumKind, entry: Buffer): Promise<string> {
     let h = this.hashers.get(kind);
     if (!h) this.hashers.set(kind, (h = createChunkHasher(kind)));
-    return h;
+    const hasher = await h;
+    hasher.update(entry);
+    return hasher.digestHex();
   }
 
   private async runCheck(i: number, take: Taker): Promise<void> {
@@ -339,8 +352,9 @@ export class DiskRandomReader {
     const sum = stored.checksum;
     const joined = sum.dataOffset - (stored.dataOffset + stored.size) <= MAX_JOINED_GAP;
     const span = joined ? sum.dataOffset + sum.size - stored.dataOffset : stored.size;
-    const hasher = await this.hasher(sum.kind);
-    const pooled = takeBuffer(span);
+    const thread = this.hashThread();
+    const slot = thread?.takeSlot(span);
+    const pooled = slot ?? takeBuffer(span);
     try {
       await this.readFully(pooled.buf, 0, span, stored.dataOffset);
       let expected: string;
@@ -352,8 +366,7 @@ export class DiskRandomReader {
         expected = text.toString('latin1');
       }
       const entry = pooled.buf.subarray(0, stored.size);
-      hasher.update(entry);
-      const actual = hasher.digestHex();
+      const actual = slot ? await thread!.digest(sum.kind, entry).catch(() => this.digest(sum.kind, entry)) : await this.digest(sum.kind, entry);
       const disk = this.index.disk;
       const range = `disk ${disk.userdevice} bytes ${this.index.start(i)}-${this.index.end(i) - 1}`;
       // Bytes past the disk's end must be zero padding, as the converter requires.

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { ChecksumError, UsageError, XvaFormatError } from '../../src/errors';
 import { INDEX_BYTES_PER_CHUNK } from '../../src/xva/chunk-index';
-import { openRandomAccessXva, type RandomAccessXva } from '../../src/xva/random-access';
+import { DiskRandomReader, openRandomAccessXva, type RandomAccessXva } from '../../src/xva/random-access';
 import { corruptEntries } from '../cli/_cli';
 import { independentXva, pseudoRandom } from '../helpers/independent';
 import { makeXvaFile, MiB, type MakeXvaOptions, type XvaFixture } from '../helpers/xva-fixtures';
@@ -222,6 +222,21 @@ describe('verification on first read', () => {
       else expect(got.runs).toEqual([{ offset: 2 * MiB, length: MiB, zero: true }]);
       got.release();
       expect(reports).toEqual([expect.stringMatching(policy === 'warn' ? /served as stored \(--on-bad-chunk warn\)/ : /read as zeros \(--on-bad-chunk zero\)/)]);
+      await xva.close();
+    }
+  });
+
+  test('the same without the hash thread (checksums on the main thread)', async () => {
+    const xva = await open(bad);
+    const fd = fs.openSync(bad, 'r');
+    try {
+      const r = new DiskRandomReader(fd, bad, xva.index.disks[0]!, {}, undefined, () => undefined);
+      const ok = await r.read(0, 2 * MiB);
+      expect(ok.data!.equals(good.disks[0]!.expected.subarray(0, 2 * MiB))).toBe(true);
+      ok.release();
+      await expect(r.read(2 * MiB, 10)).rejects.toThrow(/Ref:3\/00000002: XXH64 mismatch/);
+    } finally {
+      fs.closeSync(fd);
       await xva.close();
     }
   });
