@@ -5,7 +5,7 @@
  *   --size <6G>        virtual size of the main corpus disk (512M for a quick run; larger works)
  *   --small-size <1G>  the second corpus for the RSS-vs-size check (f); 0 to skip
  *   --runs <3>         measured rounds (every case once per round) after one warm-up run per case
- *   --only <a,b>       only these cases (names or groups: xva2img, baseline, floor); see --list
+ *   --only <a,b>       only these cases (names or groups: xva2img, baseline, floor, nbd); see --list
  *   --source <dir>     where the corpus files come from (default /usr/lib)
  *   --json <file>      results file (default bench/results/latest.json)
  *   --keep-corpus      do not delete cached corpora of older corpus versions
@@ -22,6 +22,7 @@ const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 const { ensureCorpus, pruneStaleCorpora, parseSize, sizeLabel, CORPUS_ROOT } = require('./corpus');
 const { buildCases, RATIOS, RSS_LIMIT_MB, RSS_SPREAD, q } = require('./cases');
+const nbdBench = require('./nbd-cases');
 
 const WORK = path.join(CORPUS_ROOT, '.work'); // outputs: same file system as the corpus
 
@@ -257,9 +258,14 @@ async function main() {
   const wantSmall = smallBytes > 0 && smallBytes !== sizeBytes;
 
   const selected = (names) => (kase) => !names || names.includes(kase.name) || names.includes(kase.group);
+  // The NBD serving cases run their own servers and clients (bench/nbd-cases.js), after the others.
+  const nbdOnly = opts.only && opts.only.filter(nbdBench.isNbdCase);
+  const wantNbd = !opts.only || nbdOnly.length > 0;
+  if (opts.only) opts.only = opts.only.filter((n) => !nbdBench.isNbdCase(n));
   if (opts.list) {
     const fake = { xva: 'x.xva', sha1: 's.xva', gz: 'x.xva.gz', zst: 'x.xva.zst', raw: 'disk.raw', diskRef: 'Ref:10', meta: { key: 'small' } };
     for (const k of buildCases(fake, fake)) console.log(`${k.name.padEnd(14)} ${k.group.padEnd(9)} ${k.desc}`);
+    for (const k of nbdBench.NBD_CASES) console.log(`${k.name.padEnd(20)} nbd       ${k.client} via ${k.server} (bench/nbd-cases.js)`);
     return;
   }
   if (!fs.existsSync(path.join(__dirname, '..', 'dist', 'xva', 'writer.js'))) throw new Error('dist/ is missing: run `npm run build` (npm run bench does)');
@@ -335,6 +341,7 @@ async function main() {
     res.mbPerSec = kase.corpus.meta.xva.bytes / 1e6 / res.median;
     if (inner.some((x) => x.hashSeconds !== undefined)) res.hashOnlySeconds = median(inner.map((x) => x.hashSeconds));
   }
+  const nbd = wantNbd ? await nbdBench.runNbd(corpus, { runs: opts.runs, only: nbdOnly || null, workDir: WORK, env: STEP_ENV }) : undefined;
   fs.rmSync(WORK, { recursive: true, force: true });
 
   const ratios = computeRatios(results, small?.key);
@@ -370,6 +377,7 @@ async function main() {
     r.target === null ? 'info' : r.pass === undefined ? 'n/a' : r.pass ? 'PASS' : 'FAIL',
   ]);
   console.log(table(ratioRows, ['', 'ratio', 'value', 'target', ''], ['l', 'l', 'r', 'l', 'l']));
+  if (nbd) console.log(`\n${nbdBench.formatNbd(nbd, { fmt, table })}`);
 
   // ---- JSON (small, commit-able)
   const json = {
@@ -388,13 +396,14 @@ async function main() {
       hashOnlySeconds: r.hashOnlySeconds === undefined ? undefined : Number(r.hashOnlySeconds.toFixed(3)),
     })),
     ratios: ratios.map((r) => ({ ...r, value: r.value === undefined ? null : Number(r.value.toFixed(4)) })),
+    nbd: nbd ?? null,
   };
   fs.mkdirSync(path.dirname(opts.json), { recursive: true });
   fs.writeFileSync(`${opts.json}.tmp`, `${JSON.stringify(json, null, 2)}\n`);
   fs.renameSync(`${opts.json}.tmp`, opts.json);
   console.log(`\nresults: ${path.relative(process.cwd(), opts.json)}`);
 
-  const failed = results.some((r) => r.error || (r.verify && !r.verify.ok));
+  const failed = results.some((r) => r.error || (r.verify && !r.verify.ok)) || (nbd?.check && !nbd.check.ok);
   process.exitCode = failed ? 1 : 0;
 }
 

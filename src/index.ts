@@ -35,3 +35,8 @@ export type { MeasureOptions, MeasureResult, DiskMeasure } from './measure';
 export { openDiskImage, Qcow2Reader } from './image/qcow2-reader';
 export { RawReader } from './image/raw-reader';
 export { streamDiskImage } from './image/disk-reader';
+export { mapXva } from './map';
+export type { MapOptions, MapResult, DiskMap, MapExtent } from './map';
+export { serveXva, nbdUri } from './serve';
+export type { ServeOptions, XvaServer, ServedExport } from './serve';
+export type { StoredChunk } from './xva/reader';

@@ -14,6 +14,8 @@ import { registerVerify } from './verify-command';
 import { registerMeasure } from './measure-command';
 import { registerPack } from './pack-command';
 import { registerOva } from './ova-command';
+import { registerMap } from './map-command';
+import { registerServe } from './serve-command';
 import { installProcessHandlers, PROGRAM, runVerb } from './run';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -56,6 +58,8 @@ Exit codes: 0 ok, 1 usage, 2 invalid/truncated/unreadable input, 3 checksum fail
   registerMeasure(program);
   registerPack(program);
   registerOva(program);
+  registerMap(program);
+  registerServe(program);
   return program;
 }
 

@@ -26,10 +26,30 @@ const abortController = new AbortController();
 /** Aborted on SIGINT/SIGTERM; long operations pass it down. */
 export const interruptSignal: AbortSignal = abortController.signal;
 
+let stopHandler: ((signal: NodeJS.Signals) => void) | undefined;
+
+/**
+ * For verbs whose normal end is a signal (`serve`): the next SIGINT/SIGTERM calls `handler`
+ * instead of interrupting (exit 130). Returns a function that removes the handler.
+ */
+export function onStopSignal(handler: (signal: NodeJS.Signals) => void): () => void {
+  stopHandler = handler;
+  return () => {
+    if (stopHandler === handler) stopHandler = undefined;
+  };
+}
+
 export function installProcessHandlers(): void {
   if (installed) return;
   installed = true;
   const onSignal = (sig: NodeJS.Signals): void => {
+    const stop = stopHandler;
+    if (stop) {
+      // A server's normal end; a second signal takes the default path below.
+      stopHandler = undefined;
+      stop(sig);
+      return;
+    }
     removeAllPartFilesSync();
     abortController.abort(new InterruptedError(sig));
     process.stderr.write(`\n${PROGRAM}: interrupted by ${sig}; partial outputs removed\n`);

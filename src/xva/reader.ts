@@ -47,6 +47,17 @@ export interface BadChunk {
   action: 'kept' | 'zeroed';
 }
 
+/**
+ * Where a data entry and its checksum entry lie in the tar stream (byte offsets of their data;
+ * in a plain XVA file these are file offsets, which random access reads from: chunk-index.ts).
+ */
+export interface StoredChunk {
+  /** Bytes in the data entry (the guest length may be clipped at the disk's end). */
+  size: number;
+  dataOffset: number;
+  checksum: { kind: ChecksumKind; dataOffset: number; size: number };
+}
+
 export interface DiskReadStats {
   ref: string;
   /** Data entries read (including keep-alives). */
@@ -79,8 +90,11 @@ export interface XvaConsumer {
   onDiskDone?(disk: DiskInfo, stats: DiskReadStats, result: ImageWriteResult | undefined): void | Promise<void>;
   /** A checksum mismatch that the policy lets through ('warn'/'zero'); also listed in `badChunks`, not in warnings. */
   onBadChunk?(bad: BadChunk, message: string): void;
-  /** Called for every placed data entry (also with `skipData`): guest offset and length, clipped to the disk. */
-  onChunk?(disk: DiskInfo, entry: string, offset: number, length: number): void;
+  /**
+   * Called for every placed data entry (also with `skipData`): guest offset and length, clipped
+   * to the disk, and where the entry and its checksum entry are stored in the tar stream.
+   */
+  onChunk?(disk: DiskInfo, entry: string, offset: number, length: number, stored: StoredChunk): void;
   onProgress?(progress: XvaProgress): void;
   onWarning?(message: string): void;
 }
@@ -344,7 +358,10 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
     active.stats.checksum ??= kind;
     if (entry.size === 0) active.stats.keepAlives++;
     const clipped = Math.max(0, Math.min(entry.size, active.info.virtualSize - placement.offset));
-    if (clipped > 0) consumer.onChunk?.(active.info, entry.name, placement.offset, clipped);
+    if (clipped > 0 && consumer.onChunk) {
+      const checksum = { kind, dataOffset: sumEntry.dataOffset, size: sumEntry.size };
+      consumer.onChunk(active.info, entry.name, placement.offset, clipped, { size: entry.size, dataOffset: entry.dataOffset, checksum });
+    }
     if (!data) {
       progress();
       continue;
