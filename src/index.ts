@@ -11,7 +11,8 @@ export type { XvaConsumer, ReadXvaOptions, XvaReadResult, BadChunk, BadChunkPoli
 export { parseOvaXml } from './xva/ova-xml';
 export type * from './xva/model';
 export { openInput } from './input/open';
-export type { InputSource, OpenInputOptions, Compression } from './input/types';
+export { GZIP_CODECS } from './input/types';
+export type { InputSource, OpenInputOptions, Compression, GzipCodec } from './input/types';
 export type { DiskImageWriter, ImageWriteResult, ImageFormat, SequentialTarget, RandomAccessTarget } from './image/types';
 export { RawWriter } from './image/raw-writer';
 export { createImageWriter } from './image/create-writer';

@@ -3,23 +3,24 @@
  *
  * Why: on the main thread, a decoder's output arrives one chunk per event: node:zlib inflates a
  * chunk in the thread pool, then waits for the main thread to take it before it inflates the
- * next, and the zstd child's output arrives in 64 KiB socket reads, each a new buffer for V8 to
- * collect. Whenever the main thread is busy parsing, hashing or submitting writes, the decoder
- * stands still, so a conversion took the decoder's time plus a good part of ours (gz -> raw
- * 1.3-1.4x the time of inflating alone, zstd -> raw ~2x `zstd -dc`). Here the decoder runs on its
- * own thread and never waits for the main thread unless the whole ring is full:
+ * next, and a child's output arrives in 64 KiB pipe reads, each a new buffer for V8 to collect.
+ * Whenever the main thread is busy parsing, hashing or submitting writes, the decoder stands
+ * still, so a conversion took the decoder's time plus a good part of ours (gz -> raw 1.3-1.4x the
+ * time of inflating alone, zstd -> raw ~2x `zstd -dc`). Here the decoder runs on its own thread
+ * and never waits for the main thread unless the whole ring is full:
  *
- *  - gzip: a synchronous loop of file reads and inflate calls that write straight into the
- *    ring (node:zlib's native handle, the same engine as createGunzip, multi-member included);
- *  - zstd: the `zstd` child reads the file itself and writes into a socket that the thread reads
- *    straight into the ring.
+ *  - 'inflate' (gzip with node:zlib): a synchronous loop of file reads and inflate calls that
+ *    write straight into the ring (node:zlib's native handle, the same engine as createGunzip,
+ *    multi-member included);
+ *  - a child codec (`zstd`, `igzip`: child-codec.ts): the program reads the file itself and
+ *    writes into a socket that the thread reads straight into the ring.
  *
  * The ring is RING_BLOCKS blocks of RING_BLOCK_BYTES in one shared WebAssembly memory, so the
  * main thread reads the blocks as buffers without a copy, lends them to image writers (as it
  * lends a plain file's blocks) and hashes XXH64 chunks in place. One Int32 per block says who
  * owns it (0: the thread may fill it, 1: the main thread holds it); the thread posts a message
  * per filled block and sleeps on Atomics.wait when the next block is still held. A STOP flag
- * (plus a 'stop' message for the zstd thread's event loop) ends it early.
+ * (plus a 'stop' message for the child thread's event loop) ends it early.
  */
 import type { Worker } from 'node:worker_threads';
 import { Readable } from 'node:stream';
@@ -27,10 +28,10 @@ import { InputError } from '../errors';
 import { allocSharedMemory, type WasmMemory } from './aligned-buffer';
 import { lendBuffer, type PooledBuffer } from './buffer-pool';
 import { errorText } from './decoder';
+import { cannotRun, CHILD_STDERR_LIMIT, type ChildCodec } from './child-codec';
 import { gzipError, loadZlib } from './gzip';
 import { unreadable } from './open';
 import type { BlockSource } from './types';
-import { zstdError, zstdExitProblem } from './zstd';
 
 /** Bytes per ring block: several XVA chunks, so that few chunks straddle two blocks (those are copied). */
 export const RING_BLOCK_BYTES = 4 * 1024 * 1024;
@@ -59,33 +60,32 @@ export function idleRingCount(): number {
   return idleRings.length;
 }
 
-export type ThreadCodec = 'gzip' | 'zstd';
-
 /** What the thread is given (structured-cloned; the memory and control array are shared). */
 interface ThreadData {
-  codec: ThreadCodec;
   fd: number;
   readSize: number;
   memory: WasmMemory;
   control: Int32Array;
-  /** [0]: raw bytes read so far (gzip). */
+  /** [0]: raw bytes read so far (inflate). */
   progress: Float64Array;
   blockBytes: number;
   blocks: number;
   waitMs: number;
-  zstd?: { path: string; args: string[]; stderrLimit: number; transport: ZstdTransport };
+  mode: 'inflate' | 'child';
+  /** The program to run (mode 'child'). */
+  child?: { path: string; args: string[]; stderrLimit: number; transport: ChildTransport };
 }
 
-/** How the zstd child's output reaches the thread (see the thread's code). */
-export type ZstdTransport = 'socket-pair' | 'stdout-pipe';
+/** How a child's output reaches the thread (see the thread's code). */
+export type ChildTransport = 'socket-pair' | 'stdout-pipe';
 
 /** Messages from the thread. */
 type ThreadMessage =
   | { type: 'block'; slot: number; length: number }
   | { type: 'end' }
-  /** zstd: the child has exited and all its output is in the ring. */
+  /** The child has exited and all its output is in the ring. */
   | { type: 'exit'; code: number | null; signal: NodeJS.Signals | null; stderr: string }
-  | { type: 'error'; kind: 'read' | 'gzip' | 'zstd' | 'spawn'; detail: string; offset: number; code?: string };
+  | { type: 'error'; kind: 'read' | 'gzip' | 'child' | 'spawn'; detail: string; offset: number; code?: string };
 
 /**
  * The thread's code. It runs from source text (`eval` worker), so that the same code serves the
@@ -130,7 +130,7 @@ function decoderThreadMain(): void {
     return !stopping();
   };
 
-  if (data.codec === 'gzip') {
+  if (data.mode === 'inflate') {
     const zlib = require('node:zlib') as typeof import('node:zlib');
     // The native handle of a Gunzip, driven synchronously as zlib's own *Sync functions do:
     // writeSync(flush, in, inOff, inLen, out, outOff, outLen) leaves [availOut, availIn] in
@@ -193,12 +193,12 @@ function decoderThreadMain(): void {
     return;
   }
 
-  // zstd: the child reads the file from its stdin and writes to a socket that this thread reads.
+  // A child reads the file from its stdin and writes to a socket that this thread reads.
   const { spawn } = require('node:child_process') as typeof import('node:child_process');
   const net = require('node:net') as typeof import('node:net');
   type Socket = import('node:net').Socket;
   type Readable = import('node:stream').Readable;
-  const z = data.zstd!;
+  const z = data.child!;
   let stderr = '';
   let failed = false;
   let child: import('node:child_process').ChildProcess | undefined;
@@ -332,7 +332,7 @@ function decoderThreadMain(): void {
         if (failed) return;
         failed = true;
         child?.kill('SIGTERM');
-        post({ type: 'error', kind: 'zstd', detail: `reading the zstd output: ${err.message}`, offset: 0 });
+        post({ type: 'error', kind: 'child', detail: `reading the decoder's output: ${err.message}`, offset: 0 });
         port.close();
       });
       socket.on('end', onOutputEnd);
@@ -366,18 +366,19 @@ export function gzipThreadAvailable(): boolean {
 }
 
 export interface DecoderThreadOptions {
-  codec: ThreadCodec;
+  /** 'inflate': gzip by node:zlib in the thread; or a program to run (child-codec.ts). */
+  decoder: 'inflate' | ChildCodec;
   /** The open input file (the thread or child reads it from its current offset, 0). */
   fd: number;
   /** Names the input in errors. */
   input: string;
   readSize: number;
   /**
-   * For zstd: the program and its arguments, and how its output comes back (default: a socket
-   * pair on Linux, where abstract-namespace sockets exist; the child's stdout pipe elsewhere).
+   * How a child's output comes back (default: a socket pair on Linux, where abstract-namespace
+   * sockets exist; the child's stdout pipe elsewhere).
    */
-  zstd?: { path: string; args: string[]; transport?: ZstdTransport };
-  /** Raw bytes consumed so far, for zstd (the child's file offset); gzip counts its own. */
+  transport?: ChildTransport;
+  /** Raw bytes consumed so far, for a child (its file offset); inflate counts its own. */
   rawBytesRead?: () => number;
 }
 
@@ -424,8 +425,9 @@ export class DecoderThread implements BlockSource {
     this.#memory = memory;
     this.#control = new Int32Array(new SharedArrayBuffer(4 * (RING_BLOCKS + 1)));
     this.#progress = new Float64Array(new SharedArrayBuffer(8));
+    const child = typeof o.decoder === 'string' ? undefined : o.decoder;
     const workerData: ThreadData = {
-      codec: o.codec,
+      mode: child ? 'child' : 'inflate',
       fd: o.fd,
       readSize: o.readSize,
       memory,
@@ -434,10 +436,11 @@ export class DecoderThread implements BlockSource {
       blockBytes: RING_BLOCK_BYTES,
       blocks: RING_BLOCKS,
       waitMs: WAIT_MS,
-      zstd: o.zstd && {
-        ...o.zstd,
-        stderrLimit: 4096,
-        transport: o.zstd.transport ?? (process.platform === 'linux' ? 'socket-pair' : 'stdout-pipe'),
+      child: child && {
+        path: child.path,
+        args: [...child.args],
+        stderrLimit: CHILD_STDERR_LIMIT,
+        transport: o.transport ?? (process.platform === 'linux' ? 'socket-pair' : 'stdout-pipe'),
       },
     };
     // Required here, not at the top: plain-file conversions never start a thread (start-up time).
@@ -522,14 +525,15 @@ export class DecoderThread implements BlockSource {
     if (this.#closed) return;
     if (m.type === 'block') this.#ready.push({ slot: m.slot, length: m.length });
     else if (m.type === 'end') this.#ended = true;
-    else if (m.type === 'exit') this.#onZstdExit(m);
+    else if (m.type === 'exit') this.#onChildExit(m);
     else this.#fail(this.#mapError(m));
     this.#wake();
   }
 
-  #onZstdExit(m: Extract<ThreadMessage, { type: 'exit' }>): void {
-    const problem = zstdExitProblem(m.stderr, m.code, m.signal);
-    if (problem) this.#fail(zstdError(this.#o.input, this.rawBytesRead(), problem));
+  #onChildExit(m: Extract<ThreadMessage, { type: 'exit' }>): void {
+    const child = this.#o.decoder as ChildCodec;
+    const problem = child.exitProblem(m.stderr, m.code, m.signal);
+    if (problem) this.#fail(child.error(this.#o.input, this.rawBytesRead(), problem));
     else this.#ended = true;
   }
 
@@ -540,10 +544,10 @@ export class DecoderThread implements BlockSource {
         return unreadable(input, `read error at byte ${m.offset}`, Object.assign(new Error(m.detail), { code: m.code }));
       case 'gzip':
         return gzipError(input, m.offset, m.detail);
-      case 'zstd':
-        return zstdError(input, this.rawBytesRead(), m.detail);
+      case 'child':
+        return (this.#o.decoder as ChildCodec).error(input, this.rawBytesRead(), m.detail);
       case 'spawn':
-        return new InputError('BAD_COMPRESSION', `cannot run ${this.#o.zstd?.path}: ${m.detail}`, { input });
+        return cannotRun(input, (this.#o.decoder as ChildCodec).path, new Error(m.detail));
     }
   }
 

@@ -6,9 +6,9 @@
  * `close()`) stops the decoder, kills a zstd child and releases the descriptor or socket.
  *
  * Fast paths for regular files (sniffed with pread, so the offset is still 0): gzip and zstd are
- * decoded on a worker thread into shared blocks (decoder-thread.ts; zstd by the zstd program
- * reading the file as its stdin, progress read from the shared file offset). Every other input
- * goes RawPump -> sniff -> decoder -> DecodedStream.
+ * decoded on a worker thread into shared blocks (decoder-thread.ts; by the igzip or zstd program
+ * reading the file as its stdin, progress read from the shared file offset, or by node:zlib in
+ * the thread). Every other input goes RawPump -> sniff -> decoder -> DecodedStream.
  */
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
@@ -16,12 +16,13 @@ import { promisify } from 'node:util';
 import { InputError, UsageError } from '../errors';
 import type { Compression, InputSource, OpenInputOptions } from './types';
 import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder, errorText } from './decoder';
-import { createGzipDecoder } from './gzip';
+import { type ChildCodec, childDecoder } from './child-codec';
+import { createGzipDecoder, igzipChild, resolveGzipCodec } from './gzip';
 import { isUrl, openHttp } from './http';
 import { RawPump, type RawSource } from './raw-pump';
 import { SNIFF_BYTES, detectCompression, emptyInput, sniff } from './sniff';
-import { ZSTD_BINARY_ARGS, createZstdDecoder, findZstdBinary, resolveZstdCodec } from './zstd';
-import { type ThreadCodec, blocksAsStream, gzipThreadAvailable, startDecoderThread } from './decoder-thread';
+import { createZstdDecoder, resolveZstdCodec, zstdChild } from './zstd';
+import { blocksAsStream, gzipThreadAvailable, startDecoderThread } from './decoder-thread';
 
 /**
  * Default bytes per read from files (compressed ones: plain files are read by the reader's
@@ -155,14 +156,23 @@ async function openFileInput(path: string, options: OpenInputOptions): Promise<I
     const compression = detectCompression(head);
     if (compression === 'none') return plainFileInput(path, fd, stat, readSize, options);
     const threaded = options.decodeThread !== false;
-    if (compression === 'gzip' && threaded && (options.gzipCodec ?? 'zlib') === 'zlib' && gzipThreadAvailable()) {
-      const input = threadedFileInput(path, fd, stat, 'gzip', readSize);
-      if (input) return input;
+    let child: ChildCodec | null = null;
+    try {
+      if (compression === 'gzip') {
+        const codec = resolveGzipCodec(options.gzipCodec);
+        if (codec === 'zlib' && threaded && gzipThreadAvailable()) {
+          const input = threadedFileInput(path, fd, stat, compression, 'inflate', readSize);
+          if (input) return input;
+        }
+        if (codec === 'igzip') child = igzipChild();
+      } else if (resolveZstdCodec(options.zstdCodec) === 'binary') {
+        child = zstdChild();
+      }
+    } catch (err) {
+      await fsClose(fd).catch(() => {});
+      throw err;
     }
-    if (compression === 'zstd' && resolveZstdCodec(options.zstdCodec) === 'binary') {
-      const input = threaded ? threadedFileInput(path, fd, stat, 'zstd', readSize) : undefined;
-      return input ?? zstdChildOnFile(path, fd, stat);
-    }
+    if (child) return (threaded ? threadedFileInput(path, fd, stat, compression, child, readSize) : undefined) ?? childOnFile(path, fd, stat, compression, child);
   }
   return decodeSource(fileSource(path, fd, stat, readSize), options);
 }
@@ -196,26 +206,20 @@ function plainFileInput(path: string, fd: number, stat: fs.Stats, readSize: numb
   };
 }
 
-/** A regular zstd file given to the zstd child as its stdin. */
-function zstdChildOnFile(path: string, fd: number, stat: fs.Stats): InputSource {
+/** A regular gzip or zstd file given to its child codec as its stdin, decoded on the main thread. */
+function childOnFile(path: string, fd: number, stat: fs.Stats, compression: Compression, child: ChildCodec): InputSource {
   const out = new DecodedStream();
   const progress = childReadProgress(fd);
   const rawBytesRead = progress.read;
   const ctx = makeContext(path, out, rawBytesRead, () => {});
-  let decoder: Decoder;
-  try {
-    decoder = createZstdDecoder(ctx, 'binary', fd);
-  } catch (err) {
-    fs.close(fd, () => {});
-    throw err;
-  }
+  const decoder = childDecoder(ctx, child, fd);
   const { close } = finishSource(out, decoder, async () => {
     progress.stop();
     await fsClose(fd).catch(() => {});
   });
   return {
     name: path,
-    compression: 'zstd',
+    compression,
     codec: decoder.codec,
     rawSize: stat.size,
     stream: out,
@@ -225,26 +229,20 @@ function zstdChildOnFile(path: string, fd: number, stat: fs.Stats): InputSource 
 }
 
 /**
- * A regular gzip or zstd file decoded on a worker thread (decoder-thread.ts); undefined when no
- * thread can be had here (the caller decodes on the main thread instead).
+ * A regular gzip or zstd file decoded on a worker thread (decoder-thread.ts), by node:zlib
+ * ('inflate') or a child codec; undefined when no thread can be had here (the caller decodes on
+ * the main thread instead).
  */
-function threadedFileInput(path: string, fd: number, stat: fs.Stats, codec: ThreadCodec, readSize: number): InputSource | undefined {
-  let zstd: { path: string; args: string[] } | undefined;
-  let progress: { read(): number; stop(): void } | undefined;
-  if (codec === 'zstd') {
-    const program = findZstdBinary();
-    if (!program) return undefined;
-    zstd = { path: program, args: ZSTD_BINARY_ARGS };
-    progress = childReadProgress(fd);
-  }
-  const thread = startDecoderThread({ codec, fd, input: path, readSize, zstd, rawBytesRead: progress?.read });
+function threadedFileInput(path: string, fd: number, stat: fs.Stats, compression: Compression, decoder: 'inflate' | ChildCodec, readSize: number): InputSource | undefined {
+  const progress = decoder === 'inflate' ? undefined : childReadProgress(fd);
+  const thread = startDecoderThread({ decoder, fd, input: path, readSize, rawBytesRead: progress?.read });
   if (!thread) return undefined;
   let closed: Promise<void> | undefined;
   let stream: Readable | undefined;
   return {
     name: path,
-    compression: codec,
-    codec: codec === 'gzip' ? 'node:zlib' : 'zstd binary',
+    compression,
+    codec: decoder === 'inflate' ? 'node:zlib' : decoder.name,
     rawSize: stat.size,
     blocks: thread,
     get stream() {

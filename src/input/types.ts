@@ -2,7 +2,12 @@ import type { Readable } from 'node:stream';
 import type { PooledBuffer } from './buffer-pool';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
-export type GzipCodec = 'zlib' | 'pako';
+/**
+ * gzip decoders (`--gzip-codec`): 'igzip' the ISA-L program on PATH, 'zlib' node:zlib, 'pako'
+ * pure JavaScript; 'auto' (the default) takes the first of them that this machine has.
+ */
+export const GZIP_CODECS = ['auto', 'igzip', 'zlib', 'pako'] as const;
+export type GzipCodec = (typeof GZIP_CODECS)[number];
 export type ZstdCodec = 'auto' | 'zlib' | 'binary' | 'fzstd';
 
 export interface OpenInputOptions {

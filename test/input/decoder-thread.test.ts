@@ -1,15 +1,17 @@
 /**
- * Decoding gzip and zstd files on a worker thread into a ring of shared blocks: the same bytes
- * and the same errors as decoding on the main thread, blocks lent without copies (and hashed in
- * place), bounded run-ahead, and nothing left running after close().
+ * Decoding gzip and zstd files on a worker thread into a ring of shared blocks (node:zlib in the
+ * thread, or the igzip / zstd program writing into it): the same bytes and the same errors as
+ * decoding on the main thread, blocks lent without copies (and hashed in place), bounded
+ * run-ahead, and nothing left running after close().
  */
 import fs from 'node:fs';
 import { InputError } from '../../src/errors';
-import { gzipThreadAvailable, idleRingCount, RING_BLOCK_BYTES, RING_BLOCKS, startDecoderThread, type ZstdTransport } from '../../src/input/decoder-thread';
+import { gzipThreadAvailable, idleRingCount, RING_BLOCK_BYTES, RING_BLOCKS, startDecoderThread, type ChildTransport } from '../../src/input/decoder-thread';
 import { openInput } from '../../src/input/open';
 import type { InputSource, OpenInputOptions } from '../../src/input/types';
-import { findZstdBinary, ZSTD_BINARY_ARGS } from '../../src/input/zstd';
+import { findZstdBinary, zstdChild } from '../../src/input/zstd';
 import { xxh64InPlace } from '../../src/xva/xxh64-in-place';
+import { hasTool } from '../helpers/system-tools';
 import { childZstdPids, isAlive, makeTempDir, readAll, readError, removeDir, sampleBytes, tool, waitFor, writeFile } from './helpers';
 
 const A = sampleBytes(9 << 20, 41); // more than two ring blocks
@@ -51,15 +53,17 @@ test('this runtime can decode gzip on a thread', () => {
 });
 
 describe.each([
-  { codec: 'gzip' as const, make: (data: Buffer) => tool('gzip', ['-c'], data), available: true },
-  { codec: 'zstd' as const, make: (data: Buffer) => tool('zstd', ['-3', '-q', '-c'], data), available: HAS_ZSTD },
-])('$codec file on a decoder thread', ({ codec, make, available }) => {
+  { codec: 'gzip' as const, decoder: 'node:zlib', options: { gzipCodec: 'zlib' }, make: (data: Buffer) => tool('gzip', ['-c'], data), available: true },
+  { codec: 'gzip' as const, decoder: 'igzip', options: { gzipCodec: 'igzip' }, make: (data: Buffer) => tool('gzip', ['-c'], data), available: hasTool('igzip') },
+  { codec: 'zstd' as const, decoder: 'zstd binary', options: { zstdCodec: 'binary' }, make: (data: Buffer) => tool('zstd', ['-3', '-q', '-c'], data), available: HAS_ZSTD },
+] satisfies Array<{ options: OpenInputOptions } & Record<string, unknown>>)('$codec file on a decoder thread ($decoder)', ({ codec, decoder, options, make, available }) => {
   const run = available ? it : it.skip;
 
   run('gives the bytes as blocks of the ring, lent and hashable in place', async () => {
     const file = writeFile(dir, `a.${codec}`, make(A));
-    const src = await openInput(file, codec === 'zstd' ? { zstdCodec: 'binary' } : {});
+    const src = await openInput(file, options);
     expect(src.compression).toBe(codec);
+    expect(src.codec).toBe(decoder);
     expect(src.blocks?.lendsBlocks).toBe(true);
     const first = (await src.blocks!.next())!;
     expect(first.buf.length).toBe(RING_BLOCK_BYTES);
@@ -74,8 +78,8 @@ describe.each([
 
   run('gives the same bytes as a stream, and as the main-thread decoder', async () => {
     const file = writeFile(dir, `ab.${codec}`, Buffer.concat([make(A), make(B)]));
-    const threaded = await openInput(file, { zstdCodec: 'binary' });
-    const main = await openInput(file, { zstdCodec: 'binary', decodeThread: false });
+    const threaded = await openInput(file, options);
+    const main = await openInput(file, { ...options, decodeThread: false });
     expect(threaded.blocks).toBeDefined();
     expect(main.blocks).toBeUndefined();
     const [x, y] = await Promise.all([readAll(threaded), readAll(main)]);
@@ -87,7 +91,7 @@ describe.each([
   run('runs no further ahead than the ring while the reader holds its blocks', async () => {
     const big = sampleBytes(32 << 20, 43);
     const file = writeFile(dir, `big.${codec}`, make(big));
-    const src = await openInput(file, { zstdCodec: 'binary' });
+    const src = await openInput(file, options);
     const held = [];
     for (let i = 0; i < RING_BLOCKS; i++) held.push((await src.blocks!.next())!);
     await new Promise((r) => setTimeout(r, 300));
@@ -105,7 +109,7 @@ describe.each([
     // A ring is 24 MiB that only the garbage collector would free: conversions in a row (a
     // batch, a library caller) take the same one instead of piling up new ones.
     const file = writeFile(dir, `reuse.${codec}`, make(A));
-    const first = await openInput(file, { zstdCodec: 'binary' });
+    const first = await openInput(file, options);
     const kept = await first.blocks!.next();
     const ringsBefore = idleRingCount();
     await readBlocks(first);
@@ -113,7 +117,7 @@ describe.each([
     expect(idleRingCount()).toBe(ringsBefore); // a block is still out: the ring is not free yet
     kept!.release();
     expect(idleRingCount()).toBe(ringsBefore + 1);
-    const second = await openInput(file, { zstdCodec: 'binary' });
+    const second = await openInput(file, options);
     expect(idleRingCount()).toBe(ringsBefore);
     const b = (await second.blocks!.next())!;
     expect(b.buf.buffer).toBe(kept!.buf.buffer);
@@ -125,7 +129,7 @@ describe.each([
 
   run('a block held by a writer (lease) is not refilled until the hold is released', async () => {
     const file = writeFile(dir, `lease.${codec}`, make(A));
-    const src = await openInput(file, { zstdCodec: 'binary' });
+    const src = await openInput(file, options);
     const b = (await src.blocks!.next())!;
     const letGo = b.lease.hold();
     b.release();
@@ -138,7 +142,7 @@ describe.each([
   });
 });
 
-describe('gzip errors on the decoder thread are the main thread\'s errors', () => {
+describe('node:zlib gzip errors on the decoder thread are the main thread\'s errors', () => {
   const cases: Array<[string, () => Buffer]> = [
     ['a truncated stream', () => gzA.subarray(0, gzA.length - 1000)],
     ['a stream missing only its trailer', () => gzB.subarray(0, gzB.length - 4)],
@@ -151,7 +155,7 @@ describe('gzip errors on the decoder thread are the main thread\'s errors', () =
   ];
   it.each(cases)('%s', async (_what, bytes) => {
     const file = writeFile(dir, 'bad.gz', bytes());
-    const opts: OpenInputOptions[] = [{}, { decodeThread: false }];
+    const opts: OpenInputOptions[] = [{ gzipCodec: 'zlib' }, { gzipCodec: 'zlib', decodeThread: false }];
     const [threaded, main] = await Promise.all(opts.map((o) => openInput(file, o)));
     expect(threaded.blocks).toBeDefined();
     const [e1, e2] = await Promise.all([blocksError(threaded), readError(main)]);
@@ -165,13 +169,13 @@ describe('gzip errors on the decoder thread are the main thread\'s errors', () =
   it('the offset of a truncation is where the input ends', async () => {
     const cut = gzA.length - 1000;
     const file = writeFile(dir, 'cut.gz', gzA.subarray(0, cut));
-    const err = await blocksError(await openInput(file));
+    const err = await blocksError(await openInput(file, { gzipCodec: 'zlib' }));
     expect(err.message).toBe(`gzip stream truncated/corrupt at compressed byte ${cut}: unexpected end of file`);
   });
 
   it('zero padding after the last member is accepted', async () => {
     const file = writeFile(dir, 'pad.gz', Buffer.concat([gzB, Buffer.alloc(4096)]));
-    const src = await openInput(file);
+    const src = await openInput(file, { gzipCodec: 'zlib' });
     expect((await readBlocks(src)).equals(B)).toBe(true);
     await src.close();
   });
@@ -203,10 +207,10 @@ describe('gzip errors on the decoder thread are the main thread\'s errors', () =
   });
 });
 
-(HAS_ZSTD ? describe.each : describe.skip.each)(['socket-pair', 'stdout-pipe'] as ZstdTransport[])('zstd output over the %s', (transport) => {
+(HAS_ZSTD ? describe.each : describe.skip.each)(['socket-pair', 'stdout-pipe'] as ChildTransport[])('zstd output over the %s', (transport) => {
   const open = (file: string) => {
     const fd = fs.openSync(file, 'r');
-    const thread = startDecoderThread({ codec: 'zstd', fd, input: file, readSize: 1 << 20, zstd: { path: findZstdBinary()!, args: ZSTD_BINARY_ARGS, transport } })!;
+    const thread = startDecoderThread({ decoder: zstdChild()!, fd, input: file, readSize: 1 << 20, transport })!;
     return { thread, done: async () => {
       await thread.close();
       fs.closeSync(fd);
@@ -249,10 +253,11 @@ describe('gzip errors on the decoder thread are the main thread\'s errors', () =
 
 it('close() in the middle of a gzip file stops the thread and closes the file', async () => {
   const file = writeFile(dir, 'stop.gz', tool('gzip', ['-1', '-c'], sampleBytes(32 << 20, 45)));
-  const src = await openInput(file);
+  const src = await openInput(file, { gzipCodec: 'zlib' });
   (await src.blocks!.next())!.release();
   const fdsBefore = fs.readdirSync('/proc/self/fd').length;
   await src.close();
   expect(fs.readdirSync('/proc/self/fd').length).toBeLessThan(fdsBefore);
   expect(await src.blocks!.next()).toBeNull();
 });
+
