@@ -9,6 +9,9 @@
  * time of inflating alone, zstd -> raw ~2x `zstd -dc`). Here the decoder runs on its own thread
  * and never waits for the main thread unless the whole ring is full:
  *
+ *  - 'copy' (no decoding: standard input as it comes): a synchronous loop of reads straight into
+ *    the ring. A pipe's writer (`gunzip -c | xva2img -`) then never waits for the main thread:
+ *    the pipe is drained as fast as it fills, while the main thread works on earlier blocks;
  *  - 'inflate' (gzip with node:zlib): a synchronous loop of file reads and inflate calls that
  *    write straight into the ring (node:zlib's native handle, the same engine as createGunzip,
  *    multi-member included);
@@ -44,6 +47,11 @@ export const RING_BLOCKS = 6;
 const STOP = RING_BLOCKS;
 /** How long the thread sleeps before it looks at STOP again (a notify normally wakes it sooner). */
 const WAIT_MS = 200;
+/**
+ * Copying a pipe: a partly filled block is handed over once the pipe has been quiet this long
+ * (a writer that pauses must not leave its last bytes waiting in the ring).
+ */
+const PIPE_IDLE_MS = 20;
 /** How long close() waits for the thread to stop by itself before terminating it. */
 const STOP_GRACE_MS = 2000;
 /**
@@ -71,7 +79,9 @@ interface ThreadData {
   blockBytes: number;
   blocks: number;
   waitMs: number;
-  mode: 'inflate' | 'child';
+  /** Copy from a pipe: hand over a partly filled block after this long without input. */
+  idleMs: number;
+  mode: 'copy' | 'inflate' | 'child';
   /** The program to run (mode 'child'). */
   child?: { path: string; args: string[]; stderrLimit: number; transport: ChildTransport };
 }
@@ -129,6 +139,92 @@ function decoderThreadMain(): void {
     }
     return !stopping();
   };
+
+  if (data.mode === 'copy' && fs.fstatSync(data.fd).isFile()) {
+    // A regular file (`xva2img - < vm.xva`): read straight into the ring, block after block.
+    let bytesRead = 0;
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(data.fd, out, fill, blockBytes - fill, null);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        post({ type: 'error', kind: 'read', detail: e.message, code: e.code, offset: bytesRead });
+        return;
+      }
+      if (n === 0) break;
+      bytesRead += n;
+      data.progress[0] = bytesRead;
+      fill += n;
+      if (fill === blockBytes && !ship()) return;
+      if (stopping()) return;
+    }
+    finish();
+    return;
+  }
+
+  if (data.mode === 'copy') {
+    // A pipe or socket: read as it comes (each read lands in the ring, no buffer per read). A
+    // block is handed over when full, or when the writer has paused for IDLE_MS with some bytes
+    // in it: a producer that stalls must not leave those bytes waiting here.
+    const net = require('node:net') as typeof import('node:net');
+    let bytesRead = 0;
+    let lastRead = 0;
+    let idle: NodeJS.Timeout | undefined;
+    let socket: import('node:net').Socket | undefined;
+    const done = (): void => {
+      clearTimeout(idle);
+      socket?.destroy();
+      port.close();
+    };
+    const onIdle = (): void => {
+      idle = undefined;
+      const quiet = Date.now() - lastRead;
+      if (fill === 0) return;
+      if (quiet < data.idleMs) idle = setTimeout(onIdle, data.idleMs - quiet);
+      else if (!ship()) done();
+    };
+    port.on('message', (m: { type: string }) => {
+      if (m.type === 'stop') done();
+    });
+    // `onread` is taken by the Socket constructor (net.connect passes it the same way), though
+    // @types/node declares it only for connect().
+    socket = new net.Socket({
+      fd: data.fd,
+      readable: true,
+      writable: false,
+      onread: {
+        buffer: () => out.subarray(fill),
+        callback: (n: number, buf: Uint8Array) => {
+          // After onIdle handed a block over, the read already set up lands past its end; its
+          // bytes move to where the ring goes on (the main thread only reads what was handed).
+          if (buf.byteOffset !== out.byteOffset + fill) out.set(buf.subarray(0, n), fill);
+          fill += n;
+          bytesRead += n;
+          data.progress[0] = bytesRead;
+          lastRead = Date.now();
+          if (fill === blockBytes) {
+            if (!ship()) {
+              done();
+              return false;
+            }
+          } else {
+            idle ??= setTimeout(onIdle, data.idleMs);
+          }
+          return true;
+        },
+      },
+    } as import('node:net').SocketConstructorOpts);
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      post({ type: 'error', kind: 'read', detail: err.message, code: err.code, offset: bytesRead });
+      done();
+    });
+    socket.on('end', () => {
+      finish();
+      done();
+    });
+    return;
+  }
 
   if (data.mode === 'inflate') {
     const zlib = require('node:zlib') as typeof import('node:zlib');
@@ -366,9 +462,15 @@ export function gzipThreadAvailable(): boolean {
 }
 
 export interface DecoderThreadOptions {
-  /** 'inflate': gzip by node:zlib in the thread; or a program to run (child-codec.ts). */
-  decoder: 'inflate' | ChildCodec;
-  /** The open input file (the thread or child reads it from its current offset, 0). */
+  /**
+   * 'copy': the bytes as they are (a pipe read into the ring); 'inflate': gzip by node:zlib in
+   * the thread; or a program to run (child-codec.ts).
+   */
+  decoder: 'copy' | 'inflate' | ChildCodec;
+  /**
+   * The open input (the thread or child reads it from its current offset). A pipe or socket
+   * copied by the thread is taken over: the thread closes it when it ends.
+   */
   fd: number;
   /** Names the input in errors. */
   input: string;
@@ -427,7 +529,7 @@ export class DecoderThread implements BlockSource {
     this.#progress = new Float64Array(new SharedArrayBuffer(8));
     const child = typeof o.decoder === 'string' ? undefined : o.decoder;
     const workerData: ThreadData = {
-      mode: child ? 'child' : 'inflate',
+      mode: child ? 'child' : (o.decoder as 'copy' | 'inflate'),
       fd: o.fd,
       readSize: o.readSize,
       memory,
@@ -436,6 +538,7 @@ export class DecoderThread implements BlockSource {
       blockBytes: RING_BLOCK_BYTES,
       blocks: RING_BLOCKS,
       waitMs: WAIT_MS,
+      idleMs: PIPE_IDLE_MS,
       child: child && {
         path: child.path,
         args: [...child.args],
@@ -488,11 +591,23 @@ export class DecoderThread implements BlockSource {
       Atomics.store(this.#control, STOP, 1);
       for (let i = 0; i < RING_BLOCKS; i++) Atomics.notify(this.#control, i);
       this.#worker.postMessage({ type: 'stop' });
-      const timer = setTimeout(() => void this.#worker.terminate(), STOP_GRACE_MS);
-      await this.#exited;
+      // A thread blocked reading a pipe whose writer has stopped writing cannot see STOP, and
+      // not even terminate() ends it until the read returns: after the grace time it is
+      // terminated and let go (unref: it cannot keep the process alive), and its ring is not
+      // reused, since it may still write into it.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), STOP_GRACE_MS);
+      });
+      const stopped = await Promise.race([this.#exited.then(() => true), late]);
       clearTimeout(timer);
-      this.#stopped = true;
-      this.#recycleRing();
+      if (stopped) {
+        this.#stopped = true;
+        this.#recycleRing();
+      } else {
+        this.#worker.unref();
+        void this.#worker.terminate();
+      }
       this.#wake();
     })();
     return this.#closed;

@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { InputError, UsageError } from '../errors';
-import type { Compression, InputSource, OpenInputOptions } from './types';
+import type { BlockSource, Compression, InputSource, OpenInputOptions } from './types';
 import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder, errorText } from './decoder';
 import { type ChildCodec, childDecoder } from './child-codec';
 import { createGzipDecoder, igzipChild, resolveGzipCodec } from './gzip';
@@ -22,7 +22,8 @@ import { isUrl, openHttp } from './http';
 import { RawPump, type RawSource } from './raw-pump';
 import { SNIFF_BYTES, detectCompression, emptyInput, sniff } from './sniff';
 import { createZstdDecoder, resolveZstdCodec, zstdChild } from './zstd';
-import { blocksAsStream, gzipThreadAvailable, startDecoderThread } from './decoder-thread';
+import { blocksAsStream, gzipThreadAvailable, RING_BLOCK_BYTES, startDecoderThread } from './decoder-thread';
+import type { PooledBuffer } from './buffer-pool';
 
 /**
  * Default bytes per read from files (compressed ones: plain files are read by the reader's
@@ -37,6 +38,7 @@ const fsOpen = promisify(fs.open);
 const fsFstat = promisify(fs.fstat);
 const fsClose = promisify(fs.close);
 const fsRead = promisify(fs.read);
+const STDIN_FD = 0;
 
 /** Several inputs may name standard input (`-`) only once: there is one stdin to read. */
 export function assertStdinNamedOnce(inputs: readonly string[]): void {
@@ -44,7 +46,7 @@ export function assertStdinNamedOnce(inputs: readonly string[]): void {
 }
 
 export async function openInput(spec: string, options: OpenInputOptions = {}): Promise<InputSource> {
-  if (spec === '-') return decodeSource(openStdin(options.stdin), options);
+  if (spec === '-') return (options.stdin ? undefined : await stdinOnThread(options)) ?? decodeSource(openStdin(options.stdin), options);
   if (isUrl(spec)) return decodeSource(await openHttp(spec, options.headers), options);
   return openFileInput(spec, options);
 }
@@ -346,6 +348,101 @@ function closeReadStream(stream: fs.ReadStream): Promise<void> {
     stream.once('close', () => resolve());
     stream.destroy();
   });
+}
+
+/**
+ * Standard input (a pipe, socket or file; not a terminal) read by a thread of its own into a
+ * ring of shared blocks ('copy', decoder-thread.ts), so that the program writing into the pipe
+ * never waits for the main thread. A plain tar is parsed straight from those blocks (lent, no
+ * copy); a gzip or zstd stream goes from them to its decoder as a stream. Undefined where no
+ * thread can be had (then stdin is read as a stream on the main thread), or for a terminal.
+ *
+ * process.stdin is never touched on this path: creating it would make the descriptor
+ * non-blocking for a pipe, and two readers of one pipe would split its bytes.
+ */
+async function stdinOnThread(options: OpenInputOptions): Promise<InputSource | undefined> {
+  let stat: fs.Stats;
+  try {
+    stat = fs.fstatSync(STDIN_FD);
+  } catch {
+    return undefined;
+  }
+  if (!stat.isFIFO() && !stat.isSocket() && !stat.isFile()) return undefined;
+  const thread = startDecoderThread({ decoder: 'copy', fd: STDIN_FD, input: '-', readSize: RING_BLOCK_BYTES });
+  if (!thread) return undefined;
+  const rawSize = stat.isFile() ? stat.size : undefined;
+  let first: PooledBuffer | null;
+  try {
+    first = await thread.next();
+  } catch (err) {
+    await thread.close();
+    throw err;
+  }
+  if (!first) {
+    await thread.close();
+    throw emptyInput('-');
+  }
+  const blocks = prependBlock(first, thread);
+  const compression = detectCompression(first.buf.subarray(0, SNIFF_BYTES));
+  if (compression === 'none') {
+    let closed: Promise<void> | undefined;
+    let stream: Readable | undefined;
+    return {
+      name: '-',
+      compression,
+      codec: 'none',
+      rawSize,
+      blocks,
+      get stream() {
+        return (stream ??= blocksAsStream(blocks));
+      },
+      rawBytesRead: () => thread.rawBytesRead(),
+      close: () =>
+        (closed ??= (async () => {
+          stream?.destroy();
+          await blocks.close();
+        })()),
+    };
+  }
+  const stream = blocksAsStream(blocks);
+  return decodeSource(
+    {
+      name: '-',
+      stream,
+      rawSize,
+      mapError: (err, bytesRead) => unreadable('-', `read error on stdin at byte ${bytesRead}`, err),
+      release: async () => {
+        stream.destroy();
+        await blocks.close();
+      },
+    },
+    options,
+  );
+}
+
+/** `first`, then the rest of `source`. */
+function prependBlock(first: PooledBuffer, source: BlockSource & { failure?(): unknown }): BlockSource {
+  let head: PooledBuffer | null = first;
+  return {
+    size: source.size,
+    lendsBlocks: source.lendsBlocks,
+    next() {
+      const b = head;
+      head = null;
+      return b ? Promise.resolve(b) : source.next();
+    },
+    failure: () => source.failure?.(),
+    async drain() {
+      head?.release();
+      head = null;
+      await source.drain?.();
+    },
+    close() {
+      head?.release();
+      head = null;
+      return source.close();
+    },
+  };
 }
 
 function openStdin(given: Readable | undefined): RawSource {

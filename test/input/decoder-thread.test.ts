@@ -4,7 +4,9 @@
  * decoding on the main thread, blocks lent without copies (and hashed in place), bounded
  * run-ahead, and nothing left running after close().
  */
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { InputError } from '../../src/errors';
 import { gzipThreadAvailable, idleRingCount, RING_BLOCK_BYTES, RING_BLOCKS, startDecoderThread, type ChildTransport } from '../../src/input/decoder-thread';
 import { openInput } from '../../src/input/open';
@@ -155,10 +157,13 @@ describe('node:zlib gzip errors on the decoder thread are the main thread\'s err
   ];
   it.each(cases)('%s', async (_what, bytes) => {
     const file = writeFile(dir, 'bad.gz', bytes());
-    const opts: OpenInputOptions[] = [{ gzipCodec: 'zlib' }, { gzipCodec: 'zlib', decodeThread: false }];
-    const [threaded, main] = await Promise.all(opts.map((o) => openInput(file, o)));
+    // Each read as soon as it is open: a stream that fails before anyone listens would report
+    // its error as unhandled.
+    const threaded = await openInput(file, { gzipCodec: 'zlib' });
     expect(threaded.blocks).toBeDefined();
-    const [e1, e2] = await Promise.all([blocksError(threaded), readError(main)]);
+    const e1 = await blocksError(threaded);
+    const main = await openInput(file, { gzipCodec: 'zlib', decodeThread: false });
+    const e2 = await readError(main);
     expect(e1).toBeInstanceOf(InputError);
     expect(e1.code).toBe('BAD_COMPRESSION');
     expect(e1.describe()).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: gzip stream truncated/corrupt at compressed byte \\d+: \\S`));
@@ -261,3 +266,43 @@ it('close() in the middle of a gzip file stops the thread and closes the file', 
   expect(await src.blocks!.next()).toBeNull();
 });
 
+describe('a pipe copied into the ring (standard input)', () => {
+  /** A FIFO that `script` (a shell command) writes into; returns our read end. */
+  function fifoFrom(name: string, script: string): { fd: number; writer: ReturnType<typeof spawn> } {
+    const fifo = path.join(dir, name);
+    execFileSync('mkfifo', [fifo]);
+    const writer = spawn('sh', ['-c', `{ ${script}; } > '${fifo}'`], { stdio: 'ignore' });
+    return { fd: fs.openSync(fifo, 'r'), writer };
+  }
+
+  it('hands over what arrived when the writer pauses, and every byte in order', async () => {
+    const file = writeFile(dir, 'pipe.bin', A); // 9 MiB
+    // 3 MB, a pause, the rest: the first block cannot fill before the pause.
+    const { fd } = fifoFrom('pause.fifo', `head -c 3000000 '${file}'; sleep 0.5; tail -c +3000001 '${file}'`);
+    const thread = startDecoderThread({ decoder: 'copy', fd, input: 'pipe', readSize: RING_BLOCK_BYTES })!;
+    const lengths: number[] = [];
+    const parts: Buffer[] = [];
+    for (let b = await thread.next(); b; b = await thread.next()) {
+      lengths.push(b.buf.length);
+      parts.push(Buffer.from(b.buf));
+      b.release();
+    }
+    expect(Buffer.concat(parts).equals(A)).toBe(true);
+    expect(lengths[0]).toBeLessThan(RING_BLOCK_BYTES); // not held back until the block filled
+    expect(thread.rawBytesRead()).toBe(A.length);
+    await thread.close(); // the thread took the pipe over and has closed it
+    expect(() => fs.fstatSync(fd)).toThrow(/EBADF/);
+  });
+
+  it('reads a pipe that stays quiet without spinning, and close() lets it go', async () => {
+    const { fd, writer } = fifoFrom('quiet.fifo', 'printf abc; sleep 30');
+    const thread = startDecoderThread({ decoder: 'copy', fd, input: 'pipe', readSize: RING_BLOCK_BYTES })!;
+    const b = (await thread.next())!;
+    expect(b.buf.toString()).toBe('abc');
+    b.release();
+    const started = Date.now();
+    await thread.close();
+    expect(Date.now() - started).toBeLessThan(5000);
+    writer.kill();
+  });
+});
