@@ -22,7 +22,7 @@ import { isUrl, openHttp } from './http';
 import { RawPump, type RawSource } from './raw-pump';
 import { SNIFF_BYTES, detectCompression, emptyInput, sniff } from './sniff';
 import { createZstdDecoder, resolveZstdCodec, zstdChild } from './zstd';
-import { blocksAsStream, gzipThreadAvailable, RING_BLOCK_BYTES, startDecoderThread } from './decoder-thread';
+import { blocksAsStream, type DecoderThread, gzipThreadAvailable, RING_BLOCK_BYTES, startDecoderThread } from './decoder-thread';
 import type { PooledBuffer } from './buffer-pool';
 
 /**
@@ -239,24 +239,32 @@ function threadedFileInput(path: string, fd: number, stat: fs.Stats, compression
   const progress = decoder === 'inflate' ? undefined : childReadProgress(fd);
   const thread = startDecoderThread({ decoder, fd, input: path, readSize, rawBytesRead: progress?.read });
   if (!thread) return undefined;
+  const facts = { name: path, compression, codec: decoder === 'inflate' ? 'node:zlib' : decoder.name, rawSize: stat.size };
+  return blockInput(facts, thread, async () => {
+    progress?.stop();
+    await thread.close();
+    await fsClose(fd).catch(() => {});
+  });
+}
+
+/**
+ * An input read as `blocks` (a decoder thread's ring); its stream, for callers that want one,
+ * is made from them on demand. `release` frees what is behind the blocks (once, after the stream).
+ */
+function blockInput(facts: Pick<InputSource, 'name' | 'compression' | 'codec' | 'rawSize'>, blocks: BlockSource & { rawBytesRead(): number }, release: () => Promise<void>): InputSource {
   let closed: Promise<void> | undefined;
   let stream: Readable | undefined;
   return {
-    name: path,
-    compression,
-    codec: decoder === 'inflate' ? 'node:zlib' : decoder.name,
-    rawSize: stat.size,
-    blocks: thread,
+    ...facts,
+    blocks,
     get stream() {
-      return (stream ??= blocksAsStream(thread));
+      return (stream ??= blocksAsStream(blocks));
     },
-    rawBytesRead: () => thread.rawBytesRead(),
+    rawBytesRead: () => blocks.rawBytesRead(),
     close: () =>
       (closed ??= (async () => {
-        progress?.stop();
         stream?.destroy();
-        await thread.close();
-        await fsClose(fd).catch(() => {});
+        await release();
       })()),
   };
 }
@@ -384,26 +392,7 @@ async function stdinOnThread(options: OpenInputOptions): Promise<InputSource | u
   }
   const blocks = prependBlock(first, thread);
   const compression = detectCompression(first.buf.subarray(0, SNIFF_BYTES));
-  if (compression === 'none') {
-    let closed: Promise<void> | undefined;
-    let stream: Readable | undefined;
-    return {
-      name: '-',
-      compression,
-      codec: 'none',
-      rawSize,
-      blocks,
-      get stream() {
-        return (stream ??= blocksAsStream(blocks));
-      },
-      rawBytesRead: () => thread.rawBytesRead(),
-      close: () =>
-        (closed ??= (async () => {
-          stream?.destroy();
-          await blocks.close();
-        })()),
-    };
-  }
+  if (compression === 'none') return blockInput({ name: '-', compression, codec: 'none', rawSize }, blocks, () => blocks.close());
   const stream = blocksAsStream(blocks);
   return decodeSource(
     {
@@ -421,21 +410,21 @@ async function stdinOnThread(options: OpenInputOptions): Promise<InputSource | u
 }
 
 /** `first`, then the rest of `source`. */
-function prependBlock(first: PooledBuffer, source: BlockSource & { failure?(): unknown }): BlockSource {
+function prependBlock(first: PooledBuffer, source: DecoderThread): BlockSource & { rawBytesRead(): number } {
   let head: PooledBuffer | null = first;
   return {
-    size: source.size,
     lendsBlocks: source.lendsBlocks,
+    rawBytesRead: () => source.rawBytesRead(),
     next() {
       const b = head;
       head = null;
       return b ? Promise.resolve(b) : source.next();
     },
-    failure: () => source.failure?.(),
+    failure: () => source.failure(),
     async drain() {
       head?.release();
       head = null;
-      await source.drain?.();
+      await source.drain();
     },
     close() {
       head?.release();
