@@ -262,7 +262,7 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
       seconds: (Date.now() - started) / 1000,
     };
   } catch (err) {
-    for (const p of parts) p.abortSync();
+    await Promise.all(parts.map((p) => p.abort()));
     if (err instanceof XvaError) err.at({ input: source.name });
     throw err;
   } finally {

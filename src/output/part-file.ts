@@ -90,7 +90,13 @@ export class PartFile {
     }
   }
 
-  /** Removes the partial file. Never throws. */
+  /** Removes the partial file once no write to it is in flight any more. Never throws. */
+  async abort(): Promise<void> {
+    await this.target.settled();
+    this.abortSync();
+  }
+
+  /** Removes the partial file now (signal handlers: the process exits next). Never throws. */
   abortSync(): void {
     if (this.done) return;
     this.done = true;

@@ -89,6 +89,8 @@ function writevAll(fd: number, chunks: Uint8Array[], position: number, split: bo
  */
 export class FileTarget implements RandomAccessTarget {
   position = 0;
+  /** Writes not yet completed (see settled()). */
+  private readonly inFlight = new Set<Promise<unknown>>();
   private unflushed = 0;
   private flushing = false;
   private flushError: unknown;
@@ -154,12 +156,27 @@ export class FileTarget implements RandomAccessTarget {
   }
 
   async pwritev(chunks: Uint8Array[], position: number): Promise<void> {
-    try {
+    const write = (async () => {
       if (!(await this.writeDirect(chunks, position))) await this.writePageCache(chunks, position);
+    })();
+    this.inFlight.add(write);
+    try {
+      await write;
     } catch (err) {
       throw outputErrorFrom(err, this.label);
+    } finally {
+      this.inFlight.delete(write);
     }
     this.flushBehind(chunks.reduce((n, c) => n + c.length, 0));
+  }
+
+  /**
+   * Resolves once no write is in flight, whatever their outcome. The owner waits for this
+   * before closing the descriptor after a failure elsewhere: a write still queued (on the writer
+   * thread or the thread pool) must not find the descriptor's number reused by another file.
+   */
+  async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
   async truncate(length: number): Promise<void> {

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { allocAligned } from '../../src/input/aligned-buffer';
+import { PartFile } from '../../src/output/part-file';
 import { FileTarget } from '../../src/output/targets';
 import { PAGE_CACHE_PIECE_BYTES } from '../../src/output/write-policy';
 import { allShared, writerThread } from '../../src/output/writer-thread';
@@ -129,6 +130,19 @@ test('a failed write by the writer thread is an output error naming the file', a
   const t = new FileTarget(fd, 'the-image.raw', 0);
   await expect(t.pwritev([sharedPattern(8192, 5)], 0)).rejects.toThrow(/^the-image\.raw: EBADF/);
   fs.closeSync(fd);
+});
+
+test('aborting a part file waits for its writes in flight before closing it (its descriptor number must not be reused under them)', async () => {
+  const part = await PartFile.create(path.join(dir, 'aborted.raw'), false);
+  let settled = false;
+  const write = part.target.pwritev([sharedPattern(16 * MiB, 6)], 0).then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await part.abort();
+  expect(settled).toBe(true);
+  expect(fs.existsSync(part.partPath)).toBe(false);
+  await write;
 });
 
 test('direct writes are not split (they do not use the page cache)', async () => {
