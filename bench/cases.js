@@ -1,16 +1,22 @@
 'use strict';
 /**
  * The measured commands. Each case is one or more steps, each step one process (or one shell
- * pipeline); the runner wraps every step in `/usr/bin/time -f %M` for its peak RSS, times the
- * steps with a monotonic clock and adds them up. `out` is a fresh, empty directory on the same
- * file system as the corpus; it is deleted after every run (not timed).
+ * pipeline); the runner wraps every step in `/usr/bin/time -f %M` for its peak RSS, runs `sync`
+ * (untimed) before it, times the steps with a monotonic clock and adds them up. `out` is a fresh,
+ * empty directory on the same file system as the corpus; it is deleted after every run (not timed).
  *
  * step: { argv: [...], stdout?: 'null' }              run argv (wrapped in /usr/bin/time)
  *     | { shell: (time) => 'a | <time> b' }           a pipeline; `time` is the wrapper to put
  *                                                      in front of the process whose RSS counts
  * verify: 'cmp' (byte-identical to the source raw image) | 'qemu-compare' (qemu-img compare)
+ *
+ * Groups: 'xva2img' (default flags: the headline rows), 'mode' (xva2img with other flags),
+ * 'baseline' (other tools doing the same job, durably), 'floor' (the least work: decoders alone).
+ * Every baseline that writes an image ends with `sync -f` on it, as xva2img fsyncs its images
+ * before renaming them: like for like.
  */
 const path = require('node:path');
+const { spawnSync } = require('node:child_process');
 
 const ROOT = path.join(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'xva2img');
@@ -21,112 +27,150 @@ function q(s) {
   return `'${String(s).replace(/'/g, `'\\''`)}'`;
 }
 
+/** Whether `name` runs from the PATH. */
+function have(name) {
+  return spawnSync('sh', ['-c', 'command -v "$0" >/dev/null 2>&1', name]).status === 0;
+}
+
 function xva2img(input, output, format, ...extra) {
   return { argv: [NODE, BIN, input, '-q', '-O', format, '-o', output, ...extra] };
 }
 
+/** A shell step timed as a whole (`time` in front of `sh -c`). */
+function timedShell(script) {
+  return { shell: (time) => `${time} sh -c ${q(script)}` };
+}
+
 /**
  * @param c      the main corpus (bench/corpus.js ensureCorpus result)
- * @param small  the 1 GiB corpus for the RSS comparison (f), or undefined
+ * @param small  the second corpus for the RSS-vs-size check, or undefined
  */
 function buildCases(c, small) {
+  const raw = (name, desc, input, ...extra) => ({ name, desc, steps: (out) => [xva2img(input, `${out}/disk.raw`, 'raw', ...extra)], output: 'disk.raw', verify: 'cmp' });
+  const igzip = have('igzip');
   const cases = [
-    // --- xva2img ---------------------------------------------------------------------------
-    { name: 'raw', group: 'xva2img', desc: 'xva2img plain XVA (XXH64) -> raw', steps: (out) => [xva2img(c.xva, `${out}/disk.raw`, 'raw')], output: 'disk.raw', verify: 'cmp' },
-    { name: 'qcow2', group: 'xva2img', desc: 'xva2img plain XVA -> qcow2', steps: (out) => [xva2img(c.xva, `${out}/disk.qcow2`, 'qcow2')], output: 'disk.qcow2', verify: 'qemu-compare' },
-    { name: 'vmdk', group: 'xva2img', desc: 'xva2img plain XVA -> vmdk (streamOptimized)', steps: (out) => [xva2img(c.xva, `${out}/disk.vmdk`, 'vmdk')], output: 'disk.vmdk', verify: 'qemu-compare' },
-    // Without the fsync before rename. The baselines do not flush either: tar and the merge
-    // script never fsync, and qemu-img convert (7.2, default cache mode) issues its fdatasyncs
-    // while creating the image and none after the last data write (strace -tt), so its time
-    // does not include the data reaching the disk. qcow2-nosync is the like-for-like case for (e).
-    { name: 'qcow2-nosync', group: 'xva2img', desc: 'xva2img plain XVA -> qcow2 with --no-sync (no fsync before rename)', steps: (out) => [xva2img(c.xva, `${out}/disk.qcow2`, 'qcow2', '--no-sync')], output: 'disk.qcow2', verify: 'qemu-compare' },
-    { name: 'raw-nosync', group: 'xva2img', desc: 'xva2img plain XVA -> raw with --no-sync (no fsync before rename)', steps: (out) => [xva2img(c.xva, `${out}/disk.raw`, 'raw', '--no-sync')], output: 'disk.raw', verify: 'cmp' },
-    { name: 'gz-raw-nosync', group: 'xva2img', desc: 'xva2img .xva.gz -> raw with --no-sync', steps: (out) => [xva2img(c.gz, `${out}/disk.raw`, 'raw', '--no-sync')], output: 'disk.raw', verify: 'cmp' },
-    { name: 'sha1-raw', group: 'xva2img', desc: 'xva2img plain XVA (SHA-1) -> raw', steps: (out) => [xva2img(c.sha1, `${out}/disk.raw`, 'raw')], output: 'disk.raw', verify: 'cmp' },
-    { name: 'gz-raw', group: 'xva2img', desc: 'xva2img .xva.gz -> raw', steps: (out) => [xva2img(c.gz, `${out}/disk.raw`, 'raw')], output: 'disk.raw', verify: 'cmp' },
-    { name: 'zst-raw', group: 'xva2img', desc: 'xva2img .xva.zst -> raw', steps: (out) => [xva2img(c.zst, `${out}/disk.raw`, 'raw')], output: 'disk.raw', verify: 'cmp' },
+    // --- xva2img, default flags (headline) -------------------------------------------------
+    { group: 'xva2img', ...raw('raw', 'plain XVA (XXH64) -> raw', c.xva) },
+    { group: 'xva2img', name: 'qcow2', desc: 'plain XVA -> qcow2', steps: (out) => [xva2img(c.xva, `${out}/disk.qcow2`, 'qcow2')], output: 'disk.qcow2', verify: 'qemu-compare' },
+    { group: 'xva2img', name: 'vmdk', desc: 'plain XVA -> vmdk (streamOptimized)', steps: (out) => [xva2img(c.xva, `${out}/disk.vmdk`, 'vmdk')], output: 'disk.vmdk', verify: 'qemu-compare', slow: true },
+    { group: 'xva2img', ...raw('gz-raw', `.xva.gz -> raw (default codec: ${igzip ? 'igzip' : 'node:zlib'})`, c.gz) },
+    { group: 'xva2img', ...raw('zst-raw', '.xva.zst -> raw', c.zst) },
+    { group: 'xva2img', ...raw('sha1-raw', 'plain XVA (SHA-1) -> raw', c.sha1) },
     {
-      name: 'stdin-raw',
       group: 'xva2img',
+      name: 'gunzip-pipe',
+      desc: 'gunzip -c x.xva.gz | xva2img - -> raw (RSS of xva2img)',
+      steps: (out) => [{ shell: (time) => `gunzip -c ${q(c.gz)} | ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
+      output: 'disk.raw',
+      verify: 'cmp',
+      slow: true,
+    },
+    {
+      group: 'xva2img',
+      name: 'zstd-pipe',
+      desc: 'zstd -dc x.xva.zst | xva2img - -> raw (RSS of xva2img)',
+      steps: (out) => [{ shell: (time) => `zstd -dc ${q(c.zst)} | ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
+      output: 'disk.raw',
+      verify: 'cmp',
+    },
+    // --- xva2img, other modes ----------------------------------------------------------------
+    { group: 'mode', ...raw('raw-nosync', 'plain XVA -> raw, --no-sync (nothing waits for the disk)', c.xva, '--no-sync') },
+    { group: 'mode', ...raw('raw-direct', 'plain XVA -> raw, --direct-io (O_DIRECT, the former default)', c.xva, '--direct-io') },
+    { group: 'mode', ...raw('gz-raw-zlib', '.xva.gz -> raw, --gzip-codec zlib (node:zlib on the decoder thread)', c.gz, '--gzip-codec', 'zlib') },
+    {
+      group: 'mode',
+      name: 'cat-pipe',
       desc: 'cat x.xva | xva2img - -> raw (RSS of xva2img)',
       steps: (out) => [{ shell: (time) => `cat ${q(c.xva)} | ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
       output: 'disk.raw',
       verify: 'cmp',
     },
-    // --- baselines -------------------------------------------------------------------------
+    // --- baselines: the same job by other tools, flushed like ours -----------------------------
     {
-      name: 'manual',
       group: 'baseline',
-      desc: 'tar -xf x.xva, then merge chunks at counter x 1 MiB (bench/merge-chunks.js)',
+      name: 'write-floor',
+      desc: 'cp --sparse=always disk.raw + sync -f: writing the image durably, nothing else',
+      steps: (out) => [timedShell(`cp --sparse=always ${q(c.raw)} ${q(`${out}/disk.raw`)} && sync -f ${q(`${out}/disk.raw`)}`)],
+      output: 'disk.raw',
+      verify: 'cmp',
+    },
+    {
+      group: 'baseline',
+      name: 'tar',
+      desc: 'tar -xf x.xva + sync -f: unpacking the chunks durably (no image)',
+      writes: true,
+      steps: (out) => [{ mkdir: `${out}/x`, ...timedShell(`tar -xf ${q(c.xva)} -C ${q(`${out}/x`)} && sync -f ${q(`${out}/x`)}`) }],
+    },
+    {
+      group: 'baseline',
+      name: 'qemu-img-qcow2',
+      desc: 'qemu-img convert -f raw -O qcow2 disk.raw + sync -f',
+      steps: (out) => [timedShell(`qemu-img convert -f raw -O qcow2 ${q(c.raw)} ${q(`${out}/disk.qcow2`)} && sync -f ${q(`${out}/disk.qcow2`)}`)],
+      output: 'disk.qcow2',
+      verify: 'qemu-compare',
+    },
+    {
+      group: 'baseline',
+      name: 'qemu-img-vmdk',
+      desc: 'qemu-img convert -f raw -O vmdk -o subformat=streamOptimized disk.raw + sync -f',
+      steps: (out) => [timedShell(`qemu-img convert -f raw -O vmdk -o subformat=streamOptimized ${q(c.raw)} ${q(`${out}/disk.vmdk`)} && sync -f ${q(`${out}/disk.vmdk`)}`)],
+      output: 'disk.vmdk',
+      verify: 'qemu-compare',
+      slow: true,
+    },
+    {
+      group: 'baseline',
+      name: 'manual',
+      desc: 'tar -xf x.xva, then merge chunks at counter x 1 MiB (bench/merge-chunks.js), no sync',
       steps: (out) => [
         { argv: ['tar', '-xf', c.xva, '-C', `${out}/x`], mkdir: `${out}/x` },
         { argv: [NODE, path.join(__dirname, 'merge-chunks.js'), `${out}/x`, c.diskRef, `${out}/disk.raw`] },
       ],
       output: 'disk.raw',
       verify: 'cmp',
+      slow: true,
     },
-    {
-      // Informational (not in a ratio): the how-to shell loop, one dd per chunk file.
-      name: 'manual-dd',
-      group: 'baseline',
-      desc: 'tar -xf x.xva, then a shell loop of dd seek=N conv=notrunc,sparse per chunk',
-      steps: (out) => [
-        { argv: ['tar', '-xf', c.xva, '-C', `${out}/x`], mkdir: `${out}/x` },
-        {
-          shell: (time) =>
-            `${time} bash -c ${q(
-              `cd ${q(`${out}/x/${c.diskRef}`)} && for f in [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]; do ` +
-                `dd if="$f" of=${q(`${out}/disk.raw`)} bs=1M seek=$((10#$f)) conv=notrunc,sparse status=none || exit 1; done && ` +
-                `truncate -s ${c.meta.virtualSize} ${q(`${out}/disk.raw`)}`,
-            )}`,
-        },
-      ],
-      output: 'disk.raw',
-      verify: 'cmp',
-    },
-    {
-      name: 'qemu-img',
-      group: 'baseline',
-      desc: 'qemu-img convert -O qcow2 of the source raw image',
-      steps: (out) => [{ argv: ['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', c.raw, `${out}/disk.qcow2`] }],
-      output: 'disk.qcow2',
-      verify: 'qemu-compare',
-    },
-    // --- floors ----------------------------------------------------------------------------
-    { name: 'floor-inflate', group: 'floor', desc: 'node:zlib gunzip of the .gz to nowhere', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'inflate', c.gz] }] },
-    { name: 'floor-zstd', group: 'floor', desc: 'zstd -dc x.xva.zst > /dev/null', steps: () => [{ argv: ['zstd', '-dc', c.zst], stdout: 'null' }] },
-    { name: 'floor-cat', group: 'floor', desc: 'cat x.xva > /dev/null', steps: () => [{ argv: ['cat', c.xva], stdout: 'null' }] },
-    { name: 'floor-read', group: 'floor', desc: 'Node fs read loop of x.xva (1 MiB)', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'read', c.xva] }] },
-    { name: 'floor-xxh64', group: 'floor', desc: 'read + XXH64 (hash-wasm) of every chunk', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'xxh64', c.xva] }] },
-    { name: 'floor-sha1', group: 'floor', desc: 'read + SHA-1 (node:crypto) of every chunk', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'sha1', c.sha1] }] },
+    // --- floors: decoders alone, output discarded --------------------------------------------
+    ...(igzip ? [{ group: 'floor', name: 'floor-igzip', desc: 'igzip -dc x.xva.gz > /dev/null (ISA-L)', steps: () => [{ argv: ['igzip', '-dc', c.gz], stdout: 'null' }] }] : []),
+    { group: 'floor', name: 'floor-inflate', desc: 'node:zlib gunzip of the .gz to nowhere', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'inflate', c.gz] }] },
+    { group: 'floor', name: 'floor-zstd', desc: 'zstd -dc x.xva.zst > /dev/null', steps: () => [{ argv: ['zstd', '-dc', c.zst], stdout: 'null' }] },
+    { group: 'floor', name: 'floor-gunzip', desc: 'gunzip -c x.xva.gz > /dev/null (the pipe producer alone)', steps: () => [{ argv: ['gunzip', '-c', c.gz], stdout: 'null' }], slow: true },
+    { group: 'floor', name: 'floor-read', desc: 'Node fs read loop of x.xva (1 MiB)', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'read', c.xva] }] },
+    { group: 'floor', name: 'floor-xxh64', desc: 'read + XXH64 (hash-wasm) of every chunk', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'xxh64', c.xva] }] },
   ];
   if (small) {
     cases.push({
-      name: 'raw-small',
-      group: 'xva2img',
-      desc: `xva2img plain XVA -> raw on the ${small.meta.key} corpus (RSS vs size)`,
+      group: 'mode',
+      ...raw('raw-small', `plain XVA -> raw on the ${small.meta.key} corpus (RSS vs size)`, small.xva),
       corpus: small,
-      steps: (out) => [xva2img(small.xva, `${out}/disk.raw`, 'raw')],
-      output: 'disk.raw',
-      verify: 'cmp',
     });
   }
   for (const k of cases) k.corpus ??= c;
   return cases;
 }
 
-/** Ratios the issue asks for: [id, label, numerator case, denominator case, target (null: informational)]. */
+/** The gzip floor: the fastest decoder on the machine (igzip when installed, else node:zlib). */
+const GZIP_FLOOR = ['floor-igzip', 'floor-inflate'];
+
+/**
+ * The targets of issue #19: [id, label, numerator case, denominator cases, target]. With several
+ * denominators the ratio is taken against the slowest of them in the same round (max(decoder,
+ * write floor): a conversion cannot beat either); an array inside the list means "the first of
+ * these that ran". A null target is informational.
+ */
 const RATIOS = [
-  ['a', 'plain -> raw / manual workflow', 'raw', 'manual', 0.25],
-  ['b', 'gz -> raw / node:zlib inflate floor', 'gz-raw', 'floor-inflate', 1.1],
-  ['c', 'zstd -> raw / zstd -dc floor', 'zst-raw', 'floor-zstd', 1.5],
-  ['d', '-> qcow2 / -> raw', 'qcow2', 'raw', 1.15],
-  // Like for like: neither side waits for the data to reach the disk (see qcow2-nosync).
-  ['e', '-> qcow2 --no-sync / qemu-img convert -O qcow2', 'qcow2-nosync', 'qemu-img', 1.5],
-  // Informational (no target): our default, which fsyncs before the rename, against the same.
-  ['e2', '-> qcow2 (fsync before rename) / qemu-img convert', 'qcow2', 'qemu-img', null],
+  ['raw', 'plain -> raw / write floor', 'raw', ['write-floor'], 1.2],
+  ['gz', 'gz -> raw / max(gzip floor, write floor)', 'gz-raw', [GZIP_FLOOR, 'write-floor'], 1.1],
+  ['zst', 'zstd -> raw / max(zstd -dc, write floor)', 'zst-raw', ['floor-zstd', 'write-floor'], 1.15],
+  ['qcow2', '-> qcow2 / qemu-img convert -O qcow2 + sync', 'qcow2', ['qemu-img-qcow2'], 1.2],
+  ['vmdk', '-> vmdk / qemu-img convert -O vmdk (streamOptimized) + sync', 'vmdk', ['qemu-img-vmdk'], 0.5],
+  ['gunzip-pipe', 'gunzip -c | xva2img - / gunzip -c > /dev/null', 'gunzip-pipe', ['floor-gunzip'], 1.1],
+  ['zstd-pipe', 'zstd -dc | xva2img - / max(zstd -dc, write floor)', 'zstd-pipe', ['floor-zstd', 'write-floor'], 1.15],
+  ['tar', 'plain -> raw / tar -xf + sync', 'raw', ['tar'], null],
+  ['manual', 'plain -> raw / manual workflow (tar + merge)', 'raw', ['manual'], null],
+  ['direct', '--direct-io / default (plain -> raw)', 'raw-direct', ['raw'], null],
 ];
-/** (f): peak RSS of every xva2img case <= this, and raw vs raw-small within RSS_SPREAD. */
+/** Peak RSS of every xva2img case <= this, and raw vs raw-small within RSS_SPREAD. */
 const RSS_LIMIT_MB = 150;
 const RSS_SPREAD = 0.1;
 

@@ -2,10 +2,11 @@
 /**
  * xva2img benchmark: `npm run bench -- [options]` (builds dist/ first) or `node bench/run.js`.
  *
- *   --size <6G>        virtual size of the main corpus disk (512M for a quick run; larger works)
- *   --small-size <1G>  the second corpus for the RSS-vs-size check (f); 0 to skip
- *   --runs <3>         measured rounds (every case once per round) after one warm-up run per case
- *   --only <a,b>       only these cases (names or groups: xva2img, baseline, floor, nbd); see --list
+ *   --size <6G>        virtual size of the main corpus disk (1G for the second column; larger works)
+ *   --small-size <1G>  the second corpus for the RSS-vs-size check; 0 to skip
+ *   --runs <5>         measured rounds (every case once per round) after one warm-up run per case
+ *   --quick            development: 512M corpus, 1 round, no second corpus, no slow cases
+ *   --only <a,b>       only these cases (names or groups: xva2img, mode, baseline, floor, nbd); see --list
  *   --source <dir>     where the corpus files come from (default /usr/lib)
  *   --json <file>      results file (default bench/results/latest.json)
  *   --keep-corpus      do not delete cached corpora of older corpus versions
@@ -30,7 +31,7 @@ const WORK = path.join(CORPUS_ROOT, '.work'); // outputs: same file system as th
 // Options
 
 function parseArgs(argv) {
-  const o = { size: '6G', smallSize: '1G', runs: 3, only: null, source: '/usr/lib', json: path.join(__dirname, 'results', 'latest.json'), keepCorpus: false, verify: true, touch: true, keepEnv: false, list: false };
+  const o = { size: '6G', smallSize: '1G', runs: 5, quick: false, only: null, source: '/usr/lib', json: path.join(__dirname, 'results', 'latest.json'), keepCorpus: false, verify: true, touch: true, keepEnv: false, list: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -42,6 +43,7 @@ function parseArgs(argv) {
     if (name === '--size') o.size = val();
     else if (name === '--small-size') o.smallSize = val();
     else if (name === '--runs') o.runs = Number(val());
+    else if (name === '--quick') Object.assign(o, { quick: true, size: '512M', smallSize: '0', runs: 1 });
     else if (name === '--only') o.only = val().split(',').map((s) => s.trim()).filter(Boolean);
     else if (name === '--source') o.source = val();
     else if (name === '--json') o.json = path.resolve(val());
@@ -69,6 +71,7 @@ function sh(cmd) {
 
 function machine() {
   const cpus = os.cpus();
+  const mhz = cpus[0]?.speed;
   fs.mkdirSync(CORPUS_ROOT, { recursive: true });
   const df = sh(`df -PT ${q(CORPUS_ROOT)} | tail -1`).split(/\s+/);
   const device = df[0] ?? '';
@@ -81,6 +84,8 @@ function machine() {
   return {
     cpus: cpus.length,
     cpuModel: cpus[0]?.model ?? 'unknown',
+    cpuMHz: mhz || undefined,
+    virtualization: sh('systemd-detect-virt 2>/dev/null') || undefined,
     ramGiB: Math.round(os.totalmem() / 2 ** 30),
     node: process.version,
     os: `${os.type()} ${os.release()}`,
@@ -88,7 +93,10 @@ function machine() {
     tools: {
       qemuImg: sh('qemu-img --version | head -1'),
       zstd: sh('zstd --version'),
+      igzip: sh('igzip --version 2>/dev/null | head -1') || 'not installed',
+      gzip: sh('gzip --version | head -1'),
       tar: sh('tar --version | head -1'),
+      coreutils: sh('cp --version | head -1'),
     },
   };
 }
@@ -151,7 +159,7 @@ function runStep(step, out, rssFile) {
  * image). Capped at half the free memory, so that the corpus stays in the page cache.
  */
 function touchMiB(kase) {
-  if (!kase.output) return 0;
+  if (!kase.output && !kase.writes) return 0;
   const want = (2 * kase.corpus.meta.rawAllocatedBytes) / 2 ** 20 + 256;
   return Math.floor(Math.min(want, os.freemem() / 2 / 2 ** 20));
 }
@@ -171,6 +179,7 @@ async function runCase(kase, out, touch) {
   let stdout = '';
   for (const step of kase.steps(out)) {
     fs.rmSync(rssFile, { force: true });
+    spawnSync('sync'); // nothing dirty left from before is written back during the timed command
     const r = await runStep(step, out, rssFile);
     if (!r.ok) throw new Error(`${kase.name}: step exited with ${r.code}\n${r.stderr.trim().slice(-2000)}`);
     seconds += r.seconds;
@@ -216,18 +225,30 @@ function table(rows, headers, align) {
   return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
+/**
+ * The ratios of RATIOS, per round: in round r, the numerator's time over the slowest of the
+ * denominators' times in the same round (a list inside the denominators: the first of them that
+ * ran). Rounds run every case back to back, so a slow phase of the machine hits both sides of a
+ * ratio alike; the median of the per-round ratios is the value, min and max its range.
+ */
 function computeRatios(results, smallKey) {
-  const byName = Object.fromEntries(results.filter((r) => r.median !== undefined).map((r) => [r.name, r]));
-  const ratios = RATIOS.map(([id, label, num, den, target]) => {
-    const value = byName[num] && byName[den] ? byName[num].median / byName[den].median : undefined;
-    const pass = value === undefined || target === null ? undefined : value <= target;
-    return { id, label, numerator: num, denominator: den, value, target, pass };
+  const byName = Object.fromEntries(results.filter((r) => r.runs?.length).map((r) => [r.name, r]));
+  const pick = (d) => (Array.isArray(d) ? d.find((n) => byName[n]) : byName[d] ? d : undefined);
+  const ratios = RATIOS.map(([id, label, num, dens, target]) => {
+    const den = dens.map(pick);
+    const base = { id, label, numerator: num, denominators: den, target };
+    if (!byName[num] || den.some((d) => d === undefined)) return { ...base, value: undefined, pass: undefined };
+    const rounds = Math.min(byName[num].runs.length, ...den.map((d) => byName[d].runs.length));
+    const perRound = [];
+    for (let r = 0; r < rounds; r++) perRound.push(byName[num].runs[r] / Math.max(...den.map((d) => byName[d].runs[r])));
+    const value = median(perRound);
+    return { ...base, value, min: Math.min(...perRound), max: Math.max(...perRound), perRound, pass: target === null ? undefined : value <= target };
   });
-  // (f) peak RSS: every xva2img case <= RSS_LIMIT_MB, and raw vs raw-small within RSS_SPREAD.
-  const xr = results.filter((r) => r.group === 'xva2img' && Number.isFinite(r.peakRssMB));
+  // Peak RSS: every xva2img run <= RSS_LIMIT_MB, and raw vs raw-small within RSS_SPREAD.
+  const xr = results.filter((r) => (r.group === 'xva2img' || r.group === 'mode') && Number.isFinite(r.peakRssMB));
   const worst = xr.reduce((w, r) => (!w || r.peakRssMB > w.peakRssMB ? r : w), undefined);
   ratios.push({
-    id: 'f1',
+    id: 'rss',
     label: 'peak RSS of xva2img, worst case (MB)',
     value: worst?.peakRssMB,
     worstCase: worst?.name,
@@ -238,7 +259,7 @@ function computeRatios(results, smallKey) {
   const small = byName['raw-small'];
   const spread = big && small ? Math.abs(big.peakRssMB - small.peakRssMB) / Math.min(big.peakRssMB, small.peakRssMB) : undefined;
   ratios.push({
-    id: 'f2',
+    id: 'rss-size',
     label: `peak RSS raw (main) vs raw-small (${smallKey ?? 'n/a'}), relative difference`,
     value: spread,
     target: RSS_SPREAD,
@@ -264,7 +285,7 @@ async function main() {
   if (opts.only) opts.only = opts.only.filter((n) => !nbdBench.isNbdCase(n));
   if (opts.list) {
     const fake = { xva: 'x.xva', sha1: 's.xva', gz: 'x.xva.gz', zst: 'x.xva.zst', raw: 'disk.raw', diskRef: 'Ref:10', meta: { key: 'small' } };
-    for (const k of buildCases(fake, fake)) console.log(`${k.name.padEnd(14)} ${k.group.padEnd(9)} ${k.desc}`);
+    for (const k of buildCases(fake, fake)) console.log(`${k.name.padEnd(15)} ${k.group.padEnd(9)} ${k.slow ? 'slow ' : '     '}${k.desc}`);
     for (const k of nbdBench.NBD_CASES) console.log(`${k.name.padEnd(20)} nbd       ${k.client} via ${k.server} (bench/nbd-cases.js)`);
     return;
   }
@@ -282,7 +303,7 @@ async function main() {
     const unknown = opts.only.filter((n) => !all.some((k) => k.name === n || k.group === n));
     if (unknown.length) throw new Error(`unknown case(s) ${unknown.join(', ')}; known: ${all.map((k) => k.name).join(', ')}`);
   }
-  const cases = all.filter(selected(opts.only));
+  const cases = all.filter(selected(opts.only)).filter((k) => !(opts.quick && k.slow && !opts.only));
   const mach = machine();
   console.error(`[bench] ${cases.length} cases x (1 warm-up + ${opts.runs} runs) on ${corpus.key}; load ${load0.map((l) => l.toFixed(2)).join(' ')}`);
 
@@ -360,29 +381,41 @@ async function main() {
   );
   if (small) console.log(`small corpus ${small.key}: ${(small.meta.filesBytes / 1e9).toFixed(2)} GB of files, XVA ${(small.meta.xva.bytes / 1e9).toFixed(2)} GB`);
   console.log(`MB/s = uncompressed XVA bytes / median time (like for like across cases)\n`);
-  const rows = results.map((r) =>
-    r.error
-      ? [r.name, 'FAILED', '', '', '', '', '']
-      : [r.name, fmt(r.median), fmt(r.min), fmt(r.max), fmt(r.mbPerSec, 0), fmt(r.peakRssMB, 1), r.verify ? (r.verify.ok ? 'ok' : 'FAIL') : ''],
-  );
+  // Headline (default flags) first, then the other modes, the baselines and the floors.
+  const GROUP_TITLE = { xva2img: 'xva2img, default flags', mode: 'xva2img, other modes', baseline: 'baselines (same job, other tools, flushed)', floor: 'floors (decoders alone)' };
+  const rows = [];
+  for (const group of Object.keys(GROUP_TITLE)) {
+    const inGroup = results.filter((r) => r.group === group);
+    if (inGroup.length === 0) continue;
+    rows.push([`-- ${GROUP_TITLE[group]}`, '', '', '', '', '', '']);
+    for (const r of inGroup) {
+      rows.push(
+        r.error
+          ? [r.name, 'FAILED', '', '', '', '', '']
+          : [r.name, fmt(r.median), fmt(r.min), fmt(r.max), fmt(r.mbPerSec, 0), fmt(r.peakRssMB, 1), r.verify ? (r.verify.ok ? 'ok' : 'FAIL') : ''],
+      );
+    }
+  }
   console.log(table(rows, ['case', 'median s', 'min', 'max', 'MB/s', 'peak RSS MB', 'output'], ['l', 'r', 'r', 'r', 'r', 'r', 'l']));
   const hashRows = results.filter((r) => r.hashOnlySeconds !== undefined);
   if (hashRows.length) console.log(`\nhash function alone (inside the floor runs): ${hashRows.map((r) => `${r.name} ${fmt(r.hashOnlySeconds)} s`).join(', ')}`);
   console.log('');
   const ratioRows = ratios.map((r) => [
-    `(${r.id})`,
-    r.label + (r.worstCase ? ` [${r.worstCase}]` : ''),
-    r.value === undefined ? 'n/a' : r.id === 'f1' ? fmt(r.value, 1) : fmt(r.value, 3),
+    r.id,
+    r.label + (r.worstCase ? ` [${r.worstCase}]` : '') + (r.denominators?.length > 1 ? ` [${r.denominators.join(', ')}]` : ''),
+    r.value === undefined ? 'n/a' : r.id === 'rss' ? fmt(r.value, 1) : fmt(r.value, 3),
+    r.min === undefined ? '' : `${fmt(r.min, 3)}-${fmt(r.max, 3)}`,
     r.target === null ? '-' : `<= ${r.target}`,
     r.target === null ? 'info' : r.pass === undefined ? 'n/a' : r.pass ? 'PASS' : 'FAIL',
   ]);
-  console.log(table(ratioRows, ['', 'ratio', 'value', 'target', ''], ['l', 'l', 'r', 'l', 'l']));
+  console.log('ratios: median of the per-round ratios (range over the rounds)');
+  console.log(table(ratioRows, ['', 'ratio', 'median', 'min-max', 'target', ''], ['l', 'l', 'r', 'r', 'l', 'l']));
   if (nbd) console.log(`\n${nbdBench.formatNbd(nbd, { fmt, table })}`);
 
   // ---- JSON (small, commit-able)
   const json = {
     startedAt: started.toISOString(),
-    options: { size: sizeLabel(sizeBytes), smallSize: small ? sizeLabel(smallBytes) : null, runs: opts.runs, only: opts.only, warmup: 1, order: 'rounds', pageCache: 'warm', touchMemory: opts.touch, envRemoved: env.removed },
+    options: { size: sizeLabel(sizeBytes), smallSize: small ? sizeLabel(smallBytes) : null, runs: opts.runs, quick: opts.quick, only: opts.only, warmup: 1, order: 'rounds', pageCache: 'warm', syncBeforeEachStep: true, touchMemory: opts.touch, envRemoved: env.removed },
     machine: { ...mach, loadavgStart: load0.map((l) => Number(l.toFixed(2))), loadavgEnd: load1.map((l) => Number(l.toFixed(2))) },
     corpus: { ...m, builtAt: undefined, host: undefined },
     smallCorpus: small ? { key: small.key, virtualSize: small.meta.virtualSize, filesBytes: small.meta.filesBytes, rawAllocatedBytes: small.meta.rawAllocatedBytes, xvaBytes: small.meta.xva.bytes } : null,
@@ -395,7 +428,13 @@ async function main() {
       peakRssMB: r.peakRssMB === undefined ? undefined : Number(r.peakRssMB.toFixed(1)),
       hashOnlySeconds: r.hashOnlySeconds === undefined ? undefined : Number(r.hashOnlySeconds.toFixed(3)),
     })),
-    ratios: ratios.map((r) => ({ ...r, value: r.value === undefined ? null : Number(r.value.toFixed(4)) })),
+    ratios: ratios.map((r) => ({
+      ...r,
+      value: r.value === undefined ? null : Number(r.value.toFixed(4)),
+      min: r.min === undefined ? undefined : Number(r.min.toFixed(4)),
+      max: r.max === undefined ? undefined : Number(r.max.toFixed(4)),
+      perRound: r.perRound?.map((x) => Number(x.toFixed(4))),
+    })),
     nbd: nbd ?? null,
   };
   fs.mkdirSync(path.dirname(opts.json), { recursive: true });

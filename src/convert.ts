@@ -18,6 +18,7 @@ import { checkChoice } from './option-checks';
 import type { InputSource, OpenInputOptions } from './input/types';
 import { diskBaseName, insideDir, NameAllocator, sanitizeName } from './output/naming';
 import { PartFile } from './output/part-file';
+import { imageWritePolicy } from './output/write-policy';
 import { StreamTarget } from './output/targets';
 import type { ChecksumKind } from './xva/checksum';
 import type { DiskInfo, XvaMetadata } from './xva/model';
@@ -39,10 +40,9 @@ export interface ConvertOptions extends OpenInputOptions {
   /** fsync each image before giving it its final name (default true; false = `--no-sync`). */
   sync?: boolean;
   /**
-   * Write image data with O_DIRECT where the file system allows it. Default: when syncing —
-   * the data has to reach the disk before the rename anyway, and going there directly saves
-   * the page cache copy and its writeback; with `sync: false` the page cache (nothing waits for
-   * the disk, as the caller asked). false = `--no-direct-io`. See FileTarget in output/targets.ts.
+   * Write image data with O_DIRECT where the file system allows it (`--direct-io`, like
+   * `qemu-img convert -t none`). Default false: the page cache, with writeback started behind
+   * the writer (output/write-policy.ts; docs/design/write-policy.md says why).
    */
   directIo?: boolean;
   /** Disks to write, by userdevice ("0") or VDI ref ("Ref:998"); default every data disk. */
@@ -213,7 +213,7 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
             return makeWriter(disk, streamTarget);
           }
           const finalPath = planned.get(disk.ref)!;
-          const part = await PartFile.create(finalPath, !!options.force, { flushBehind: options.sync !== false, directIo: options.directIo ?? options.sync !== false });
+          const part = await PartFile.create(finalPath, !!options.force, imageWritePolicy(options));
           parts.push(part);
           results.set(disk.ref, { path: finalPath });
           const writer = makeWriter(disk, part.target);
@@ -273,7 +273,7 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
       seconds: (Date.now() - started) / 1000,
     };
   } catch (err) {
-    for (const p of parts) p.abortSync();
+    await Promise.all(parts.map((p) => p.abort()));
     if (err instanceof XvaError) err.at({ input: source.name });
     throw err;
   } finally {

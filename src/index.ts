@@ -11,7 +11,8 @@ export type { XvaConsumer, ReadXvaOptions, XvaReadResult, BadChunk, BadChunkPoli
 export { parseOvaXml } from './xva/ova-xml';
 export type * from './xva/model';
 export { openInput } from './input/open';
-export type { InputSource, OpenInputOptions, HttpOptions, Compression } from './input/types';
+export { GZIP_CODECS } from './input/types';
+export type { InputSource, OpenInputOptions, HttpOptions, Compression, GzipCodec } from './input/types';
 export { HTTP_DEFAULT_TIMEOUT_MS } from './input/http';
 export { UntrustedCertificateError } from './input/tls-trust';
 export type { DiskImageWriter, ImageWriteResult, ImageFormat, SequentialTarget, RandomAccessTarget } from './image/types';

@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { convertXva, type ConvertOptions } from '../src/convert';
 import { PartFile } from '../src/output/part-file';
+import { FLUSH_BEHIND_BYTES, type ImageWritePolicy } from '../src/output/write-policy';
 import { independentXva, pseudoRandom } from './helpers/independent';
 
 const MiB = 1024 * 1024;
@@ -105,17 +106,23 @@ test('directIo true (default) and false (--no-direct-io) write the same raw and 
   }
 });
 
-test('direct I/O is used by default when syncing, not with sync: false, and never when turned off', async () => {
+test('images go through the page cache with writeback started behind the writer; direct I/O only when asked', async () => {
   const d0 = disk(2 * MiB, 22);
   const xva = path.join(dir, 'policy.xva');
   fs.writeFileSync(xva, independentXva({ style: 'xapi', vmName: 'policy', disks: [{ ref: 'Ref:61', userdevice: '0', image: d0 }] }));
   const create = jest.spyOn(PartFile, 'create');
   try {
-    const cases: Array<[ConvertOptions, boolean]> = [[{}, true], [{ sync: false }, false], [{ directIo: false }, false], [{ sync: false, directIo: true }, true]];
-    for (const [options, direct] of cases) {
+    const cases: Array<[ConvertOptions, ImageWritePolicy]> = [
+      [{}, { directIo: false, flushBehindBytes: FLUSH_BEHIND_BYTES }],
+      [{ sync: false }, { directIo: false, flushBehindBytes: 0 }],
+      [{ directIo: false }, { directIo: false, flushBehindBytes: FLUSH_BEHIND_BYTES }],
+      [{ directIo: true }, { directIo: true, flushBehindBytes: FLUSH_BEHIND_BYTES }],
+      [{ sync: false, directIo: true }, { directIo: true, flushBehindBytes: 0 }],
+    ];
+    for (const [options, policy] of cases) {
       create.mockClear();
       await convertXva(xva, { ...options, outFile: path.join(dir, 'policy.raw'), force: true });
-      expect(create.mock.calls[0][2]).toMatchObject({ directIo: direct });
+      expect(create.mock.calls[0][2]).toEqual(policy);
       expect(fs.readFileSync(path.join(dir, 'policy.raw')).equals(d0)).toBe(true);
     }
   } finally {

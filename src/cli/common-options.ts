@@ -79,7 +79,7 @@ export function commonInputOptions(cmd: Command): Command {
     .option('--ca-cert <file>', 'also trust the CA certificate(s) in this PEM or DER file for https URLs (a self-signed server certificate is its own CA)')
     .option('--pin <sha256>', 'accept only the https server certificate with this SHA-256 fingerprint, whoever signed it (repeatable)', collect)
     .option('-k, --insecure', 'accept any https server certificate (no protection against interception)')
-    .addOption(choiceOption('--gzip-codec <codec>', `gzip decoder (default ${GZIP_CODECS[0]}: node:zlib, native; pako is pure JS)`, GZIP_CODECS))
+    .addOption(choiceOption('--gzip-codec <codec>', 'gzip decoder: auto (default: igzip if on PATH, else zlib), igzip (ISA-L program), zlib (node:zlib) or pako (pure JS)', GZIP_CODECS))
     .addOption(choiceOption('--zstd-codec <codec>', 'zstd decoder: auto (default) takes zlib (Node >= 22.15), else binary (zstd on PATH), else fzstd (pure JS)', ZSTD_CODECS));
 }
 

@@ -29,7 +29,7 @@ interface ConvertFlags extends CommonInputFlags {
   force?: boolean;
   /** false with --no-sync */
   sync?: boolean;
-  /** false with --no-direct-io */
+  /** true with --direct-io (false with --no-direct-io, the default) */
   directIo?: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -48,7 +48,8 @@ export function addConvertOptions(cmd: Command): Command {
     .option('--disk <userdevice|ref>', 'convert only this disk (repeatable); needed with -o FILE or -o - when the VM has several', collect)
     .option('-f, --force', 'overwrite existing output files')
     .option('--no-sync', 'do not fsync images before renaming them into place (faster; unsafe if the machine crashes, like qemu-img -t unsafe)')
-    .option('--no-direct-io', 'write images through the page cache instead of with O_DIRECT (like qemu-img -t writeback instead of -t none)')
+    .option('--direct-io', 'write images with O_DIRECT, bypassing the page cache (like qemu-img -t none); usually slower, see Performance in the README')
+    .option('--no-direct-io', 'write images through the page cache (the default)')
     .option('--json', 'print a JSON summary on stdout')
     .option('-q, --quiet', 'no progress bar and no human summary')
     .option('--ignore-checksums', 'report checksum mismatches as warnings, keep the data, exit 3 at the end')
@@ -158,8 +159,7 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
     format: flags.format,
     force: flags.force,
     sync: flags.sync,
-    // Only --no-direct-io says something; otherwise the library's default (direct when syncing).
-    directIo: flags.directIo === false ? false : undefined,
+    directIo: flags.directIo === true,
     disks: flags.disk,
     onBadChunk: policy,
     qcow2Compat: flags.qcow2Compat,

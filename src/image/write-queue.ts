@@ -17,6 +17,7 @@
  *
  * Errors: a failed write is reported by the next `add()` or by `flush()`; nothing more is sent.
  */
+import { allocAligned } from '../input/aligned-buffer';
 import type { BufferLease, RandomAccessTarget } from './types';
 
 /** Bytes per batch (one pwritev). */
@@ -75,7 +76,7 @@ export class WriteQueue {
         b.releases.push(lease.hold());
         b.pieces.push(piece);
       } else {
-        b.slab ??= this.slabs.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
+        b.slab ??= this.slabs.pop() ?? allocAligned(BATCH_BYTES);
         piece.copy(b.slab, b.slabUsed);
         b.pieces.push(b.slab.subarray(b.slabUsed, b.slabUsed + n));
         b.slabUsed += n;

@@ -13,6 +13,10 @@
  * garbage collector once no buffer cut from it is referenced, so callers that want reuse keep
  * their own pool (as the tar walker does). If the engine refuses a slab (address-space limits),
  * an ordinary buffer is returned: correct, only slower.
+ *
+ * Slabs are shared memories (SharedArrayBuffer) where the engine allows it, so that the image
+ * writer thread (output/writer-thread.ts) can write chunk data straight from them; otherwise
+ * ordinary ones, which the thread pool writes instead.
  */
 
 const WASM_PAGE = 64 * 1024;
@@ -31,10 +35,12 @@ const WasmMemoryCtor = (globalThis as unknown as {
 /** The memory behind each slab, so that WebAssembly code can work on the buffers in place. */
 const memories = new WeakMap<ArrayBuffer | SharedArrayBuffer, WasmMemory>();
 
-let slab: ArrayBuffer | undefined;
+let slab: ArrayBuffer | SharedArrayBuffer | undefined;
 let slabUsed = 0;
 
-function newSlab(bytes: number): ArrayBuffer | undefined {
+function newSlab(bytes: number): ArrayBuffer | SharedArrayBuffer | undefined {
+  const shared = allocSharedMemory(bytes);
+  if (shared) return shared.buffer;
   const pages = Math.ceil(bytes / WASM_PAGE);
   try {
     const memory = new WasmMemoryCtor({ initial: pages, maximum: pages });

@@ -3,23 +3,27 @@
  *
  * Why: on the main thread, a decoder's output arrives one chunk per event: node:zlib inflates a
  * chunk in the thread pool, then waits for the main thread to take it before it inflates the
- * next, and the zstd child's output arrives in 64 KiB socket reads, each a new buffer for V8 to
- * collect. Whenever the main thread is busy parsing, hashing or submitting writes, the decoder
- * stands still, so a conversion took the decoder's time plus a good part of ours (gz -> raw
- * 1.3-1.4x the time of inflating alone, zstd -> raw ~2x `zstd -dc`). Here the decoder runs on its
- * own thread and never waits for the main thread unless the whole ring is full:
+ * next, and a child's output arrives in 64 KiB pipe reads, each a new buffer for V8 to collect.
+ * Whenever the main thread is busy parsing, hashing or submitting writes, the decoder stands
+ * still, so a conversion took the decoder's time plus a good part of ours (gz -> raw 1.3-1.4x the
+ * time of inflating alone, zstd -> raw ~2x `zstd -dc`). Here the decoder runs on its own thread
+ * and never waits for the main thread unless the whole ring is full:
  *
- *  - gzip: a synchronous loop of file reads and inflate calls that write straight into the
- *    ring (node:zlib's native handle, the same engine as createGunzip, multi-member included);
- *  - zstd: the `zstd` child reads the file itself and writes into a socket that the thread reads
- *    straight into the ring.
+ *  - 'copy' (no decoding: standard input as it comes): a synchronous loop of reads straight into
+ *    the ring. A pipe's writer (`gunzip -c | xva2img -`) then never waits for the main thread:
+ *    the pipe is drained as fast as it fills, while the main thread works on earlier blocks;
+ *  - 'inflate' (gzip with node:zlib): a synchronous loop of file reads and inflate calls that
+ *    write straight into the ring (node:zlib's native handle, the same engine as createGunzip,
+ *    multi-member included);
+ *  - a child codec (`zstd`, `igzip`: child-codec.ts): the program reads the file itself and
+ *    writes into a socket that the thread reads straight into the ring.
  *
  * The ring is RING_BLOCKS blocks of RING_BLOCK_BYTES in one shared WebAssembly memory, so the
  * main thread reads the blocks as buffers without a copy, lends them to image writers (as it
  * lends a plain file's blocks) and hashes XXH64 chunks in place. One Int32 per block says who
  * owns it (0: the thread may fill it, 1: the main thread holds it); the thread posts a message
  * per filled block and sleeps on Atomics.wait when the next block is still held. A STOP flag
- * (plus a 'stop' message for the zstd thread's event loop) ends it early.
+ * (plus a 'stop' message for the child thread's event loop) ends it early.
  */
 import type { Worker } from 'node:worker_threads';
 import { Readable } from 'node:stream';
@@ -27,10 +31,13 @@ import { InputError } from '../errors';
 import { allocSharedMemory, type WasmMemory } from './aligned-buffer';
 import { lendBuffer, type PooledBuffer } from './buffer-pool';
 import { errorText } from './decoder';
+import { cannotRun, CHILD_STDERR_LIMIT, type ChildCodec } from './child-codec';
 import { gzipError, loadZlib } from './gzip';
 import { unreadable } from './open-file';
 import type { BlockSource } from './types';
-import { zstdError, zstdExitProblem } from './zstd';
+import { type ChildTransport, decoderThreadMain, type ThreadData, type ThreadMessage } from './decoder-thread-main';
+
+export type { ChildTransport };
 
 /** Bytes per ring block: several XVA chunks, so that few chunks straddle two blocks (those are copied). */
 export const RING_BLOCK_BYTES = 4 * 1024 * 1024;
@@ -43,6 +50,11 @@ export const RING_BLOCKS = 6;
 const STOP = RING_BLOCKS;
 /** How long the thread sleeps before it looks at STOP again (a notify normally wakes it sooner). */
 const WAIT_MS = 200;
+/**
+ * Copying a pipe: a partly filled block is handed over once the pipe has been quiet this long
+ * (a writer that pauses must not leave its last bytes waiting in the ring).
+ */
+const PIPE_IDLE_MS = 20;
 /** How long close() waits for the thread to stop by itself before terminating it. */
 const STOP_GRACE_MS = 2000;
 /**
@@ -57,291 +69,6 @@ const idleRings: WasmMemory[] = [];
 /** Rings waiting for reuse (for tests). */
 export function idleRingCount(): number {
   return idleRings.length;
-}
-
-export type ThreadCodec = 'gzip' | 'zstd';
-
-/** What the thread is given (structured-cloned; the memory and control array are shared). */
-interface ThreadData {
-  codec: ThreadCodec;
-  fd: number;
-  readSize: number;
-  memory: WasmMemory;
-  control: Int32Array;
-  /** [0]: raw bytes read so far (gzip). */
-  progress: Float64Array;
-  blockBytes: number;
-  blocks: number;
-  waitMs: number;
-  zstd?: { path: string; args: string[]; stderrLimit: number; transport: ZstdTransport };
-}
-
-/** How the zstd child's output reaches the thread (see the thread's code). */
-export type ZstdTransport = 'socket-pair' | 'stdout-pipe';
-
-/** Messages from the thread. */
-type ThreadMessage =
-  | { type: 'block'; slot: number; length: number }
-  | { type: 'end' }
-  /** zstd: the child has exited and all its output is in the ring. */
-  | { type: 'exit'; code: number | null; signal: NodeJS.Signals | null; stderr: string }
-  | { type: 'error'; kind: 'read' | 'gzip' | 'zstd' | 'spawn'; detail: string; offset: number; code?: string };
-
-/**
- * The thread's code. It runs from source text (`eval` worker), so that the same code serves the
- * compiled package and the TypeScript tests: it must not use anything from this module's scope.
- */
-function decoderThreadMain(): void {
-  /* eslint-disable @typescript-eslint/no-require-imports */
-  const { workerData, parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
-  const fs = require('node:fs') as typeof import('node:fs');
-  const data = workerData as ThreadData;
-  const port = parentPort!;
-  const { control, blockBytes, blocks } = data;
-  const stopIndex = blocks;
-  const post = (m: ThreadMessage): void => port.postMessage(m);
-
-  let slot = 0;
-  let fill = 0;
-  let out = new Uint8Array(data.memory.buffer, 0, blockBytes);
-  const stopping = (): boolean => Atomics.load(control, stopIndex) !== 0;
-
-  /** Hands the filled block to the main thread. */
-  const hand = (): void => {
-    if (fill === 0) return;
-    Atomics.store(control, slot, 1);
-    post({ type: 'block', slot, length: fill });
-    slot = (slot + 1) % blocks;
-    fill = 0;
-    out = new Uint8Array(data.memory.buffer, slot * blockBytes, blockBytes);
-  };
-  /** The last block, then the end. */
-  const finish = (): void => {
-    hand();
-    post({ type: 'end' });
-  };
-  /** Hands the filled block over and waits until the next one is free; false when stopping. */
-  const ship = (): boolean => {
-    hand();
-    while (Atomics.load(control, slot) !== 0) {
-      if (stopping()) return false;
-      Atomics.wait(control, slot, 1, data.waitMs);
-    }
-    return !stopping();
-  };
-
-  if (data.codec === 'gzip') {
-    const zlib = require('node:zlib') as typeof import('node:zlib');
-    // The native handle of a Gunzip, driven synchronously as zlib's own *Sync functions do:
-    // writeSync(flush, in, inOff, inLen, out, outOff, outLen) leaves [availOut, availIn] in
-    // _writeState and reports errors through onerror.
-    const gunzip = zlib.createGunzip() as unknown as {
-      _handle: {
-        writeSync(flush: number, i: Uint8Array, io: number, il: number, o: Uint8Array, oo: number, ol: number): void;
-        onerror: (message: string, errno: number) => void;
-      };
-      _writeState: Uint32Array;
-    };
-    const handle = gunzip._handle;
-    const state = gunzip._writeState;
-    let zlibError: string | undefined;
-    handle.onerror = (message) => {
-      zlibError = message;
-    };
-    const input = Buffer.allocUnsafe(data.readSize);
-    let bytesRead = 0;
-    let inflated = 0; // compressed bytes consumed by inflate
-    let eof = false;
-    for (;;) {
-      let n = 0;
-      if (!eof) {
-        try {
-          n = fs.readSync(data.fd, input, 0, input.length, null);
-        } catch (err) {
-          const e = err as NodeJS.ErrnoException;
-          post({ type: 'error', kind: 'read', detail: e.message, code: e.code, offset: bytesRead });
-          return;
-        }
-        bytesRead += n;
-        data.progress[0] = bytesRead;
-        if (n === 0) eof = true;
-      }
-      const flush = eof ? zlib.constants.Z_FINISH : zlib.constants.Z_NO_FLUSH;
-      let inOff = 0;
-      let inLen = n;
-      for (;;) {
-        handle.writeSync(flush, input, inOff, inLen, out, fill, blockBytes - fill);
-        const availOut = state[0];
-        const availIn = state[1];
-        inflated += inLen - availIn;
-        if (zlibError !== undefined) {
-          post({ type: 'error', kind: 'gzip', detail: zlibError, offset: inflated });
-          return;
-        }
-        inOff += inLen - availIn;
-        inLen = availIn;
-        fill = blockBytes - availOut;
-        // A full block: ship it and go on with the same input. Otherwise inflate took all it
-        // could (the input, or the stream ended and the rest is padding zlib ignores).
-        if (availOut !== 0) break;
-        if (!ship()) return;
-      }
-      if (eof) break;
-      if (stopping()) return;
-    }
-    finish();
-    return;
-  }
-
-  // zstd: the child reads the file from its stdin and writes to a socket that this thread reads.
-  const { spawn } = require('node:child_process') as typeof import('node:child_process');
-  const net = require('node:net') as typeof import('node:net');
-  type Socket = import('node:net').Socket;
-  type Readable = import('node:stream').Readable;
-  const z = data.zstd!;
-  let stderr = '';
-  let failed = false;
-  let child: import('node:child_process').ChildProcess | undefined;
-  let reader: Readable | undefined;
-  let listener: import('node:net').Server | undefined;
-  let outputEnded = false;
-  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-
-  const stop = (): void => {
-    failed = true;
-    child?.kill('SIGTERM');
-    reader?.destroy();
-    listener?.close();
-    port.close();
-  };
-  port.on('message', (m: { type: string }) => {
-    if (m.type === 'stop') stop();
-  });
-  /**
-   * The end: all output read and the child gone. The last block and the exit status go to the
-   * main thread, which judges the status as the main-thread decoder does (zstdExitProblem).
-   */
-  const settle = (): void => {
-    if (failed || !outputEnded || !exit) return;
-    hand();
-    post({ type: 'exit', code: exit.code, signal: exit.signal, stderr });
-    port.close();
-  };
-  const run = (stdout: 'pipe' | Socket): void => {
-    const c = spawn(z.path, z.args, { stdio: [data.fd, stdout, 'pipe'] });
-    child = c;
-    c.stderr!.setEncoding('utf8');
-    c.stderr!.on('data', (text: string) => {
-      if (stderr.length < z.stderrLimit) stderr += text;
-    });
-    c.on('error', (err) => {
-      failed = true;
-      reader?.destroy();
-      post({ type: 'error', kind: 'spawn', detail: err.message, offset: 0 });
-      port.close();
-    });
-    c.on('close', (code, signal) => {
-      exit = { code, signal };
-      settle();
-    });
-  };
-  const onOutputEnd = (): void => {
-    outputEnded = true;
-    settle();
-  };
-
-  /**
-   * Fallback transport: the child's stdout pipe, each 64 KiB read a new buffer, copied into the
-   * ring.
-   */
-  const viaStdoutPipe = (): void => {
-    run('pipe');
-    const stdout = child!.stdout!;
-    reader = stdout;
-    stdout.on('data', (chunk: Buffer) => {
-      let off = 0;
-      while (off < chunk.length && !failed) {
-        const n = Math.min(chunk.length - off, blockBytes - fill);
-        out.set(chunk.subarray(off, off + n), fill);
-        off += n;
-        fill += n;
-        if (fill === blockBytes && !ship()) stop();
-      }
-    });
-    stdout.on('error', () => {}); // the exit status explains
-    stdout.on('end', onOutputEnd);
-  };
-
-  /**
-   * Preferred transport (Linux): a connected socket pair made through a listening socket in the
-   * abstract namespace (no file is created), the child writing into one end, this thread
-   * reading the other with `onread` straight into the ring: no buffer per read, no copy, and
-   * reads of whatever the socket holds (~128 KiB) instead of 64 KiB. Anyone on the machine can
-   * connect to an abstract socket, so the connection is only accepted once it has sent a
-   * 128-bit secret: nobody else's connection is given to the child.
-   */
-  const viaSocketPair = (): void => {
-    const crypto = require('node:crypto') as typeof import('node:crypto');
-    const name = `\0xva2img-${process.pid}-${crypto.randomBytes(12).toString('hex')}`;
-    const secret = crypto.randomBytes(16);
-    const server = net.createServer({ pauseOnConnect: true });
-    listener = server;
-    let settled = false;
-    const fallBack = (): void => {
-      if (settled) return;
-      settled = true;
-      server.close();
-      reader?.destroy();
-      reader = undefined;
-      viaStdoutPipe();
-    };
-    server.on('error', fallBack);
-    server.on('connection', (peer: Socket) => {
-      let got = Buffer.alloc(0);
-      peer.on('error', () => {});
-      peer.on('data', (b: Buffer) => {
-        got = Buffer.concat([got, b]);
-        if (got.length < secret.length) return;
-        if (settled || !got.subarray(0, secret.length).equals(secret) || got.length !== secret.length) return void peer.destroy();
-        settled = true;
-        server.close();
-        peer.pause();
-        run(peer); // the child gets its own copy of the descriptor ...
-        peer.destroy(); // ... and ours goes, so that the child's exit ends the stream
-      });
-      peer.resume();
-    });
-    server.listen(name, () => {
-      const socket = net.connect({
-        path: name,
-        onread: {
-          buffer: () => out.subarray(fill),
-          callback: (n: number) => {
-            fill += n;
-            if (fill === blockBytes && !ship()) {
-              stop();
-              return false;
-            }
-            return true;
-          },
-        },
-      });
-      reader = socket;
-      socket.on('error', (err) => {
-        if (!settled) return fallBack();
-        if (failed) return;
-        failed = true;
-        child?.kill('SIGTERM');
-        post({ type: 'error', kind: 'zstd', detail: `reading the zstd output: ${err.message}`, offset: 0 });
-        port.close();
-      });
-      socket.on('end', onOutputEnd);
-      socket.write(secret);
-    });
-  };
-
-  if (z.transport === 'socket-pair') viaSocketPair();
-  else viaStdoutPipe();
 }
 
 let gzipSupport: boolean | undefined;
@@ -366,18 +93,25 @@ export function gzipThreadAvailable(): boolean {
 }
 
 export interface DecoderThreadOptions {
-  codec: ThreadCodec;
-  /** The open input file (the thread or child reads it from its current offset, 0). */
+  /**
+   * 'copy': the bytes as they are (a pipe read into the ring); 'inflate': gzip by node:zlib in
+   * the thread; or a program to run (child-codec.ts).
+   */
+  decoder: 'copy' | 'inflate' | ChildCodec;
+  /**
+   * The open input (the thread or child reads it from its current offset). A pipe or socket
+   * copied by the thread is taken over: the thread closes it when it ends.
+   */
   fd: number;
   /** Names the input in errors. */
   input: string;
   readSize: number;
   /**
-   * For zstd: the program and its arguments, and how its output comes back (default: a socket
-   * pair on Linux, where abstract-namespace sockets exist; the child's stdout pipe elsewhere).
+   * How a child's output comes back (default: a socket pair on Linux, where abstract-namespace
+   * sockets exist; the child's stdout pipe elsewhere).
    */
-  zstd?: { path: string; args: string[]; transport?: ZstdTransport };
-  /** Raw bytes consumed so far, for zstd (the child's file offset); gzip counts its own. */
+  transport?: ChildTransport;
+  /** Raw bytes consumed so far, for a child (its file offset); inflate counts its own. */
   rawBytesRead?: () => number;
 }
 
@@ -424,8 +158,9 @@ export class DecoderThread implements BlockSource {
     this.#memory = memory;
     this.#control = new Int32Array(new SharedArrayBuffer(4 * (RING_BLOCKS + 1)));
     this.#progress = new Float64Array(new SharedArrayBuffer(8));
+    const child = typeof o.decoder === 'string' ? undefined : o.decoder;
     const workerData: ThreadData = {
-      codec: o.codec,
+      mode: child ? 'child' : (o.decoder as 'copy' | 'inflate'),
       fd: o.fd,
       readSize: o.readSize,
       memory,
@@ -434,10 +169,12 @@ export class DecoderThread implements BlockSource {
       blockBytes: RING_BLOCK_BYTES,
       blocks: RING_BLOCKS,
       waitMs: WAIT_MS,
-      zstd: o.zstd && {
-        ...o.zstd,
-        stderrLimit: 4096,
-        transport: o.zstd.transport ?? (process.platform === 'linux' ? 'socket-pair' : 'stdout-pipe'),
+      idleMs: PIPE_IDLE_MS,
+      child: child && {
+        path: child.path,
+        args: [...child.args],
+        stderrLimit: CHILD_STDERR_LIMIT,
+        transport: o.transport ?? (process.platform === 'linux' ? 'socket-pair' : 'stdout-pipe'),
       },
     };
     // Required here, not at the top: plain-file conversions never start a thread (start-up time).
@@ -485,11 +222,23 @@ export class DecoderThread implements BlockSource {
       Atomics.store(this.#control, STOP, 1);
       for (let i = 0; i < RING_BLOCKS; i++) Atomics.notify(this.#control, i);
       this.#worker.postMessage({ type: 'stop' });
-      const timer = setTimeout(() => void this.#worker.terminate(), STOP_GRACE_MS);
-      await this.#exited;
+      // A thread blocked reading a pipe whose writer has stopped writing cannot see STOP, and
+      // not even terminate() ends it until the read returns: after the grace time it is
+      // terminated and let go (unref: it cannot keep the process alive), and its ring is not
+      // reused, since it may still write into it.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), STOP_GRACE_MS);
+      });
+      const stopped = await Promise.race([this.#exited.then(() => true), late]);
       clearTimeout(timer);
-      this.#stopped = true;
-      this.#recycleRing();
+      if (stopped) {
+        this.#stopped = true;
+        this.#recycleRing();
+      } else {
+        this.#worker.unref();
+        void this.#worker.terminate();
+      }
       this.#wake();
     })();
     return this.#closed;
@@ -522,14 +271,15 @@ export class DecoderThread implements BlockSource {
     if (this.#closed) return;
     if (m.type === 'block') this.#ready.push({ slot: m.slot, length: m.length });
     else if (m.type === 'end') this.#ended = true;
-    else if (m.type === 'exit') this.#onZstdExit(m);
+    else if (m.type === 'exit') this.#onChildExit(m);
     else this.#fail(this.#mapError(m));
     this.#wake();
   }
 
-  #onZstdExit(m: Extract<ThreadMessage, { type: 'exit' }>): void {
-    const problem = zstdExitProblem(m.stderr, m.code, m.signal);
-    if (problem) this.#fail(zstdError(this.#o.input, this.rawBytesRead(), problem));
+  #onChildExit(m: Extract<ThreadMessage, { type: 'exit' }>): void {
+    const child = this.#o.decoder as ChildCodec;
+    const problem = child.exitProblem(m.stderr, m.code, m.signal);
+    if (problem) this.#fail(child.error(this.#o.input, this.rawBytesRead(), problem));
     else this.#ended = true;
   }
 
@@ -540,10 +290,10 @@ export class DecoderThread implements BlockSource {
         return unreadable(input, `read error at byte ${m.offset}`, Object.assign(new Error(m.detail), { code: m.code }));
       case 'gzip':
         return gzipError(input, m.offset, m.detail);
-      case 'zstd':
-        return zstdError(input, this.rawBytesRead(), m.detail);
+      case 'child':
+        return (this.#o.decoder as ChildCodec).error(input, this.rawBytesRead(), m.detail);
       case 'spawn':
-        return new InputError('BAD_COMPRESSION', `cannot run ${this.#o.zstd?.path}: ${m.detail}`, { input });
+        return cannotRun(input, (this.#o.decoder as ChildCodec).path, new Error(m.detail));
     }
   }
 

@@ -1,13 +1,20 @@
 /**
- * gzip decoding. Default: node:zlib `createGunzip` (native, in the thread pool; it restarts
- * after each member by itself, so `cat a.gz b.gz` works). Fallback: pako's pure-JS `Inflate`,
- * restarted here after every member end, because one pako Inflate stops at a member boundary
- * that falls on a chunk boundary. A truncated or corrupt stream becomes BAD_COMPRESSION with
- * the number of compressed bytes consumed.
+ * gzip decoding (`--gzip-codec`, docs/design/gzip-codecs.md), fastest first:
+ *  - 'igzip': the ISA-L `igzip` program on PATH, as a child codec (child-codec.ts, igzip.ts);
+ *  - 'zlib':  node:zlib `createGunzip` (native, in the thread pool; it restarts after each
+ *             member by itself, so `cat a.gz b.gz` works);
+ *  - 'pako':  pako's pure-JS `Inflate`, restarted here after every member end, because one pako
+ *             Inflate stops at a member boundary that falls on a chunk boundary;
+ *  - 'auto':  the first of them this machine has.
+ * A truncated or corrupt stream becomes BAD_COMPRESSION with the number of compressed bytes
+ * consumed (for igzip: read by the child, see gzip-codecs.md).
  */
-import { InputError } from '../errors';
-import type { GzipCodec } from './types';
+import { InputError, UsageError } from '../errors';
+import { GZIP_CODECS, type GzipCodec } from './types';
+import { type ChildCodec, childDecoder } from './child-codec';
 import { type DecodeContext, type Decoder, SliceDecoder, asBuffer, errorText, streamDecoder } from './decoder';
+import { findProgram } from './find-program';
+import { IGZIP_ARGS, IGZIP_BINARY, igzipExitProblem } from './igzip';
 
 type ZlibModule = typeof import('node:zlib');
 
@@ -51,8 +58,33 @@ export function gzipError(input: string, consumed: number, detail: string, cause
   );
 }
 
-export function createGzipDecoder(ctx: DecodeContext, codec: GzipCodec = 'zlib'): Decoder {
-  const zlib = codec === 'zlib' ? loadZlib() : null;
+/** igzip as a child codec, or null when it is not on PATH. */
+export function igzipChild(): ChildCodec | null {
+  const path = findProgram(IGZIP_BINARY);
+  return path ? { name: 'igzip', path, args: IGZIP_ARGS, exitProblem: igzipExitProblem, error: gzipError } : null;
+}
+
+/**
+ * The decoder `codec` means on this machine: 'auto' becomes igzip, zlib or pako, whichever comes
+ * first here; 'zlib' becomes pako where node:zlib is missing. An unknown name, or 'igzip' where
+ * there is none, is a usage error.
+ */
+export function resolveGzipCodec(codec: GzipCodec = 'auto'): Exclude<GzipCodec, 'auto'> {
+  if (!GZIP_CODECS.includes(codec)) throw new UsageError(`unknown gzip codec "${String(codec)}" (use ${GZIP_CODECS.join(', ')})`);
+  if (codec === 'igzip') {
+    if (!findProgram(IGZIP_BINARY)) throw new UsageError(`gzip codec 'igzip' needs the '${IGZIP_BINARY}' program on PATH (Debian/Ubuntu package isal); use 'zlib'`);
+    return 'igzip';
+  }
+  if (codec === 'auto' && findProgram(IGZIP_BINARY)) return 'igzip';
+  if (codec !== 'pako' && loadZlib()) return 'zlib';
+  return 'pako';
+}
+
+export function createGzipDecoder(ctx: DecodeContext, codec: GzipCodec = 'auto'): Decoder {
+  const resolved = resolveGzipCodec(codec);
+  const child = resolved === 'igzip' ? igzipChild() : null;
+  if (child) return childDecoder(ctx, child);
+  const zlib = resolved !== 'pako' ? loadZlib() : null;
   if (!zlib) return new PakoGunzip(ctx);
   const gunzip = zlib.createGunzip({ chunkSize: ZLIB_CHUNK_SIZE });
   return streamDecoder(ctx, {

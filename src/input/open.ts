@@ -6,24 +6,26 @@
  * `close()`) stops the decoder, kills a zstd child and releases the descriptor or socket.
  *
  * Fast paths for regular files (sniffed with pread, so the offset is still 0): gzip and zstd are
- * decoded on a worker thread into shared blocks (decoder-thread.ts; zstd by the zstd program
- * reading the file as its stdin, progress read from the shared file offset). Every other input
- * goes RawPump -> sniff -> decoder -> DecodedStream.
+ * decoded on a worker thread into shared blocks (decoder-thread.ts; by the igzip or zstd program
+ * reading the file as its stdin, progress read from the shared file offset, or by node:zlib in
+ * the thread). Every other input goes RawPump -> sniff -> decoder -> DecodedStream.
  */
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { InputError, UsageError } from '../errors';
 import { checkChoice } from '../option-checks';
-import { GZIP_CODECS, ZSTD_CODECS, type Compression, type InputSource, type OpenInputOptions } from './types';
-import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder } from './decoder';
+import { GZIP_CODECS, ZSTD_CODECS, type BlockSource, type Compression, type InputSource, type OpenInputOptions } from './types';
+import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder, errorText } from './decoder';
 import { openFd, unreadable } from './open-file';
-import { createGzipDecoder } from './gzip';
+import { type ChildCodec, childDecoder } from './child-codec';
+import { createGzipDecoder, igzipChild, resolveGzipCodec } from './gzip';
 import { isUrl, openHttp } from './http';
 import { RawPump, type RawSource } from './raw-pump';
 import { SNIFF_BYTES, detectCompression, emptyInput, sniff } from './sniff';
-import { ZSTD_BINARY_ARGS, createZstdDecoder, findZstdBinary, resolveZstdCodec } from './zstd';
-import { type ThreadCodec, blocksAsStream, gzipThreadAvailable, startDecoderThread } from './decoder-thread';
+import { createZstdDecoder, resolveZstdCodec, zstdChild } from './zstd';
+import { blocksAsStream, type DecoderThread, gzipThreadAvailable, RING_BLOCK_BYTES, startDecoderThread } from './decoder-thread';
+import type { PooledBuffer } from './buffer-pool';
 
 /**
  * Default bytes per read from files (compressed ones: plain files are read by the reader's
@@ -36,6 +38,7 @@ export const DEFAULT_READ_SIZE = 2 << 20;
 
 const fsClose = promisify(fs.close);
 const fsRead = promisify(fs.read);
+const STDIN_FD = 0;
 
 /** Several inputs may name standard input (`-`) only once: there is one stdin to read. */
 export function assertStdinNamedOnce(inputs: readonly string[]): void {
@@ -50,7 +53,7 @@ export function checkInputOptions(options: OpenInputOptions): void {
 
 export async function openInput(spec: string, options: OpenInputOptions = {}): Promise<InputSource> {
   checkInputOptions(options);
-  if (spec === '-') return decodeSource(openStdin(options.stdin), options);
+  if (spec === '-') return (options.stdin ? undefined : await stdinOnThread(options)) ?? decodeSource(openStdin(options.stdin), options);
   if (isUrl(spec)) return decodeSource(await openHttp(spec, options.headers, options.http), options);
   return openFileInput(spec, options);
 }
@@ -162,14 +165,23 @@ async function openFileInput(path: string, options: OpenInputOptions): Promise<I
     const compression = detectCompression(head);
     if (compression === 'none') return plainFileInput(path, fd, stat, readSize, options);
     const threaded = options.decodeThread !== false;
-    if (compression === 'gzip' && threaded && (options.gzipCodec ?? 'zlib') === 'zlib' && gzipThreadAvailable()) {
-      const input = threadedFileInput(path, fd, stat, 'gzip', readSize);
-      if (input) return input;
+    let child: ChildCodec | null = null;
+    try {
+      if (compression === 'gzip') {
+        const codec = resolveGzipCodec(options.gzipCodec);
+        if (codec === 'zlib' && threaded && gzipThreadAvailable()) {
+          const input = threadedFileInput(path, fd, stat, compression, 'inflate', readSize);
+          if (input) return input;
+        }
+        if (codec === 'igzip') child = igzipChild();
+      } else if (resolveZstdCodec(options.zstdCodec) === 'binary') {
+        child = zstdChild();
+      }
+    } catch (err) {
+      await fsClose(fd).catch(() => {});
+      throw err;
     }
-    if (compression === 'zstd' && resolveZstdCodec(options.zstdCodec) === 'binary') {
-      const input = threaded ? threadedFileInput(path, fd, stat, 'zstd', readSize) : undefined;
-      return input ?? zstdChildOnFile(path, fd, stat);
-    }
+    if (child) return (threaded ? threadedFileInput(path, fd, stat, compression, child, readSize) : undefined) ?? childOnFile(path, fd, stat, compression, child);
   }
   return decodeSource(fileSource(path, fd, stat, readSize), options);
 }
@@ -203,26 +215,20 @@ function plainFileInput(path: string, fd: number, stat: fs.Stats, readSize: numb
   };
 }
 
-/** A regular zstd file given to the zstd child as its stdin. */
-function zstdChildOnFile(path: string, fd: number, stat: fs.Stats): InputSource {
+/** A regular gzip or zstd file given to its child codec as its stdin, decoded on the main thread. */
+function childOnFile(path: string, fd: number, stat: fs.Stats, compression: Compression, child: ChildCodec): InputSource {
   const out = new DecodedStream();
   const progress = childReadProgress(fd);
   const rawBytesRead = progress.read;
   const ctx = makeContext(path, out, rawBytesRead, () => {});
-  let decoder: Decoder;
-  try {
-    decoder = createZstdDecoder(ctx, 'binary', fd);
-  } catch (err) {
-    fs.close(fd, () => {});
-    throw err;
-  }
+  const decoder = childDecoder(ctx, child, fd);
   const { close } = finishSource(out, decoder, async () => {
     progress.stop();
     await fsClose(fd).catch(() => {});
   });
   return {
     name: path,
-    compression: 'zstd',
+    compression,
     codec: decoder.codec,
     rawSize: stat.size,
     stream: out,
@@ -232,38 +238,40 @@ function zstdChildOnFile(path: string, fd: number, stat: fs.Stats): InputSource 
 }
 
 /**
- * A regular gzip or zstd file decoded on a worker thread (decoder-thread.ts); undefined when no
- * thread can be had here (the caller decodes on the main thread instead).
+ * A regular gzip or zstd file decoded on a worker thread (decoder-thread.ts), by node:zlib
+ * ('inflate') or a child codec; undefined when no thread can be had here (the caller decodes on
+ * the main thread instead).
  */
-function threadedFileInput(path: string, fd: number, stat: fs.Stats, codec: ThreadCodec, readSize: number): InputSource | undefined {
-  let zstd: { path: string; args: string[] } | undefined;
-  let progress: { read(): number; stop(): void } | undefined;
-  if (codec === 'zstd') {
-    const program = findZstdBinary();
-    if (!program) return undefined;
-    zstd = { path: program, args: ZSTD_BINARY_ARGS };
-    progress = childReadProgress(fd);
-  }
-  const thread = startDecoderThread({ codec, fd, input: path, readSize, zstd, rawBytesRead: progress?.read });
+function threadedFileInput(path: string, fd: number, stat: fs.Stats, compression: Compression, decoder: 'inflate' | ChildCodec, readSize: number): InputSource | undefined {
+  const progress = decoder === 'inflate' ? undefined : childReadProgress(fd);
+  const thread = startDecoderThread({ decoder, fd, input: path, readSize, rawBytesRead: progress?.read });
   if (!thread) return undefined;
+  const facts = { name: path, compression, codec: decoder === 'inflate' ? 'node:zlib' : decoder.name, rawSize: stat.size };
+  return blockInput(facts, thread, async () => {
+    progress?.stop();
+    await thread.close();
+    await fsClose(fd).catch(() => {});
+  });
+}
+
+/**
+ * An input read as `blocks` (a decoder thread's ring); its stream, for callers that want one,
+ * is made from them on demand. `release` frees what is behind the blocks (once, after the stream).
+ */
+function blockInput(facts: Pick<InputSource, 'name' | 'compression' | 'codec' | 'rawSize'>, blocks: BlockSource & { rawBytesRead(): number }, release: () => Promise<void>): InputSource {
   let closed: Promise<void> | undefined;
   let stream: Readable | undefined;
   return {
-    name: path,
-    compression: codec,
-    codec: codec === 'gzip' ? 'node:zlib' : 'zstd binary',
-    rawSize: stat.size,
-    blocks: thread,
+    ...facts,
+    blocks,
     get stream() {
-      return (stream ??= blocksAsStream(thread));
+      return (stream ??= blocksAsStream(blocks));
     },
-    rawBytesRead: () => thread.rawBytesRead(),
+    rawBytesRead: () => blocks.rawBytesRead(),
     close: () =>
       (closed ??= (async () => {
-        progress?.stop();
         stream?.destroy();
-        await thread.close();
-        await fsClose(fd).catch(() => {});
+        await release();
       })()),
   };
 }
@@ -319,6 +327,82 @@ function closeReadStream(stream: fs.ReadStream): Promise<void> {
     stream.once('close', () => resolve());
     stream.destroy();
   });
+}
+
+/**
+ * Standard input (a pipe, socket or file; not a terminal) read by a thread of its own into a
+ * ring of shared blocks ('copy', decoder-thread.ts), so that the program writing into the pipe
+ * never waits for the main thread. A plain tar is parsed straight from those blocks (lent, no
+ * copy); a gzip or zstd stream goes from them to its decoder as a stream. Undefined where no
+ * thread can be had (then stdin is read as a stream on the main thread), or for a terminal.
+ *
+ * process.stdin is never touched on this path: creating it would make the descriptor
+ * non-blocking for a pipe, and two readers of one pipe would split its bytes.
+ */
+async function stdinOnThread(options: OpenInputOptions): Promise<InputSource | undefined> {
+  let stat: fs.Stats;
+  try {
+    stat = fs.fstatSync(STDIN_FD);
+  } catch {
+    return undefined;
+  }
+  if (!stat.isFIFO() && !stat.isSocket() && !stat.isFile()) return undefined;
+  const thread = startDecoderThread({ decoder: 'copy', fd: STDIN_FD, input: '-', readSize: RING_BLOCK_BYTES });
+  if (!thread) return undefined;
+  const rawSize = stat.isFile() ? stat.size : undefined;
+  let first: PooledBuffer | null;
+  try {
+    first = await thread.next();
+  } catch (err) {
+    await thread.close();
+    throw err;
+  }
+  if (!first) {
+    await thread.close();
+    throw emptyInput('-');
+  }
+  const blocks = prependBlock(first, thread);
+  const compression = detectCompression(first.buf.subarray(0, SNIFF_BYTES));
+  if (compression === 'none') return blockInput({ name: '-', compression, codec: 'none', rawSize }, blocks, () => blocks.close());
+  const stream = blocksAsStream(blocks);
+  return decodeSource(
+    {
+      name: '-',
+      stream,
+      rawSize,
+      mapError: (err, bytesRead) => unreadable('-', `read error on stdin at byte ${bytesRead}`, err),
+      release: async () => {
+        stream.destroy();
+        await blocks.close();
+      },
+    },
+    options,
+  );
+}
+
+/** `first`, then the rest of `source`. */
+function prependBlock(first: PooledBuffer, source: DecoderThread): BlockSource & { rawBytesRead(): number } {
+  let head: PooledBuffer | null = first;
+  return {
+    lendsBlocks: source.lendsBlocks,
+    rawBytesRead: () => source.rawBytesRead(),
+    next() {
+      const b = head;
+      head = null;
+      return b ? Promise.resolve(b) : source.next();
+    },
+    failure: () => source.failure(),
+    async drain() {
+      head?.release();
+      head = null;
+      await source.drain();
+    },
+    close() {
+      head?.release();
+      head = null;
+      return source.close();
+    },
+  };
 }
 
 function openStdin(given: Readable | undefined): RawSource {

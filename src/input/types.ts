@@ -4,8 +4,11 @@ import type { PooledBuffer } from './buffer-pool';
 /** Compressions of a whole XVA stream, detected from the bytes when reading, chosen when writing. */
 export const COMPRESSIONS = ['none', 'gzip', 'zstd'] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
-/** gzip decoders (gzip.ts); the first is the default. */
-export const GZIP_CODECS = ['zlib', 'pako'] as const;
+/**
+ * gzip decoders (`--gzip-codec`): 'igzip' the ISA-L program on PATH, 'zlib' node:zlib, 'pako'
+ * pure JavaScript; 'auto' (the default) takes the first of them that this machine has.
+ */
+export const GZIP_CODECS = ['auto', 'igzip', 'zlib', 'pako'] as const;
 export type GzipCodec = (typeof GZIP_CODECS)[number];
 /** zstd decoders (zstd.ts); the first is the default. */
 export const ZSTD_CODECS = ['auto', 'zlib', 'binary', 'fzstd'] as const;

@@ -13,13 +13,11 @@
  *              resort: several times slower, it slides its window by copying it for every block.
  *  - 'auto':   binary if `zstd` is on PATH (looked up once), else zlib if present, else fzstd.
  */
-import type { ChildProcessByStdio } from 'node:child_process';
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import { InputError, UsageError } from '../errors';
 import type { ZstdCodec } from './types';
+import { type ChildCodec, childDecoder } from './child-codec';
 import { type DecodeContext, type Decoder, SliceDecoder, asBuffer, errorText, streamDecoder } from './decoder';
+import { findProgram } from './find-program';
 import { ZLIB_CHUNK_SIZE, loadZlib } from './gzip';
 import { ZstdFrameError, ZstdFrameWalker } from './zstd-frames';
 
@@ -29,10 +27,6 @@ export const ZSTD_BINARY = 'zstd';
 export const ZSTD_BINARY_ARGS = ['-dc', `--long=${ZSTD_WINDOW_LOG_MAX}`, '-q'];
 /** Compressed bytes per fzstd push (bounds output produced before backpressure is checked). */
 export const FZSTD_SLICE_SIZE = 128 << 10;
-/** stderr kept from the child for the error message. */
-const STDERR_LIMIT = 4096;
-/** After SIGTERM, SIGKILL follows if the child is still there. */
-const KILL_GRACE_MS = 2000;
 
 type ZstdZlib = {
   createZstdDecompress(options?: object): import('node:zlib').Zlib & import('node:stream').Transform;
@@ -45,26 +39,9 @@ export function loadZstdZlib(): ZstdZlib | null {
   return zlib && typeof zlib.createZstdDecompress === 'function' ? (zlib as ZstdZlib) : null;
 }
 
-let zstdPath: string | null | undefined;
-
-/** Absolute path of the `zstd` program on PATH, or null. Looked up once. */
+/** Absolute path of the `zstd` program on PATH, or null. */
 export function findZstdBinary(): string | null {
-  if (zstdPath === undefined) zstdPath = searchPath(ZSTD_BINARY);
-  return zstdPath;
-}
-
-function searchPath(name: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, fsConstants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return null;
+  return findProgram(ZSTD_BINARY);
 }
 
 /** The strategy 'auto' resolves to on this machine. */
@@ -161,59 +138,15 @@ function zlibZstdDecoder(ctx: DecodeContext): Decoder {
 }
 
 function binaryZstdDecoder(ctx: DecodeContext, stdinFd?: number): Decoder {
+  const codec = zstdChild();
+  if (!codec) throw new UsageError(`zstd codec 'binary' needs the '${ZSTD_BINARY}' program on PATH; use 'fzstd'`);
+  return childDecoder(ctx, codec, stdinFd);
+}
+
+/** The `zstd` program as a child codec (child-codec.ts), or null when it is not on PATH. */
+export function zstdChild(): ChildCodec | null {
   const path = findZstdBinary();
-  if (!path) throw new UsageError(`zstd codec 'binary' needs the '${ZSTD_BINARY}' program on PATH; use 'fzstd'`);
-  // node:child_process is required when a child is spawned, not at the top: most runs never need one (start-up time).
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { spawn } = require('node:child_process') as typeof import('node:child_process');
-  const child = spawn(path, ZSTD_BINARY_ARGS, {
-    stdio: [stdinFd ?? 'pipe', 'pipe', 'pipe'],
-  }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
-  let stderr = '';
-  let spawnError: Error | undefined;
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (text: string) => {
-    if (stderr.length < STDERR_LIMIT) stderr += text;
-  });
-  child.stderr.on('error', () => {});
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  });
-  child.on('error', (err) => {
-    spawnError = err;
-    ctx.fail(new InputError('BAD_COMPRESSION', `cannot run ${path}: ${errorText(err)}`, { input: ctx.input }, { cause: err }));
-  });
-
-  // Bytes handed to the child (for the error offset): the raw bytes read so far.
-  const failure = (detail: string): InputError => zstdError(ctx.input, ctx.rawBytesRead(), detail);
-
-  return streamDecoder(ctx, {
-    codec: 'zstd binary',
-    input: child.stdin ?? undefined,
-    output: child.stdout,
-    mapError: (err) => failure(errorText(err)),
-    // The child may stop reading when it finds bad data; its exit status explains.
-    ignoreInputError: (err) => err.code === 'EPIPE' || err.code === 'ERR_STREAM_DESTROYED',
-    onOutputEnd: () => {
-      void exited.then(({ code, signal }) => {
-        if (ctx.out.destroyed || spawnError) return;
-        const problem = zstdExitProblem(stderr, code, signal);
-        if (!problem) ctx.out.push(null);
-        else ctx.fail(failure(problem));
-      });
-    },
-    onDestroy: () => {
-      if (child.exitCode === null && child.signalCode === null && !spawnError) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => {
-          if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-        }, KILL_GRACE_MS);
-        timer.unref();
-        return exited.then(() => clearTimeout(timer));
-      }
-      return spawnError ? Promise.resolve() : exited.then(() => undefined);
-    },
-  });
+  return path ? { name: 'zstd binary', path, args: ZSTD_BINARY_ARGS, exitProblem: zstdExitProblem, error: zstdError } : null;
 }
 
 /**

@@ -12,10 +12,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OutputError, outputErrorFrom } from '../errors';
 import { FileTarget } from './targets';
+import { FLUSH_BEHIND_BYTES, type ImageWritePolicy } from './write-policy';
 
 const open = new Set<PartFile>();
-/** Bytes written between two background fdatasyncs (see FileTarget). */
-const FLUSH_BEHIND_BYTES = 64 * 1024 * 1024;
 
 export class PartFile {
   readonly partPath: string;
@@ -35,10 +34,11 @@ export class PartFile {
 
   /**
    * Fails early (before any data is read) when the final name exists and `force` is off.
-   * `flushBehind` (default on) starts writing the file to disk while it is produced, so the
-   * fsync in commit() has little left to do; turn it off when commit will not sync.
+   * `policy` (write-policy.ts; default: the page cache, writeback started every
+   * FLUSH_BEHIND_BYTES so that the fsync in commit() has little left to do) says how the file is
+   * written; pass `flushBehindBytes: 0` when commit will not sync.
    */
-  static async create(finalPath: string, force: boolean, options: { flushBehind?: boolean; directIo?: boolean } = {}): Promise<PartFile> {
+  static async create(finalPath: string, force: boolean, policy: Partial<ImageWritePolicy> = {}): Promise<PartFile> {
     if (!force && fs.existsSync(finalPath)) {
       throw new OutputError('OUTPUT_EXISTS', `${finalPath} already exists (use --force to overwrite)`);
     }
@@ -48,8 +48,8 @@ export class PartFile {
     } catch (err) {
       throw outputErrorFrom(err, `${finalPath}.part`);
     }
-    const directFd = options.directIo ? openDirect(`${finalPath}.part`) : undefined;
-    return new PartFile(finalPath, force, fd, options.flushBehind === false ? 0 : FLUSH_BEHIND_BYTES, directFd);
+    const directFd = policy.directIo ? openDirect(`${finalPath}.part`) : undefined;
+    return new PartFile(finalPath, force, fd, policy.flushBehindBytes ?? FLUSH_BEHIND_BYTES, directFd);
   }
 
   /** Closes the O_DIRECT descriptor (its writes have all completed when this is called). Never throws. */
@@ -90,7 +90,13 @@ export class PartFile {
     }
   }
 
-  /** Removes the partial file. Never throws. */
+  /** Removes the partial file once no write to it is in flight any more. Never throws. */
+  async abort(): Promise<void> {
+    await this.target.settled();
+    this.abortSync();
+  }
+
+  /** Removes the partial file now (signal handlers: the process exits next). Never throws. */
   abortSync(): void {
     if (this.done) return;
     this.done = true;

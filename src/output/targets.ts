@@ -6,6 +6,8 @@ import type { Writable } from 'node:stream';
 import type { RandomAccessTarget, SequentialTarget } from '../image/types';
 import { outputErrorFrom } from '../errors';
 import { wasmMemoryOf } from '../input/aligned-buffer';
+import { pageCacheRoom } from './write-policy';
+import { allShared, writerThread } from './writer-thread';
 
 /**
  * Direct I/O eligibility. A write goes through the O_DIRECT descriptor only when the file
@@ -27,30 +29,8 @@ function directEligible(chunks: Uint8Array[], position: number): boolean {
 }
 
 /**
- * Page-cache writes are issued in pieces that never cover a whole 2 MiB-aligned range of the
- * file. Why: Linux (6.x, large folios) gives a write(2) that covers such a range a 2 MiB
- * page-cache folio, an order-9 allocation. Virtual machines that hand free memory back to
- * their host (free page reporting: Firecracker, cloud-hypervisor, QEMU virtio-balloon) report
- * exactly the free blocks of that order, so every page of such a folio faults in the host on
- * first touch. Measured on the benchmark's 2-vCPU Firecracker VM, 1.33 GB with dd: 2 MiB writes
- * at 2 MiB-aligned offsets 0.5-5.5 s, the same writes 1 MiB off alignment 0.5 s every time
- * (qemu-img's 2 MiB writes sit behind its metadata, off alignment, so it never pays this).
- * Hence pieces end at odd MiB boundaries: at most 2 MiB each, [2k+1, 2k+3) MiB, which holds
- * half of two aligned ranges and all of none. Direct writes do not use the page cache.
- * In worse stretches of the same VM (proactive reclaim on top of the reporting) 512 KiB-1 MiB
- * folios fault too; smaller pieces helped only sometimes and cost a thread-pool round trip
- * each, so this split stays (README, Performance).
- */
-const MiB = 1 << 20;
-
-/** Bytes from `position` to the next odd MiB boundary (1, 3, 5, … MiB) after it. */
-function pageCacheRoom(position: number): number {
-  return 2 * MiB - ((position + MiB) % (2 * MiB));
-}
-
-/**
  * pwritev of all of `chunks` from `position` (continues after short writes). With `split`
- * (page-cache writes), each call stops at the next odd MiB boundary (see pageCacheRoom).
+ * (page-cache writes), each call stops at the next piece boundary (see write-policy.ts).
  */
 function writevAll(fd: number, chunks: Uint8Array[], position: number, split: boolean): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -84,28 +64,33 @@ function writevAll(fd: number, chunks: Uint8Array[], position: number, split: bo
 }
 
 /**
- * A regular file opened by the caller; errors become OutputErrors naming `label`.
+ * A regular file opened by the caller; errors become OutputErrors naming `label`. How it writes
+ * is the write policy's (write-policy.ts, docs/design/write-policy.md):
+ *
+ * Page cache (the default): pieces of at most PAGE_CACHE_PIECE_BYTES per write(2). Data in
+ * shared memory (chunk buffers, the decoder ring) is written by the writer thread
+ * (writer-thread.ts), anything else (headers, tables, copies) through libuv's thread pool.
+ * Both may be busy at once: writers never write the same bytes twice at once, so their ranges
+ * never overlap.
  *
  * Flush-behind: with `flushBehindBytes`, an fdatasync is started (not awaited) each time that
- * many bytes have been written since the last one. The kernel then writes the image to disk
- * while the conversion goes on, instead of all at once in the final fsync before the rename —
- * the guarantee is the same (sync() still flushes everything), the wait at the end is shorter.
+ * many bytes have been written since the last one, one at a time. The kernel then writes the
+ * image to disk while the conversion goes on, instead of all at once in the final fsync before
+ * the rename — the guarantee is the same (sync() still flushes everything), the wait at the end
+ * is shorter.
  *
- * Direct I/O: with `directFd` (the same file opened O_DIRECT), aligned writes from our aligned
- * buffers bypass the page cache (see directEligible). Why: copying the image into the page
- * cache and writing it back later is most of a conversion's kernel time, and it pushes
- * everything else out of the cache; on the 2-vCPU VM we measure, a 1.4 GB raw image cost
- * 0.9-1.0 s of kernel time through the page cache plus fsync against 0.55-0.6 s direct (same
- * wall time on plain input), CPU time the decompressor needs on compressed input. The
- * data is the same and the final fsync still makes it durable (it also commits the direct
- * writes' block allocations). Writes that are not eligible (headers, tables, tails) go through
- * the page cache: they never share a page with a direct write, because a direct write covers
- * whole pages and writers never write the same bytes twice at once. If the file system turns a
- * direct write down (EINVAL: no O_DIRECT here, or stricter alignment), that write and all later
- * ones go through the page cache.
+ * Direct I/O (only when asked): with `directFd` (the same file opened O_DIRECT), aligned writes
+ * from our aligned buffers bypass the page cache (see directEligible); the final fsync makes
+ * them durable and commits their block allocations. Writes that are not eligible (headers,
+ * tables, tails) go through the page cache: they never share a page with a direct write,
+ * because a direct write covers whole pages. If the file system turns a direct write down
+ * (EINVAL: no O_DIRECT here, or stricter alignment), that write and all later ones go through
+ * the page cache.
  */
 export class FileTarget implements RandomAccessTarget {
   position = 0;
+  /** Writes not yet completed (see settled()). */
+  private readonly inFlight = new Set<Promise<unknown>>();
   private unflushed = 0;
   private flushing = false;
   private flushError: unknown;
@@ -136,6 +121,12 @@ export class FileTarget implements RandomAccessTarget {
     }
   }
 
+  /** Through the page cache: by the writer thread when it can take these pieces, else the thread pool. */
+  private writePageCache(chunks: Uint8Array[], position: number): Promise<void> {
+    const thread = allShared(chunks) ? writerThread() : undefined;
+    return thread ? thread.write(this.fd, chunks, position) : writevAll(this.fd, chunks, position, true);
+  }
+
   private flushBehind(bytes: number): void {
     if (this.flushBehindBytes <= 0) return;
     this.unflushed += bytes;
@@ -155,13 +146,7 @@ export class FileTarget implements RandomAccessTarget {
   }
 
   async pwrite(data: Uint8Array, position: number): Promise<void> {
-    try {
-      if (await this.writeDirect([data], position)) return;
-      await writevAll(this.fd, [data], position, true);
-    } catch (err) {
-      throw outputErrorFrom(err, this.label);
-    }
-    this.flushBehind(data.length);
+    await this.pwritev([data], position);
   }
 
   async writev(chunks: Uint8Array[]): Promise<void> {
@@ -171,13 +156,27 @@ export class FileTarget implements RandomAccessTarget {
   }
 
   async pwritev(chunks: Uint8Array[], position: number): Promise<void> {
+    const write = (async () => {
+      if (!(await this.writeDirect(chunks, position))) await this.writePageCache(chunks, position);
+    })();
+    this.inFlight.add(write);
     try {
-      if (await this.writeDirect(chunks, position)) return;
-      await writevAll(this.fd, chunks, position, true);
+      await write;
     } catch (err) {
       throw outputErrorFrom(err, this.label);
+    } finally {
+      this.inFlight.delete(write);
     }
     this.flushBehind(chunks.reduce((n, c) => n + c.length, 0));
+  }
+
+  /**
+   * Resolves once no write is in flight, whatever their outcome. The owner waits for this
+   * before closing the descriptor after a failure elsewhere: a write still queued (on the writer
+   * thread or the thread pool) must not find the descriptor's number reused by another file.
+   */
+  async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
   async truncate(length: number): Promise<void> {

@@ -23,9 +23,9 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-test('--no-direct-io writes the same images through the page cache', async () => {
+test.each(['--direct-io', '--no-direct-io'])('%s writes the same images (O_DIRECT, or the page cache as by default)', async (flag) => {
   const o = out();
-  const r = await runCli([a.path, '-o', o, '--no-direct-io', '-q']);
+  const r = await runCli([a.path, '-o', o, flag, '-q']);
   expect(r.code).toBe(0);
   expect(fs.readFileSync(path.join(o, 'alpha-1.raw')).equals(a.disks[1].expected)).toBe(true);
 });

@@ -1,15 +1,19 @@
 /**
- * Decoding gzip and zstd files on a worker thread into a ring of shared blocks: the same bytes
- * and the same errors as decoding on the main thread, blocks lent without copies (and hashed in
- * place), bounded run-ahead, and nothing left running after close().
+ * Decoding gzip and zstd files on a worker thread into a ring of shared blocks (node:zlib in the
+ * thread, or the igzip / zstd program writing into it): the same bytes and the same errors as
+ * decoding on the main thread, blocks lent without copies (and hashed in place), bounded
+ * run-ahead, and nothing left running after close().
  */
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { InputError } from '../../src/errors';
-import { gzipThreadAvailable, idleRingCount, RING_BLOCK_BYTES, RING_BLOCKS, startDecoderThread, type ZstdTransport } from '../../src/input/decoder-thread';
+import { gzipThreadAvailable, idleRingCount, RING_BLOCK_BYTES, RING_BLOCKS, startDecoderThread, type ChildTransport } from '../../src/input/decoder-thread';
 import { openInput } from '../../src/input/open';
 import type { InputSource, OpenInputOptions } from '../../src/input/types';
-import { findZstdBinary, ZSTD_BINARY_ARGS } from '../../src/input/zstd';
+import { findZstdBinary, zstdChild } from '../../src/input/zstd';
 import { xxh64InPlace } from '../../src/xva/xxh64-in-place';
+import { hasTool } from '../helpers/system-tools';
 import { childZstdPids, isAlive, makeTempDir, readAll, readError, removeDir, sampleBytes, tool, waitFor, writeFile } from './helpers';
 
 const A = sampleBytes(9 << 20, 41); // more than two ring blocks
@@ -51,15 +55,17 @@ test('this runtime can decode gzip on a thread', () => {
 });
 
 describe.each([
-  { codec: 'gzip' as const, make: (data: Buffer) => tool('gzip', ['-c'], data), available: true },
-  { codec: 'zstd' as const, make: (data: Buffer) => tool('zstd', ['-3', '-q', '-c'], data), available: HAS_ZSTD },
-])('$codec file on a decoder thread', ({ codec, make, available }) => {
+  { codec: 'gzip' as const, decoder: 'node:zlib', options: { gzipCodec: 'zlib' }, make: (data: Buffer) => tool('gzip', ['-c'], data), available: true },
+  { codec: 'gzip' as const, decoder: 'igzip', options: { gzipCodec: 'igzip' }, make: (data: Buffer) => tool('gzip', ['-c'], data), available: hasTool('igzip') },
+  { codec: 'zstd' as const, decoder: 'zstd binary', options: { zstdCodec: 'binary' }, make: (data: Buffer) => tool('zstd', ['-3', '-q', '-c'], data), available: HAS_ZSTD },
+] satisfies Array<{ options: OpenInputOptions } & Record<string, unknown>>)('$codec file on a decoder thread ($decoder)', ({ codec, decoder, options, make, available }) => {
   const run = available ? it : it.skip;
 
   run('gives the bytes as blocks of the ring, lent and hashable in place', async () => {
     const file = writeFile(dir, `a.${codec}`, make(A));
-    const src = await openInput(file, codec === 'zstd' ? { zstdCodec: 'binary' } : {});
+    const src = await openInput(file, options);
     expect(src.compression).toBe(codec);
+    expect(src.codec).toBe(decoder);
     expect(src.blocks?.lendsBlocks).toBe(true);
     const first = (await src.blocks!.next())!;
     expect(first.buf.length).toBe(RING_BLOCK_BYTES);
@@ -74,8 +80,8 @@ describe.each([
 
   run('gives the same bytes as a stream, and as the main-thread decoder', async () => {
     const file = writeFile(dir, `ab.${codec}`, Buffer.concat([make(A), make(B)]));
-    const threaded = await openInput(file, { zstdCodec: 'binary' });
-    const main = await openInput(file, { zstdCodec: 'binary', decodeThread: false });
+    const threaded = await openInput(file, options);
+    const main = await openInput(file, { ...options, decodeThread: false });
     expect(threaded.blocks).toBeDefined();
     expect(main.blocks).toBeUndefined();
     const [x, y] = await Promise.all([readAll(threaded), readAll(main)]);
@@ -87,7 +93,7 @@ describe.each([
   run('runs no further ahead than the ring while the reader holds its blocks', async () => {
     const big = sampleBytes(32 << 20, 43);
     const file = writeFile(dir, `big.${codec}`, make(big));
-    const src = await openInput(file, { zstdCodec: 'binary' });
+    const src = await openInput(file, options);
     const held = [];
     for (let i = 0; i < RING_BLOCKS; i++) held.push((await src.blocks!.next())!);
     await new Promise((r) => setTimeout(r, 300));
@@ -105,7 +111,7 @@ describe.each([
     // A ring is 24 MiB that only the garbage collector would free: conversions in a row (a
     // batch, a library caller) take the same one instead of piling up new ones.
     const file = writeFile(dir, `reuse.${codec}`, make(A));
-    const first = await openInput(file, { zstdCodec: 'binary' });
+    const first = await openInput(file, options);
     const kept = await first.blocks!.next();
     const ringsBefore = idleRingCount();
     await readBlocks(first);
@@ -113,7 +119,7 @@ describe.each([
     expect(idleRingCount()).toBe(ringsBefore); // a block is still out: the ring is not free yet
     kept!.release();
     expect(idleRingCount()).toBe(ringsBefore + 1);
-    const second = await openInput(file, { zstdCodec: 'binary' });
+    const second = await openInput(file, options);
     expect(idleRingCount()).toBe(ringsBefore);
     const b = (await second.blocks!.next())!;
     expect(b.buf.buffer).toBe(kept!.buf.buffer);
@@ -125,7 +131,7 @@ describe.each([
 
   run('a block held by a writer (lease) is not refilled until the hold is released', async () => {
     const file = writeFile(dir, `lease.${codec}`, make(A));
-    const src = await openInput(file, { zstdCodec: 'binary' });
+    const src = await openInput(file, options);
     const b = (await src.blocks!.next())!;
     const letGo = b.lease.hold();
     b.release();
@@ -138,7 +144,7 @@ describe.each([
   });
 });
 
-describe('gzip errors on the decoder thread are the main thread\'s errors', () => {
+describe('node:zlib gzip errors on the decoder thread are the main thread\'s errors', () => {
   const cases: Array<[string, () => Buffer]> = [
     ['a truncated stream', () => gzA.subarray(0, gzA.length - 1000)],
     ['a stream missing only its trailer', () => gzB.subarray(0, gzB.length - 4)],
@@ -151,10 +157,13 @@ describe('gzip errors on the decoder thread are the main thread\'s errors', () =
   ];
   it.each(cases)('%s', async (_what, bytes) => {
     const file = writeFile(dir, 'bad.gz', bytes());
-    const opts: OpenInputOptions[] = [{}, { decodeThread: false }];
-    const [threaded, main] = await Promise.all(opts.map((o) => openInput(file, o)));
+    // Each read as soon as it is open: a stream that fails before anyone listens would report
+    // its error as unhandled.
+    const threaded = await openInput(file, { gzipCodec: 'zlib' });
     expect(threaded.blocks).toBeDefined();
-    const [e1, e2] = await Promise.all([blocksError(threaded), readError(main)]);
+    const e1 = await blocksError(threaded);
+    const main = await openInput(file, { gzipCodec: 'zlib', decodeThread: false });
+    const e2 = await readError(main);
     expect(e1).toBeInstanceOf(InputError);
     expect(e1.code).toBe('BAD_COMPRESSION');
     expect(e1.describe()).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: gzip stream truncated/corrupt at compressed byte \\d+: \\S`));
@@ -165,13 +174,13 @@ describe('gzip errors on the decoder thread are the main thread\'s errors', () =
   it('the offset of a truncation is where the input ends', async () => {
     const cut = gzA.length - 1000;
     const file = writeFile(dir, 'cut.gz', gzA.subarray(0, cut));
-    const err = await blocksError(await openInput(file));
+    const err = await blocksError(await openInput(file, { gzipCodec: 'zlib' }));
     expect(err.message).toBe(`gzip stream truncated/corrupt at compressed byte ${cut}: unexpected end of file`);
   });
 
   it('zero padding after the last member is accepted', async () => {
     const file = writeFile(dir, 'pad.gz', Buffer.concat([gzB, Buffer.alloc(4096)]));
-    const src = await openInput(file);
+    const src = await openInput(file, { gzipCodec: 'zlib' });
     expect((await readBlocks(src)).equals(B)).toBe(true);
     await src.close();
   });
@@ -203,10 +212,10 @@ describe('gzip errors on the decoder thread are the main thread\'s errors', () =
   });
 });
 
-(HAS_ZSTD ? describe.each : describe.skip.each)(['socket-pair', 'stdout-pipe'] as ZstdTransport[])('zstd output over the %s', (transport) => {
+(HAS_ZSTD ? describe.each : describe.skip.each)(['socket-pair', 'stdout-pipe'] as ChildTransport[])('zstd output over the %s', (transport) => {
   const open = (file: string) => {
     const fd = fs.openSync(file, 'r');
-    const thread = startDecoderThread({ codec: 'zstd', fd, input: file, readSize: 1 << 20, zstd: { path: findZstdBinary()!, args: ZSTD_BINARY_ARGS, transport } })!;
+    const thread = startDecoderThread({ decoder: zstdChild()!, fd, input: file, readSize: 1 << 20, transport })!;
     return { thread, done: async () => {
       await thread.close();
       fs.closeSync(fd);
@@ -249,10 +258,51 @@ describe('gzip errors on the decoder thread are the main thread\'s errors', () =
 
 it('close() in the middle of a gzip file stops the thread and closes the file', async () => {
   const file = writeFile(dir, 'stop.gz', tool('gzip', ['-1', '-c'], sampleBytes(32 << 20, 45)));
-  const src = await openInput(file);
+  const src = await openInput(file, { gzipCodec: 'zlib' });
   (await src.blocks!.next())!.release();
   const fdsBefore = fs.readdirSync('/proc/self/fd').length;
   await src.close();
   expect(fs.readdirSync('/proc/self/fd').length).toBeLessThan(fdsBefore);
   expect(await src.blocks!.next()).toBeNull();
+});
+
+describe('a pipe copied into the ring (standard input)', () => {
+  /** A FIFO that `script` (a shell command) writes into; returns our read end. */
+  function fifoFrom(name: string, script: string): { fd: number; writer: ReturnType<typeof spawn> } {
+    const fifo = path.join(dir, name);
+    execFileSync('mkfifo', [fifo]);
+    const writer = spawn('sh', ['-c', `{ ${script}; } > '${fifo}'`], { stdio: 'ignore' });
+    return { fd: fs.openSync(fifo, 'r'), writer };
+  }
+
+  it('hands over what arrived when the writer pauses, and every byte in order', async () => {
+    const file = writeFile(dir, 'pipe.bin', A); // 9 MiB
+    // 3 MB, a pause, the rest: the first block cannot fill before the pause.
+    const { fd } = fifoFrom('pause.fifo', `head -c 3000000 '${file}'; sleep 0.5; tail -c +3000001 '${file}'`);
+    const thread = startDecoderThread({ decoder: 'copy', fd, input: 'pipe', readSize: RING_BLOCK_BYTES })!;
+    const lengths: number[] = [];
+    const parts: Buffer[] = [];
+    for (let b = await thread.next(); b; b = await thread.next()) {
+      lengths.push(b.buf.length);
+      parts.push(Buffer.from(b.buf));
+      b.release();
+    }
+    expect(Buffer.concat(parts).equals(A)).toBe(true);
+    expect(lengths[0]).toBeLessThan(RING_BLOCK_BYTES); // not held back until the block filled
+    expect(thread.rawBytesRead()).toBe(A.length);
+    await thread.close(); // the thread took the pipe over and has closed it
+    expect(() => fs.fstatSync(fd)).toThrow(/EBADF/);
+  });
+
+  it('reads a pipe that stays quiet without spinning, and close() lets it go', async () => {
+    const { fd, writer } = fifoFrom('quiet.fifo', 'printf abc; sleep 30');
+    const thread = startDecoderThread({ decoder: 'copy', fd, input: 'pipe', readSize: RING_BLOCK_BYTES })!;
+    const b = (await thread.next())!;
+    expect(b.buf.toString()).toBe('abc');
+    b.release();
+    const started = Date.now();
+    await thread.close();
+    expect(Date.now() - started).toBeLessThan(5000);
+    writer.kill();
+  });
 });

@@ -36,6 +36,10 @@ jest.mock('node:fs', () => {
     writev: failable(actual.writev as (...a: unknown[]) => void),
   };
 });
+// The failures are injected into this thread's fs.write/fs.writev, so image data must not go to
+// the writer thread, which writes with its own fs (its failures: test/output/page-cache-writes.test.ts;
+// the real-ENOSPC case above runs the CLI, writer thread included).
+jest.mock('../../src/output/writer-thread', () => ({ ...jest.requireActual('../../src/output/writer-thread'), writerThread: () => undefined }));
 // eslint-disable-next-line import/first
 import { convertXva } from '../../src/convert';
 // eslint-disable-next-line import/first
