@@ -56,11 +56,11 @@ describe('decoders (openInput, and every verb that reads an XVA)', () => {
   });
 
   test('an unknown gzip codec is refused, not taken as pako', async () => {
-    await rejects(() => openInput(gz, { gzipCodec: bogus }), 'gzipCodec must be one of zlib, pako, not "bogus"');
+    await rejects(() => openInput(gz, { gzipCodec: bogus }), 'gzipCodec must be one of auto, igzip, zlib, pako, not "bogus"');
   });
 
   test('verifyXva throws it (the caller\'s error), instead of reporting it as a problem of the archive', async () => {
-    await rejects(() => verifyXva(xva, { gzipCodec: bogus }), 'gzipCodec must be one of zlib, pako, not "bogus"');
+    await rejects(() => verifyXva(xva, { gzipCodec: bogus }), 'gzipCodec must be one of auto, igzip, zlib, pako, not "bogus"');
   });
 });
 
