@@ -20,8 +20,8 @@ const { pipeline } = require('node:stream/promises');
 
 const MiB = 1024 * 1024;
 // Page-aligned read buffers, as xva2img uses: the kernel copies into a misaligned buffer ~4x
-// slower on some CPUs (see src/input/aligned-buffer.ts), which would make the floors too high.
-const { allocAligned } = require('../dist/input/aligned-buffer.js');
+// slower on some CPUs (see src/io/aligned-buffer.ts), which would make the floors too high.
+const { allocAligned } = require('../dist/io/aligned-buffer.js');
 
 async function inflate(file) {
   let bytes = 0;

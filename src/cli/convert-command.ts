@@ -9,11 +9,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
-import { convertBatch, batchItemCause, MAX_JOBS, type BatchItemResult } from '../batch';
-import { formatFromPath, type ConvertSummary } from '../convert';
+import { convertBatch, batchItemCause, MAX_JOBS, type BatchItemResult } from '../ops/batch';
+import { formatFromPath, type ConvertSummary } from '../ops/convert';
 import { UsageError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
-import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2-layout';
+import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2/layout';
 import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
 import { NameAllocator } from '../output/naming';
 import { BAD_CHUNK_POLICIES, type BadChunkPolicy } from '../xva/reader';

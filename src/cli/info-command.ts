@@ -3,10 +3,10 @@
  * with --chunks, from the chunk headers). Thin: parses flags, calls inspectXva, prints.
  */
 import type { Command } from 'commander';
-import { worstExitCode } from '../batch';
+import { worstExitCode } from '../ops/batch';
 import { ExitCode, UsageError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
-import { inspectXva, type XvaInfo } from '../inspect';
+import { inspectXva, type XvaInfo } from '../ops/inspect';
 import { commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
 import { formatBytes } from './format';
 import { createProgress } from './progress';

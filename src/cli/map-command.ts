@@ -3,7 +3,7 @@
  * from its tar headers only. Thin: parses flags, calls mapXva, prints.
  */
 import type { Command } from 'commander';
-import type { MapResult } from '../map';
+import type { MapResult } from '../ops/map';
 import { collect } from './common-options';
 import { formatBytes } from './format';
 import { formatTable } from './info-command';
@@ -29,7 +29,7 @@ export function formatMap(m: MapResult): string {
 
 async function runMap(input: string, flags: MapFlags): Promise<number> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { mapXva } = require('../map') as typeof import('../map');
+  const { mapXva } = require('../ops/map') as typeof import('../ops/map');
   const result = await mapXva(input, {
     disks: flags.disk,
     signal: interruptSignal,

@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../errors';
 import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
-import type { MeasureResult } from '../measure';
+import type { MeasureResult } from '../ops/measure';
 import { addOvaSourceOptions, ovaOptionsFrom, type OvaFlags } from './ova-command';
 import { choiceOption, httpOptionsFrom, type CommonInputFlags } from './common-options';
 import { formatBytes } from './format';
@@ -65,7 +65,7 @@ Examples:
       }
       if (input === undefined) throw new UsageError('measure needs an XVA input (or --ova with --disk images)');
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { measureXva } = require('../measure') as typeof import('../measure');
+      const { measureXva } = require('../ops/measure') as typeof import('../ops/measure');
       const result = await measureXva(input, {
         format: flags.format ?? 'qcow2',
         fast: flags.fast,

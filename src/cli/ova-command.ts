@@ -10,8 +10,8 @@ import { PartFile } from '../output/part-file';
 import { StreamTarget } from '../output/targets';
 import type { OvaDiskInput, OvaWriteResult, WriteOvaOptions } from '../ova';
 import { OVA_PROFILES, VMDK_COMPRESSIONS, type OvaProfile, type VmdkCompression } from '../ova/settings';
-import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2-layout';
-import { FIRMWARES, type Firmware } from '../xva/model';
+import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2/layout';
+import { FIRMWARES, type Firmware } from '../xva/metadata/model';
 
 /** The OVA writer, loaded when the verb runs (see the lazy-require note in main.ts). */
 function writeOva(...args: Parameters<typeof import('../ova').writeOva>): ReturnType<typeof import('../ova').writeOva> {

@@ -6,10 +6,10 @@ import type { Command } from 'commander';
 import { ExitCode, UsageError } from '../errors';
 import { INPUT_IMAGE_FORMATS, type InputImageFormat } from '../image/types';
 import { COMPRESSIONS, type Compression } from '../input/types';
-import type { PackDisk, PackNic, PackSummary } from '../pack';
+import type { PackDisk, PackNic, PackSummary } from '../ops/pack';
 import { XVA_TAR_DIALECTS, type XvaTarDialect } from '../tar/header';
 import { CHECKSUM_KINDS, type ChecksumKind } from '../xva/checksum';
-import { FIRMWARES, MAX_VCPUS, MIN_MEMORY, type Firmware } from '../xva/model';
+import { FIRMWARES, MAX_VCPUS, MIN_MEMORY, type Firmware } from '../xva/metadata/model';
 import { BAD_CHUNK_POLICIES, type BadChunkPolicy } from '../xva/reader';
 import { choiceOption, collect, commonInputOptions, httpOptionsFrom, integerOption, sizeOption, splitOptions, type CommonInputFlags } from './common-options';
 import { formatBytes, formatRate } from './format';
@@ -112,7 +112,7 @@ export async function runPack(flags: PackFlags): Promise<number> {
   const progress = createProgress(flags.output === '-' ? 'pack' : flags.output, !flags.quiet && !flags.json && !!process.stderr.isTTY);
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { packXva } = require('../pack') as typeof import('../pack'); // see the lazy-require note in main.ts
+    const { packXva } = require('../ops/pack') as typeof import('../ops/pack'); // see the lazy-require note in main.ts
     const summary = await packXva({
       disks: flags.disk?.map(parseDiskArg),
       from: flags.from,

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../errors';
 import type { BadChunkPolicy } from '../xva/reader';
-import type { XvaServer } from '../serve';
+import type { XvaServer } from '../ops/serve';
 import { collect } from './common-options';
 import { formatBytes } from './format';
 import { formatTable } from './info-command';
@@ -57,7 +57,7 @@ async function runServe(input: string, flags: ServeFlags): Promise<number> {
   if (policy !== 'fail' && policy !== 'warn' && policy !== 'zero') throw new UsageError(`--on-bad-chunk must be fail, warn or zero, not "${policy}"`);
   const line = (text: string): void => void process.stderr.write(`${PROGRAM}: ${text.replace(/[\r\n]+/g, ' ')}\n`);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { serveXva } = require('../serve') as typeof import('../serve');
+  const { serveXva } = require('../ops/serve') as typeof import('../ops/serve');
   const server = await serveXva(input, {
     disks: flags.disk,
     socketPath: flags.socket,

@@ -5,10 +5,10 @@
  * printed as `xva2img: <input>: <entry>: <message> (at byte N)` on stderr.
  */
 import type { Command } from 'commander';
-import { worstExitCode } from '../batch';
+import { worstExitCode } from '../ops/batch';
 import { UsageError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
-import { verifyXva, type VerifyResult } from '../verify';
+import { verifyXva, type VerifyResult } from '../ops/verify';
 import { commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
 import { formatBytes, formatRate } from './format';
 import { createProgress } from './progress';

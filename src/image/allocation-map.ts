@@ -14,9 +14,9 @@
  * first pass of `measure` and of the two-pass (front layout) qcow2 stream writer.
  */
 import { ClusterAligner } from './cluster-aligner';
-import { QCOW2_L2_ENTRIES, type Qcow2ClusterSource } from './qcow2-layout';
+import { QCOW2_L2_ENTRIES, type Qcow2ClusterSource } from './qcow2/layout';
 import { CLUSTER_SIZE, type DiskImageWriter, type ImageWriteResult } from './types';
-import { isAllZero } from './zero';
+import { isAllZero } from '../io/zero';
 
 /** Clusters per region: one qcow2 L2 table (§1.4). */
 export const CLUSTERS_PER_REGION = QCOW2_L2_ENTRIES;

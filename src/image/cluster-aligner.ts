@@ -23,7 +23,7 @@
  */
 import { XvaFormatError } from '../errors';
 import type { BufferLease } from './types';
-import { isAllZero } from './zero';
+import { isAllZero } from '../io/zero';
 
 /**
  * Receives `data.length / blockSize` consecutive whole blocks starting at block `firstBlock`.

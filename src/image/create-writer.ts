@@ -2,14 +2,14 @@
  * Picks the image writer for an output format and destination.
  *  - raw: sparse pwrites into a file, or zeros streamed for holes to a pipe;
  *  - qcow2: one pass into a seekable file (data first, tables appended, header last); a pipe
- *    needs the allocation map first (see stream-qcow2.ts), so it is refused here;
+ *    needs the allocation map first (see ops/qcow2-to-pipe.ts), so it is refused here;
  *  - vmdk: streamOptimized, strictly sequential: works for files and pipes alike.
  */
 import { OutputError } from '../errors';
-import { Qcow2Writer } from './qcow2-writer';
-import { RawWriter } from './raw-writer';
+import { Qcow2Writer } from './qcow2/writer';
+import { RawWriter } from './raw/writer';
 import { isRandomAccess, type DiskImageWriter, type ImageFormat, type SequentialTarget } from './types';
-import type { VmdkWriter as VmdkWriterClass } from './vmdk-writer';
+import type { VmdkWriter as VmdkWriterClass } from './vmdk/writer';
 
 export interface WriterOptions {
   qcow2Compat?: '1.1' | '0.10';
@@ -31,7 +31,7 @@ export function createImageWriter(format: ImageFormat, target: SequentialTarget,
     case 'vmdk':
       // Loaded when needed (its deflate machinery is not small): see the lazy-require note in cli/main.ts.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { VmdkWriter } = require('./vmdk-writer') as { VmdkWriter: typeof VmdkWriterClass };
+      const { VmdkWriter } = require('./vmdk/writer') as { VmdkWriter: typeof VmdkWriterClass };
       return new VmdkWriter(target, { virtualSize });
     default:
       throw new OutputError('OUTPUT_UNSUPPORTED', `unknown output format ${String(format)}`);

@@ -8,10 +8,10 @@
  * fully allocated raw file or a qcow2 cluster full of zeros costs no output space.
  */
 import { ImageFormatError } from '../errors';
-import { openFileHandle, unreadable } from '../input/open-file';
+import { openFileHandle, unreadable } from '../io/open-file';
 import type { DiskImageWriter, ImageWriteResult } from './types';
 import { CLUSTER_SIZE } from './types';
-import { forEachNonZeroRun } from './zero';
+import { forEachNonZeroRun } from '../io/zero';
 
 /** A half-open byte range [offset, offset + length) of a disk. */
 export interface DiskExtent {

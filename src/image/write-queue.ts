@@ -17,7 +17,7 @@
  *
  * Errors: a failed write is reported by the next `add()` or by `flush()`; nothing more is sent.
  */
-import { allocAligned } from '../input/aligned-buffer';
+import { allocAligned } from '../io/aligned-buffer';
 import type { BufferLease, RandomAccessTarget } from './types';
 
 /** Bytes per batch (one pwritev). */

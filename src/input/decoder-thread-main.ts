@@ -5,7 +5,7 @@
  * thread with a message; a block is filled again only once the main thread has given it back
  * (its state word is 0 again).
  */
-import type { WasmMemory } from './aligned-buffer';
+import type { WasmMemory } from '../io/aligned-buffer';
 
 /** What the thread is given (structured-cloned; the memory and control array are shared). */
 export interface ThreadData {

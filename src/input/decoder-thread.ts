@@ -28,12 +28,12 @@
 import type { Worker } from 'node:worker_threads';
 import { Readable } from 'node:stream';
 import { InputError } from '../errors';
-import { allocSharedMemory, type WasmMemory } from './aligned-buffer';
-import { lendBuffer, type PooledBuffer } from './buffer-pool';
+import { allocSharedMemory, type WasmMemory } from '../io/aligned-buffer';
+import { lendBuffer, type PooledBuffer } from '../io/buffer-pool';
 import { errorText } from './decoder';
 import { cannotRun, CHILD_STDERR_LIMIT, type ChildCodec } from './child-codec';
 import { gzipError, loadZlib } from './gzip';
-import { unreadable } from './open-file';
+import { unreadable } from '../io/open-file';
 import type { BlockSource } from './types';
 import { type ChildTransport, decoderThreadMain, type ThreadData, type ThreadMessage } from './decoder-thread-main';
 

@@ -13,7 +13,7 @@ import { InputError, UsageError } from '../errors';
 import { GZIP_CODECS, type GzipCodec } from './types';
 import { type ChildCodec, childDecoder } from './child-codec';
 import { type DecodeContext, type Decoder, SliceDecoder, asBuffer, errorText, streamDecoder } from './decoder';
-import { findProgram } from './find-program';
+import { findProgram } from '../io/find-program';
 import { IGZIP_ARGS, IGZIP_BINARY, igzipExitProblem } from './igzip';
 
 type ZlibModule = typeof import('node:zlib');

@@ -17,7 +17,7 @@ import { InputError, UsageError } from '../errors';
 import { checkChoice } from '../option-checks';
 import { GZIP_CODECS, ZSTD_CODECS, type BlockSource, type Compression, type InputSource, type OpenInputOptions } from './types';
 import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder, errorText } from './decoder';
-import { openFd, unreadable } from './open-file';
+import { openFd, unreadable } from '../io/open-file';
 import { type ChildCodec, childDecoder } from './child-codec';
 import { createGzipDecoder, igzipChild, resolveGzipCodec } from './gzip';
 import { isUrl, openHttp } from './http';
@@ -25,7 +25,7 @@ import { RawPump, type RawSource } from './raw-pump';
 import { SNIFF_BYTES, detectCompression, emptyInput, sniff } from './sniff';
 import { createZstdDecoder, resolveZstdCodec, zstdChild } from './zstd';
 import { blocksAsStream, type DecoderThread, gzipThreadAvailable, RING_BLOCK_BYTES, startDecoderThread } from './decoder-thread';
-import type { PooledBuffer } from './buffer-pool';
+import type { PooledBuffer } from '../io/buffer-pool';
 
 /**
  * Default bytes per read from files (compressed ones: plain files are read by the reader's

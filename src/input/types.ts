@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { PooledBuffer } from './buffer-pool';
+import type { PooledBuffer } from '../io/buffer-pool';
 
 /** Compressions of a whole XVA stream, detected from the bytes when reading, chosen when writing. */
 export const COMPRESSIONS = ['none', 'gzip', 'zstd'] as const;

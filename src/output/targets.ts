@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { RandomAccessTarget, SequentialTarget } from '../image/types';
 import { outputErrorFrom } from '../errors';
-import { wasmMemoryOf } from '../input/aligned-buffer';
+import { wasmMemoryOf } from '../io/aligned-buffer';
 import { pageCacheRoom } from './write-policy';
 import { allShared, writerThread } from './writer-thread';
 

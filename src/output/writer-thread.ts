@@ -12,7 +12,7 @@
  *
  * The thread writes straight from the caller's memory, which is therefore shared: the pieces
  * must lie in SharedArrayBuffers (the chunk buffer pool and the decoder thread's ring are cut
- * from shared WebAssembly memories, see aligned-buffer.ts). Other buffers are written by the
+ * from shared WebAssembly memories, see io/aligned-buffer.ts). Other buffers are written by the
  * caller some other way (FileTarget uses the thread pool).
  *
  * One thread serves the whole process (every file being written), started on first use. It is

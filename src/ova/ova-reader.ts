@@ -4,7 +4,7 @@
  * header (no data read); the OVF is parsed into VM settings; each disk is opened in place as
  * a reader over its member's byte range (random access, so the OVA must be a regular file):
  *
- *   streamOptimized / monolithicSparse VMDK → VmdkStreamReader (src/image/vmdk-stream-reader.ts)
+ *   streamOptimized / monolithicSparse VMDK → VmdkStreamReader (src/image/vmdk/stream-reader.ts)
  *   qcow2 (oVirt)                           → Qcow2Reader on the member's slice (no backing file)
  *   raw                                     → a slice reader
  *
@@ -18,9 +18,9 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { ImageFormatError } from '../errors';
 import { openImageFile, QCOW2_MAGIC, type DiskReader } from '../image/disk-reader';
-import { RawReader } from '../image/raw-reader';
-import { Qcow2Reader } from '../image/qcow2-reader';
-import { isVmdkMagic, VmdkStreamReader } from '../image/vmdk-stream-reader';
+import { RawReader } from '../image/raw/reader';
+import { Qcow2Reader } from '../image/qcow2/reader';
+import { isVmdkMagic, VmdkStreamReader } from '../image/vmdk/stream-reader';
 import { decodeTarHeader } from '../tar/header';
 import { openTarHeaderWalker, type WalkedEntry } from '../tar/header-walker';
 import { ResourceType } from './ovf';

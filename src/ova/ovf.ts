@@ -18,7 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import { imageVirtualSize } from '../image/types';
-import type { XvaMetadata } from '../xva/model';
+import type { XvaMetadata } from '../xva/metadata/model';
 
 import type { OvaProfile } from './settings';
 export type { OvaProfile };

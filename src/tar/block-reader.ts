@@ -5,7 +5,7 @@
  * microseconds of wake-ups (futex, vCPU kicks), and concurrent requests contend in the kernel.
  * Reading an XVA as 1 MiB chunk reads plus separate 1.5 KiB header reads made ~3 requests per
  * chunk; reading the file in 4 MiB page-aligned blocks, the next one read while one is parsed, makes
- * one request per ~4 chunks, and the kernel copies into aligned memory (see aligned-buffer.ts).
+ * one request per ~4 chunks, and the kernel copies into aligned memory (see io/aligned-buffer.ts).
  *
  * Zero copy: a chunk that lies within one block is handed out as a view of the block together
  * with the block's lease, so image writers write straight from it; the block returns to the pool
@@ -21,10 +21,10 @@
 import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
+import { ChunkBufferPool, type PooledBuffer } from '../io/buffer-pool';
 import type { BlockSource, InputSource } from '../input/types';
-import { openFd, unreadable } from '../input/open-file';
-import { pread } from '../input/pread';
+import { openFd, unreadable } from '../io/open-file';
+import { pread } from '../io/pread';
 import type { BufferLease } from '../image/types';
 import { TarEntryBase, type TarEntry, type TarReader } from './entries';
 import { tarTruncated, walkTarEntries, type WalkedEntry } from './header-walker';

@@ -18,8 +18,8 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { XvaError, XvaFormatError } from '../errors';
-import { openFd } from '../input/open-file';
-import { pread } from '../input/pread';
+import { openFd } from '../io/open-file';
+import { pread } from '../io/pread';
 import { plausibleName, TarEntryBase, type TarEntry, type TarReader } from './entries';
 import { decodeTarHeader, isRegularFileType, tarPadding, TAR_BLOCK, TYPE_DIRECTORY, TYPE_GNU_LONGNAME, TYPE_PAX_GLOBAL, TYPE_PAX_HEADER } from './header';
 

@@ -10,7 +10,7 @@
  */
 import type { Hash } from 'node:crypto';
 import type { IHasher } from 'hash-wasm';
-import { allocAligned, wasmMemoryOf } from '../input/aligned-buffer';
+import { allocAligned, wasmMemoryOf } from '../io/aligned-buffer';
 import { xxh64InPlace } from './xxh64-in-place';
 
 export type ChecksumKind = 'sha1' | 'xxh64';

@@ -11,7 +11,7 @@
  * holes cost nothing. A fully allocated 1 TiB disk (1 048 576 chunks) needs 27 MiB.
  */
 import type { ChecksumKind } from './checksum';
-import type { DiskInfo, XvaMetadata } from './model';
+import type { DiskInfo, XvaMetadata } from './metadata/model';
 import type { InputSource } from '../input/types';
 import { readXva, type StoredChunk } from './reader';
 

@@ -12,8 +12,8 @@
  * a slot comes, or no thread can be had, the caller hashes on the main thread as before.
  */
 import type { Worker } from 'node:worker_threads';
-import { allocSharedMemory, type WasmMemory } from '../input/aligned-buffer';
-import { lendBuffer, type PooledBuffer } from '../input/buffer-pool';
+import { allocSharedMemory, type WasmMemory } from '../io/aligned-buffer';
+import { lendBuffer, type PooledBuffer } from '../io/buffer-pool';
 import type { ChecksumKind } from './checksum';
 import { xxh64ModuleBytes } from './xxh64-in-place';
 

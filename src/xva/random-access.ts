@@ -18,13 +18,13 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { ChecksumError, UsageError, XvaError, XvaFormatError } from '../errors';
-import { isAllZero } from '../image/zero';
-import { ChunkBufferPool, type PooledBuffer } from '../input/buffer-pool';
+import { isAllZero } from '../io/zero';
+import { ChunkBufferPool, type PooledBuffer } from '../io/buffer-pool';
 import { isUrl } from '../input/http';
 import { openInput } from '../input/open';
-import { openFd, unreadable } from '../input/open-file';
-import { pread } from '../input/pread';
-import { SyncReadGate } from '../input/sync-read-gate';
+import { openFd, unreadable } from '../io/open-file';
+import { pread } from '../io/pread';
+import { SyncReadGate } from '../io/sync-read-gate';
 import { detectCompression, emptyInput, SNIFF_BYTES } from '../input/sniff';
 import { decodeTarHeader, TAR_BLOCK } from '../tar/header';
 import { checksumsEqual, createChunkHasher, type ChecksumKind, type ChunkHasher } from './checksum';

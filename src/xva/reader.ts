@@ -15,15 +15,15 @@
  */
 import { ChecksumError, XvaError, XvaFormatError } from '../errors';
 import type { BufferLease, DiskImageWriter, ImageWriteResult } from '../image/types';
-import { isAllZero } from '../image/zero';
+import { isAllZero } from '../io/zero';
 import { checkChoice } from '../option-checks';
 import type { InputSource } from '../input/types';
 import type { TarEntry, TarReader } from '../tar/entries';
 import { blockTarReader, inputBlocks, openFileBlockSource } from '../tar/block-reader';
 import { openTarHeaderWalker, walkerTarReader } from '../tar/header-walker';
 import { checksumsEqual, createChunkHasher, kindFromSuffix, type ChecksumKind, type ChunkHasher } from './checksum';
-import type { DiskInfo, XvaMetadata } from './model';
-import { MAX_OVA_XML_BYTES, parseOvaXml } from './ova-xml';
+import type { DiskInfo, XvaMetadata } from './metadata/model';
+import { MAX_OVA_XML_BYTES, parseOvaXml } from './metadata/parse';
 import { ChunkPlacer, parseChunkName } from './placement';
 
 /** Largest data entry accepted: XAPI writes 1 MiB; padded/foreign writers stay close to it. */

@@ -12,7 +12,7 @@
  * `fail(err)` wakes both sides with the error (the other side of a repack failed).
  */
 import type { DiskImageWriter, ImageWriteResult } from '../image/types';
-import { zeros } from '../image/zero';
+import { zeros } from '../io/zero';
 import type { DiskByteSource } from './writer';
 
 /** Default bytes queued per disk before the reader waits. */

@@ -27,11 +27,11 @@ import { PassThrough, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
 import { OutputError, outputErrorFrom, XvaError } from '../errors';
-import { isAllZero } from '../image/zero';
+import { isAllZero } from '../io/zero';
 import { encodeTarHeader, tarEndBlocks, tarPadding, TAR_BLOCK, type TarDialect } from '../tar/header';
 import type { Compression } from '../input/types';
 import { checksumFileSuffix, createChunkHasher, type ChecksumKind } from './checksum';
-import { buildOvaXml, type OvaDiskSpec, type OvaXmlSpec } from './ova-xml-writer';
+import { buildOvaXml, type OvaDiskSpec, type OvaXmlSpec } from './metadata/build';
 
 /** XAPI's chunk size (SV `chunk_size`). */
 export const XVA_CHUNK_SIZE = 1024 * 1024;

@@ -4,7 +4,7 @@
  * Why: hash-wasm (the XXH64 library we use where this cannot run) hashes inside its own
  * WebAssembly memory, so every chunk is first copied there — 1.3 GB of memcpy on the main thread
  * for a 1.3 GB XVA, about as much time as the hash itself. Chunk data is read into page-aligned
- * buffers cut from WebAssembly memories anyway (aligned-buffer.ts); a module that imports such a
+ * buffers cut from WebAssembly memories anyway (io/aligned-buffer.ts); a module that imports such a
  * memory can hash the bytes in place. The module is one function, assembled below from the
  * XXH64 specification (Collet, "xxHash fast digest algorithm", XXH64): 32-byte stripes into four
  * lanes, then the 8-, 4- and 1-byte tails, then the avalanche. Buffers from anywhere else
@@ -12,7 +12,7 @@
  *
  *   xxh64(ptr: i32, len: i32, seed: i64) -> i64     (imports memory "m"."mem")
  */
-import { wasmMemoryOf, type WasmMemory } from '../input/aligned-buffer';
+import { wasmMemoryOf, type WasmMemory } from '../io/aligned-buffer';
 
 const P1 = 0x9e3779b185ebca87n;
 const P2 = 0xc2b2ae3d27d4eb4fn;

@@ -10,14 +10,14 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { MAX_JOBS } from '../../src/batch';
-import { QCOW2_COMPATS } from '../../src/image/qcow2-layout';
+import { MAX_JOBS } from '../../src/ops/batch';
+import { QCOW2_COMPATS } from '../../src/image/qcow2/layout';
 import { IMAGE_FORMATS } from '../../src/image/types';
 import { COMPRESSIONS, GZIP_CODECS, ZSTD_CODECS } from '../../src/input/types';
 import { OVA_PROFILES, VMDK_COMPRESSIONS } from '../../src/ova/settings';
 import { XVA_TAR_DIALECTS } from '../../src/tar/header';
 import { CHECKSUM_KINDS } from '../../src/xva/checksum';
-import { FIRMWARES, MAX_VCPUS } from '../../src/xva/model';
+import { FIRMWARES, MAX_VCPUS } from '../../src/xva/metadata/model';
 import { BAD_CHUNK_POLICIES } from '../../src/xva/reader';
 import type { CommanderError } from 'commander';
 import { buildProgram } from '../../src/cli/main';

@@ -40,9 +40,9 @@ test('a plain XXH64 XVA -> qcow2 loads no crypto, zlib, TLS, VMDK, progress-bar 
   const { builtins, files } = JSON.parse(line.slice('MODULES '.length)) as { builtins: string[]; files: string[] };
   // The probe sees what it should: the converter did run.
   expect(builtins).toContain('fs');
-  expect(files.some((f) => f.endsWith(path.join('dist', 'image', 'qcow2-writer.js')))).toBe(true);
+  expect(files.some((f) => f.endsWith(path.join('dist', 'image', 'qcow2', 'writer.js')))).toBe(true);
   for (const name of ['crypto', 'zlib', 'https', 'tls']) expect(builtins).not.toContain(name);
-  for (const tail of [path.join('dist', 'image', 'vmdk-writer.js'), path.join('node_modules', 'cli-progress'), path.join('node_modules', 'hash-wasm')]) {
+  for (const tail of [path.join('dist', 'image', 'vmdk', 'writer.js'), path.join('node_modules', 'cli-progress'), path.join('node_modules', 'hash-wasm')]) {
     expect(files.filter((f) => f.includes(tail))).toEqual([]);
   }
 });

@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { bufferSource, writeXva, writeXvaFile, XVA_CHUNK_SIZE, type WriteXvaOptions, type XvaWriteSpec, type XvaWriteSummary } from '../../src/xva/writer';
-import type { OvaCdromSpec, OvaVifSpec, OvaVmSpec } from '../../src/xva/ova-xml-writer';
+import type { OvaCdromSpec, OvaVifSpec, OvaVmSpec } from '../../src/xva/metadata/build';
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;

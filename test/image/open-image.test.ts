@@ -9,9 +9,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ExitCode, InputError } from '../../src/errors';
 import { probeImageFormat } from '../../src/image/disk-reader';
-import { openDiskImage, Qcow2Reader } from '../../src/image/qcow2-reader';
-import { RawReader } from '../../src/image/raw-reader';
-import { VmdkStreamReader } from '../../src/image/vmdk-stream-reader';
+import { openDiskImage, Qcow2Reader } from '../../src/image/qcow2/reader';
+import { RawReader } from '../../src/image/raw/reader';
+import { VmdkStreamReader } from '../../src/image/vmdk/stream-reader';
 
 let dir: string;
 beforeAll(() => {

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ChunkBufferPool } from '../../src/input/buffer-pool';
+import { ChunkBufferPool } from '../../src/io/buffer-pool';
 import { BATCH_BYTES, MAX_IN_FLIGHT, WriteQueue } from '../../src/image/write-queue';
 import type { BufferLease, RandomAccessTarget } from '../../src/image/types';
 import { FileTarget } from '../../src/output/targets';

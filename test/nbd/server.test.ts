@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import fc from 'fast-check';
-import { serveXva, type XvaServer } from '../../src/serve';
+import { serveXva, type XvaServer } from '../../src/ops/serve';
 import { corruptEntries } from '../cli/_cli';
 import { makeXvaFile, MiB, type XvaFixture } from '../helpers/xva-fixtures';
 import { assemble, extentsOf, RawClient, str, u32 } from './raw-client';

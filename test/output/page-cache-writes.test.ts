@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { allocAligned } from '../../src/input/aligned-buffer';
+import { allocAligned } from '../../src/io/aligned-buffer';
 import { PartFile } from '../../src/output/part-file';
 import { FileTarget } from '../../src/output/targets';
 import { PAGE_CACHE_PIECE_BYTES } from '../../src/output/write-policy';

@@ -16,7 +16,7 @@ import {
   type OvaProfile,
   type OvaVm,
 } from '../../src/ova/ovf';
-import type { DiskInfo, XvaMetadata } from '../../src/xva/model';
+import type { DiskInfo, XvaMetadata } from '../../src/xva/metadata/model';
 
 const GiB = 1024 ** 3;
 

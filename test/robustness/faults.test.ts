@@ -41,7 +41,7 @@ jest.mock('node:fs', () => {
 // the real-ENOSPC case above runs the CLI, writer thread included).
 jest.mock('../../src/output/writer-thread', () => ({ ...jest.requireActual('../../src/output/writer-thread'), writerThread: () => undefined }));
 // eslint-disable-next-line import/first
-import { convertXva } from '../../src/convert';
+import { convertXva } from '../../src/ops/convert';
 // eslint-disable-next-line import/first
 import { XvaError } from '../../src/errors';
 

@@ -6,7 +6,7 @@
  * tolerates it, accepted with a sensible model), with bounded time and memory.
  */
 import { XvaError } from '../../src/errors';
-import { MAX_OVA_XML_BYTES, parseOvaXml } from '../../src/xva/ova-xml';
+import { MAX_OVA_XML_BYTES, parseOvaXml } from '../../src/xva/metadata/parse';
 import { readXva } from '../../src/xva/reader';
 import { bufferSource } from '../helpers/sources';
 import { compactOvaXml } from './fuzz-harness';

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { convertXva } from '../../src/convert';
+import { convertXva } from '../../src/ops/convert';
 import { XvaError } from '../../src/errors';
 import { diskBaseName, insideDir, NameAllocator, sanitizeName } from '../../src/output/naming';
 import { bufferSource } from '../helpers/sources';

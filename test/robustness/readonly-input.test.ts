@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
-import { convertXva } from '../../src/convert';
+import { convertXva } from '../../src/ops/convert';
 import { buildXva, content, MiB } from './build';
 
 const BIN = path.resolve(__dirname, '../../bin/xva2img');

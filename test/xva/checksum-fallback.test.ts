@@ -10,8 +10,8 @@ jest.mock('hash-wasm', () => {
   return { ...actual, createXXHash64: jest.fn(actual.createXXHash64) };
 });
 
-jest.mock('../../src/input/aligned-buffer', () => {
-  const actual = jest.requireActual('../../src/input/aligned-buffer');
+jest.mock('../../src/io/aligned-buffer', () => {
+  const actual = jest.requireActual('../../src/io/aligned-buffer');
   return { ...actual, allocAligned: (size: number) => Buffer.alloc(size) };
 });
 

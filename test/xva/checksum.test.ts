@@ -10,7 +10,7 @@ import {
   kindFromSuffix,
 } from '../../src/xva/checksum';
 import { randomBytes } from '../helpers/xva-fixtures';
-import { allocAligned } from '../../src/input/aligned-buffer';
+import { allocAligned } from '../../src/io/aligned-buffer';
 import fc from 'fast-check';
 
 const MiB = 1024 * 1024;

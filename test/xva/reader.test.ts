@@ -4,7 +4,7 @@
  * padded chunks), xva-img (mode 0, SHA-1, partial tail dropped).
  */
 import { readXva } from '../../src/xva/reader';
-import type { DiskInfo } from '../../src/xva/model';
+import type { DiskInfo } from '../../src/xva/metadata/model';
 import { ChecksumError, XvaFormatError } from '../../src/errors';
 import { bufferSource } from '../helpers/sources';
 import { MemoryWriter } from '../helpers/memory-writer';

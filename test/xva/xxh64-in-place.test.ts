@@ -5,7 +5,7 @@
  */
 import { createXXHash64 } from 'hash-wasm';
 import fc from 'fast-check';
-import { allocAligned, allocSharedMemory } from '../../src/input/aligned-buffer';
+import { allocAligned, allocSharedMemory } from '../../src/io/aligned-buffer';
 import { createChunkHasher } from '../../src/xva/checksum';
 import { xxh64InPlace } from '../../src/xva/xxh64-in-place';
 

@@ -1,0 +1,282 @@
+/**
+ * convertXva: the library's main entry. One streaming pass over an XVA writes every selected
+ * disk as an image file (`<vm>-<userdevice>.<ext>` in `outDir`), or one disk to a stream.
+ *
+ * Output discipline: each image is written as `<name>.part` and renamed into place only when
+ * its disk is complete and verified; on any error every `.part` of this conversion is removed.
+ * Existing outputs are refused before any disk data is read, unless `force`.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Writable } from 'node:stream';
+import { OutputError, UsageError, XvaError, XvaFormatError } from '../errors';
+import { createImageWriter, imageExtension } from '../image/create-writer';
+import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2/layout';
+import { IMAGE_FORMATS, type DiskImageWriter, type ImageFormat, type ImageWriteResult, type SequentialTarget } from '../image/types';
+import { checkInputOptions, openInput } from '../input/open';
+import { checkChoice } from '../option-checks';
+import type { InputSource, OpenInputOptions } from '../input/types';
+import { diskBaseName, insideDir, NameAllocator, sanitizeName } from '../output/naming';
+import { PartFile } from '../output/part-file';
+import { imageWritePolicy } from '../output/write-policy';
+import { StreamTarget } from '../output/targets';
+import type { ChecksumKind } from '../xva/checksum';
+import type { DiskInfo, XvaMetadata } from '../xva/metadata/model';
+import { BAD_CHUNK_POLICIES, readXva, type BadChunk, type BadChunkPolicy, type DiskReadStats, type XvaProgress } from '../xva/reader';
+import { twoPassQcow2ToStream } from './qcow2-to-pipe';
+
+export interface ConvertOptions extends OpenInputOptions {
+  /** Output directory (default: current directory). Created if missing. */
+  outDir?: string;
+  /** Write the single selected disk to this file path instead (format from `format` or the extension). */
+  outFile?: string;
+  /** Write the single selected disk to this stream (e.g. process.stdout). */
+  stdout?: Writable;
+  format?: ImageFormat;
+  /** qcow2 version: '1.1' (v3, default) or '0.10' (v2). */
+  qcow2Compat?: Qcow2Compat;
+  /** Replace existing outputs. */
+  force?: boolean;
+  /** fsync each image before giving it its final name (default true; false = `--no-sync`). */
+  sync?: boolean;
+  /**
+   * Write image data with O_DIRECT where the file system allows it (`--direct-io`, like
+   * `qemu-img convert -t none`). Default false: the page cache, with writeback started behind
+   * the writer (output/write-policy.ts; docs/design/write-policy.md says why).
+   */
+  directIo?: boolean;
+  /** Disks to write, by userdevice ("0") or VDI ref ("Ref:998"); default every data disk. */
+  disks?: string[];
+  /** Also write a suspend image (guest memory) if the export carries one. */
+  includeSuspendImage?: boolean;
+  /** What to do with chunks whose checksum fails (default 'fail'). */
+  onBadChunk?: BadChunkPolicy;
+  /** Put outputs in `<outDir>/<vm-name>/` (batch conversions of several VMs). */
+  perVmSubdir?: boolean;
+  /** Shared name allocator (batch mode: avoids clashes between inputs). */
+  names?: NameAllocator;
+  onProgress?(progress: XvaProgress): void;
+  onWarning?(message: string): void;
+  onMetadata?(meta: XvaMetadata): void;
+  signal?: AbortSignal;
+  /** Overrides the image writer (the two-pass qcow2 stream path uses it). */
+  createWriter?(disk: DiskInfo, target: SequentialTarget): DiskImageWriter;
+}
+
+export interface ConvertedDisk {
+  ref: string;
+  name: string;
+  userdevice: string;
+  bootable: boolean;
+  virtualSize: number;
+  /** Output path, or "-" for a stream, or null when the disk was not written. */
+  path: string | null;
+  format: ImageFormat;
+  checksum: ChecksumKind | null;
+  chunks: number;
+  keepAlives: number;
+  bytesWritten: number;
+  zeroBytesSkipped: number;
+  imageSize: number;
+}
+
+export interface ConvertSummary {
+  input: string;
+  compression: string;
+  codec: string;
+  vm: {
+    name: string;
+    description: string;
+    uuid: string;
+    vcpus: number;
+    memoryBytes: number;
+    hvm: boolean;
+    firmware: string | null;
+    isTemplate: boolean;
+  };
+  disks: ConvertedDisk[];
+  cdroms: XvaMetadata['cdroms'];
+  vifs: XvaMetadata['vifs'];
+  checksum: ChecksumKind | null;
+  badChunks: BadChunk[];
+  warnings: string[];
+  tarBytes: number;
+  seconds: number;
+}
+
+/** Which disks of `meta` a conversion writes. */
+export function selectDisks(meta: XvaMetadata, selectors: string[] | undefined, includeSuspend = false): DiskInfo[] {
+  const candidates = meta.disks.filter((d) => includeSuspend || !d.isSuspendImage);
+  if (!selectors || selectors.length === 0) return candidates;
+  return selectors.map((sel) => {
+    const d = candidates.find((c) => c.userdevice === sel || c.ref === sel || c.vdi.uuid === sel);
+    if (!d) {
+      const have = candidates.map((c) => `${c.userdevice} (${c.ref})`).join(', ') || 'none';
+      throw new UsageError(`no disk "${sel}" in this VM; disks: ${have}`);
+    }
+    return d;
+  });
+}
+
+function summaryVm(meta: XvaMetadata): ConvertSummary['vm'] {
+  const vm = meta.vm;
+  return {
+    name: vm.name,
+    description: vm.description,
+    uuid: vm.uuid,
+    vcpus: vm.vcpus,
+    memoryBytes: vm.memoryBytes,
+    hvm: vm.hvm,
+    firmware: vm.firmware ?? null,
+    isTemplate: vm.isTemplate,
+  };
+}
+
+/** Infers the image format from a file name's extension (`.qcow2`, `.vmdk`, `.raw`/`.img`). */
+export function formatFromPath(p: string): ImageFormat | undefined {
+  const ext = path.extname(p).toLowerCase();
+  if (ext === '.qcow2' || ext === '.qcow') return 'qcow2';
+  if (ext === '.vmdk') return 'vmdk';
+  if (ext === '.raw' || ext === '.img') return 'raw';
+  return undefined;
+}
+
+/** Checks the closed-set options of a conversion (UsageError for a value outside its set). */
+export function checkConvertOptions(options: Pick<ConvertOptions, 'format' | 'qcow2Compat' | 'onBadChunk'> & OpenInputOptions): void {
+  checkChoice(options.format, IMAGE_FORMATS, 'format');
+  checkChoice(options.qcow2Compat, QCOW2_COMPATS, 'qcow2Compat');
+  checkChoice(options.onBadChunk, BAD_CHUNK_POLICIES, 'onBadChunk');
+  checkInputOptions(options);
+}
+
+export async function convertXva(input: string | InputSource, options: ConvertOptions = {}): Promise<ConvertSummary> {
+  const started = Date.now();
+  checkConvertOptions(options);
+  const format: ImageFormat = options.format ?? (options.outFile ? formatFromPath(options.outFile) : undefined) ?? 'raw';
+  if (options.stdout && options.outFile) throw new UsageError('choose either a stream or an output file, not both');
+  if (options.stdout && format === 'qcow2' && !options.createWriter) {
+    return twoPassQcow2ToStream(input, options);
+  }
+  const makeWriter = (disk: DiskInfo, target: SequentialTarget): DiskImageWriter =>
+    options.createWriter ? options.createWriter(disk, target) : createImageWriter(format, target, disk.virtualSize, options);
+  const source = typeof input === 'string' ? await openInput(input, options) : input;
+  const parts: PartFile[] = [];
+  const results = new Map<string, { path: string | null; res?: ImageWriteResult; stats?: DiskReadStats }>();
+  let selected: DiskInfo[] = [];
+  const planned = new Map<string, string>(); // ref -> final path
+  let streamTarget: StreamTarget | undefined;
+  try {
+    const read = await readXva(
+      source,
+      {
+        onMetadata: (meta) => {
+          options.onMetadata?.(meta);
+          selected = selectDisks(meta, options.disks, options.includeSuspendImage);
+          if (selected.length === 0) {
+            // A metadata-only export, or an ova.xml that attaches no disk to the VM: exiting 0
+            // with no image would look like success.
+            throw new XvaFormatError('XVA_MISSING_DISK', `VM "${meta.vm.name}" has no data disk in this archive (metadata-only export, or only CD drives): nothing to convert`);
+          }
+          if ((options.stdout || options.outFile) && selected.length !== 1) {
+            const list = selected.map((d) => d.userdevice).join(', ');
+            throw new UsageError(`this VM has ${selected.length} disks (${list}); choose one with --disk to write a single output`);
+          }
+          if (options.outFile) {
+            planned.set(selected[0].ref, path.resolve(options.outFile));
+          } else if (!options.stdout) {
+            let dir = options.outDir ?? '.';
+            const vmName = sanitizeName(meta.vm.name);
+            if (options.perVmSubdir) dir = path.join(dir, vmName);
+            try {
+              fs.mkdirSync(dir, { recursive: true });
+            } catch (err) {
+              throw new OutputError('OUTPUT_IO', `cannot create output directory ${dir}: ${(err as Error).message}`);
+            }
+            const names = options.names ?? new NameAllocator();
+            for (const d of selected) {
+              const base = diskBaseName(meta.vm.name, d.userdevice);
+              planned.set(d.ref, insideDir(dir, names.allocate(base, imageExtension(format))));
+            }
+          }
+          // Refuse existing outputs now, before reading gigabytes.
+          if (!options.force) {
+            for (const p of planned.values()) {
+              if (fs.existsSync(p)) throw new OutputError('OUTPUT_EXISTS', `${p} already exists (use --force to overwrite)`);
+            }
+          }
+        },
+        openDisk: async (disk): Promise<DiskImageWriter | undefined> => {
+          if (!selected.includes(disk)) return undefined;
+          if (options.stdout) {
+            streamTarget = new StreamTarget(options.stdout, 'standard output');
+            results.set(disk.ref, { path: '-' });
+            return makeWriter(disk, streamTarget);
+          }
+          const finalPath = planned.get(disk.ref)!;
+          const part = await PartFile.create(finalPath, !!options.force, imageWritePolicy(options));
+          parts.push(part);
+          results.set(disk.ref, { path: finalPath });
+          const writer = makeWriter(disk, part.target);
+          // Commit the file right after the writer completes (the reader calls finish()).
+          return {
+            write: (o, d, lease) => writer.write(o, d, lease),
+            finish: async () => {
+              const res = await writer.finish();
+              await part.commit(options.sync !== false);
+              return res;
+            },
+          };
+        },
+        onDiskDone: (disk, stats, res) => {
+          const r = results.get(disk.ref) ?? { path: null };
+          results.set(disk.ref, { ...r, res, stats });
+        },
+        onProgress: options.onProgress,
+        onWarning: options.onWarning,
+      },
+      { onBadChunk: options.onBadChunk, signal: options.signal },
+    );
+    if (streamTarget) await streamTarget.end();
+    const meta = read.metadata;
+    const disks: ConvertedDisk[] = meta.disks
+      .filter((d) => selected.includes(d))
+      .map((d) => {
+        const r = results.get(d.ref);
+        return {
+          ref: d.ref,
+          name: d.vdi.name,
+          userdevice: d.userdevice,
+          bootable: d.bootable,
+          virtualSize: d.virtualSize,
+          path: r?.path ?? null,
+          format,
+          checksum: r?.stats?.checksum ?? null,
+          chunks: r?.stats?.chunks ?? 0,
+          keepAlives: r?.stats?.keepAlives ?? 0,
+          bytesWritten: r?.res?.bytesWritten ?? 0,
+          zeroBytesSkipped: r?.res?.zeroBytesSkipped ?? 0,
+          imageSize: r?.res?.imageSize ?? 0,
+        };
+      });
+    return {
+      input: source.name,
+      compression: source.compression,
+      codec: source.codec,
+      vm: summaryVm(meta),
+      disks,
+      cdroms: meta.cdroms,
+      vifs: meta.vifs,
+      checksum: read.checksum ?? null,
+      badChunks: read.badChunks,
+      warnings: read.warnings,
+      tarBytes: read.tarBytes,
+      seconds: (Date.now() - started) / 1000,
+    };
+  } catch (err) {
+    await Promise.all(parts.map((p) => p.abort()));
+    if (err instanceof XvaError) err.at({ input: source.name });
+    throw err;
+  } finally {
+    await source.close();
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * qcow2 to a pipe. A qcow2 stream must start with its header, L1, refcounts and L2 tables, so
+ * the allocation map has to be known before the first byte (formats.md §1.10). An XVA only
+ * reveals it by reading the whole disk, so this reads the input twice: pass 1 reads, verifies
+ * and zero-detects to build the map; pass 2 reads again and streams the "front" layout.
+ * A source that cannot be read twice (standard input) is refused with an explanation.
+ */
+import { UsageError, XvaError } from '../errors';
+import type { DiskInfo } from '../xva/metadata/model';
+import { AllocationMapBuilder, type AllocationMap } from '../image/allocation-map';
+import { Qcow2StreamWriter } from '../image/qcow2/stream-writer';
+import { openInput } from '../input/open';
+import type { InputSource } from '../input/types';
+import { convertXva, selectDisks, type ConvertOptions, type ConvertSummary } from './convert';
+import { readXva } from '../xva/reader';
+
+export async function twoPassQcow2ToStream(input: string | InputSource, options: ConvertOptions): Promise<ConvertSummary> {
+  if (typeof input !== 'string' || input === '-') {
+    throw new UsageError(
+      'qcow2 to a pipe needs the allocation map before the first byte, so the input is read twice, and standard input cannot be read twice; ' +
+        'write to a file instead (-o vm.qcow2), stream raw or vmdk (-O raw|vmdk -o -), or save the XVA to a file first',
+    );
+  }
+  const maps = new Map<string, AllocationMap>();
+  let selected: DiskInfo[] = [];
+  const first = await openInput(input, options);
+  try {
+    await readXva(
+      first,
+      {
+        onMetadata: (meta) => {
+          selected = selectDisks(meta, options.disks, options.includeSuspendImage);
+          if (selected.length !== 1) {
+            const list = selected.map((d) => d.userdevice).join(', ');
+            throw new UsageError(`this VM has ${selected.length} disks (${list}); choose one with --disk to write a single output`);
+          }
+        },
+        openDisk: (disk) => {
+          if (!selected.includes(disk)) return undefined;
+          const builder = new AllocationMapBuilder(disk.virtualSize);
+          maps.set(disk.ref, builder.map);
+          return builder;
+        },
+      },
+      { onBadChunk: options.onBadChunk, signal: options.signal },
+    );
+  } catch (err) {
+    if (err instanceof XvaError) err.at({ input: first.name });
+    throw err;
+  } finally {
+    await first.close();
+  }
+  return convertXva(input, {
+    ...options,
+    format: 'qcow2',
+    createWriter: (disk, target) => {
+      const map = maps.get(disk.ref);
+      if (!map) throw new UsageError(`disk ${disk.ref} was not seen in the first pass`);
+      return new Qcow2StreamWriter(target, { virtualSize: disk.virtualSize, map, compat: options.qcow2Compat });
+    },
+  });
+}
