@@ -139,3 +139,30 @@ export function outputErrorFrom(err: unknown, what: string): XvaError {
   const code = e?.code ? `${e.code}: ` : '';
   return new OutputError('OUTPUT_IO', `${what}: ${code}${e?.message ?? String(err)}`, { cause: err });
 }
+
+/** One-line text of an engine error ("unexpected end of file"). */
+export function errorText(err: unknown): string {
+  const e = err as { message?: unknown };
+  const text = typeof e?.message === 'string' ? e.message : String(err);
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}
+
+/** How bad an exit code is: interrupted > output error > invalid input > checksum > usage > ok. */
+const SEVERITY: Record<number, number> = {
+  [ExitCode.OK]: 0,
+  [ExitCode.USAGE]: 1,
+  [ExitCode.CHECKSUM]: 2,
+  [ExitCode.BAD_INPUT]: 3,
+  [ExitCode.OUTPUT]: 4,
+  [ExitCode.INTERRUPTED]: 5,
+};
+
+/**
+ * The exit code for several outcomes: the most severe one (interrupted 130 > output 4 >
+ * invalid input 2 > checksum failures 3 > usage 1 > ok 0).
+ */
+export function worstExitCode(codes: Iterable<number>): number {
+  let worst: number = ExitCode.OK;
+  for (const c of codes) if ((SEVERITY[c] ?? 4) > (SEVERITY[worst] ?? 4)) worst = c;
+  return worst;
+}

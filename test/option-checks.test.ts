@@ -14,7 +14,7 @@ import { ExitCode, UsageError } from '../src/errors';
 import { openInput } from '../src/input/open';
 import { inspectXva } from '../src/ops/inspect';
 import { measureXva } from '../src/ops/measure';
-import { measureOva, writeOva, type WriteOvaOptions } from '../src/ova';
+import { measureOva, writeOva, type WriteOvaOptions } from '../src/ova/ova-writer';
 import { StreamTarget } from '../src/output/targets';
 import { packXva, type PackOptions } from '../src/ops/pack';
 import { verifyXva } from '../src/ops/verify';

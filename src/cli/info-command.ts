@@ -3,7 +3,7 @@
  * with --chunks, from the chunk headers). Thin: parses flags, calls inspectXva, prints.
  */
 import type { Command } from 'commander';
-import { worstExitCode } from '../ops/batch';
+import { worstExitCode } from '../errors';
 import { ExitCode, UsageError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
 import { inspectXva, type XvaInfo } from '../ops/inspect';

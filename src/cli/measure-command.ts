@@ -52,7 +52,7 @@ Examples:
     await runVerb(async () => {
       if (flags.ova) {
         // eslint-disable-next-line @typescript-eslint/no-require-imports
-        const { measureOva } = require('../ova') as typeof import('../ova'); // loaded when used: see lazy-require note in main.ts
+        const { measureOva } = require('../ova/ova-writer') as typeof import('../ova/ova-writer'); // loaded when used: see lazy-require note in main.ts
         const r = await measureOva(ovaOptionsFrom(input, flags));
         if (flags.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
         else {

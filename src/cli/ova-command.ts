@@ -8,15 +8,15 @@ import { ExitCode, UsageError } from '../errors';
 import { openInput } from '../input/open';
 import { PartFile } from '../output/part-file';
 import { StreamTarget } from '../output/targets';
-import type { OvaDiskInput, OvaWriteResult, WriteOvaOptions } from '../ova';
+import type { OvaDiskInput, OvaWriteResult, WriteOvaOptions } from '../ova/ova-writer';
 import { OVA_PROFILES, VMDK_COMPRESSIONS, type OvaProfile, type VmdkCompression } from '../ova/settings';
 import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2/layout';
 import { FIRMWARES, type Firmware } from '../xva/metadata/model';
 
 /** The OVA writer, loaded when the verb runs (see the lazy-require note in main.ts). */
-function writeOva(...args: Parameters<typeof import('../ova').writeOva>): ReturnType<typeof import('../ova').writeOva> {
+function writeOva(...args: Parameters<typeof import('../ova/ova-writer').writeOva>): ReturnType<typeof import('../ova/ova-writer').writeOva> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('../ova') as typeof import('../ova')).writeOva(...args);
+  return (require('../ova/ova-writer') as typeof import('../ova/ova-writer')).writeOva(...args);
 }
 import type { OvaNic } from '../ova/ovf';
 import { BAD_CHUNK_POLICIES, type BadChunkPolicy } from '../xva/reader';

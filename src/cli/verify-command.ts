@@ -5,7 +5,7 @@
  * printed as `xva2img: <input>: <entry>: <message> (at byte N)` on stderr.
  */
 import type { Command } from 'commander';
-import { worstExitCode } from '../ops/batch';
+import { worstExitCode } from '../errors';
 import { UsageError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
 import { verifyXva, type VerifyResult } from '../ops/verify';

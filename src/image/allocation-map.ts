@@ -15,7 +15,8 @@
  */
 import { ClusterAligner } from './cluster-aligner';
 import { QCOW2_L2_ENTRIES, type Qcow2ClusterSource } from './qcow2/layout';
-import { CLUSTER_SIZE, type DiskImageWriter, type ImageWriteResult } from './types';
+import { CLUSTER_SIZE } from './types';
+import type { DiskImageWriter, ImageWriteResult } from '../io/disk';
 import { isAllZero } from '../io/zero';
 
 /** Clusters per region: one qcow2 L2 table (§1.4). */

@@ -22,7 +22,7 @@
  *    caller's BufferLease, if any, is passed on with the caller's own bytes (never with `pending`).
  */
 import { XvaFormatError } from '../errors';
-import type { BufferLease } from './types';
+import type { BufferLease } from '../io/disk';
 import { isAllZero } from '../io/zero';
 
 /**

@@ -8,7 +8,9 @@
 import { OutputError } from '../errors';
 import { Qcow2Writer } from './qcow2/writer';
 import { RawWriter } from './raw/writer';
-import { isRandomAccess, type DiskImageWriter, type ImageFormat, type SequentialTarget } from './types';
+import { isRandomAccess, type SequentialTarget } from '../output/target';
+import type { DiskImageWriter } from '../io/disk';
+import type { ImageFormat } from './types';
 import type { VmdkWriter as VmdkWriterClass } from './vmdk/writer';
 
 export interface WriterOptions {

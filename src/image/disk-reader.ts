@@ -1,42 +1,16 @@
 /**
- * Random-access disk image readers (raw files, qcow2 files and their backing chains) and the
- * pump that feeds a reader's data into a DiskImageWriter.
+ * Helpers around DiskReader (io/disk.ts: raw files, qcow2 files and their backing chains): the
+ * pump that feeds a reader's data into a DiskImageWriter, opening and probing image files.
  *
- * A reader answers two questions: "what are the bytes at [offset, offset+length)" and "which
- * ranges may hold data" (everything outside `allocatedExtents()` reads as zeros). Writers still
- * decide what is a hole: `streamDiskImage` additionally skips all-zero blocks it reads, so a
- * fully allocated raw file or a qcow2 cluster full of zeros costs no output space.
+ * Writers still decide what is a hole: `streamDiskImage` additionally skips all-zero blocks it
+ * reads, so a fully allocated raw file or a qcow2 cluster full of zeros costs no output space.
  */
 import { ImageFormatError } from '../errors';
+import type { DiskExtent, DiskReader } from '../io/disk';
 import { openFileHandle, unreadable } from '../io/open-file';
-import type { DiskImageWriter, ImageWriteResult } from './types';
+import type { DiskImageWriter, ImageWriteResult } from '../io/disk';
 import { CLUSTER_SIZE } from './types';
 import { forEachNonZeroRun } from '../io/zero';
-
-/** A half-open byte range [offset, offset + length) of a disk. */
-export interface DiskExtent {
-  offset: number;
-  length: number;
-}
-
-export interface DiskReader {
-  /** The image as the user named it (for messages). */
-  readonly path: string;
-  readonly format: 'raw' | 'qcow2';
-  /** Guest-visible size in bytes. */
-  readonly virtualSize: number;
-  /** Fills `buf` with the guest bytes at `offset` (zeros past the virtual size). */
-  readInto(buf: Buffer, offset: number): Promise<void>;
-  /** Reads `length` guest bytes at `offset` into a new buffer. */
-  read(offset: number, length: number): Promise<Buffer>;
-  /**
-   * Ascending, non-overlapping, merged ranges within [start, end) that may hold data; anything
-   * else reads as zeros. Defaults: the whole disk.
-   */
-  allocatedExtents(start?: number, end?: number): AsyncGenerator<DiskExtent>;
-  /** Releases file handles (also of backing files). Safe to call twice. */
-  close(): Promise<void>;
-}
 
 /** Merges touching extents of an ascending extent stream. */
 export async function* mergeExtents(source: AsyncIterable<DiskExtent>): AsyncGenerator<DiskExtent> {

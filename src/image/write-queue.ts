@@ -18,7 +18,8 @@
  * Errors: a failed write is reported by the next `add()` or by `flush()`; nothing more is sent.
  */
 import { allocAligned } from '../io/aligned-buffer';
-import type { BufferLease, RandomAccessTarget } from './types';
+import type { BufferLease } from '../io/disk';
+import type { RandomAccessTarget } from '../output/target';
 
 /** Bytes per batch (one pwritev). */
 export const BATCH_BYTES = 4 * 1024 * 1024;

@@ -15,7 +15,8 @@
 import type { ChildProcessByStdio } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { InputError } from '../errors';
-import { type DecodeContext, type Decoder, errorText, streamDecoder } from './decoder';
+import { type DecodeContext, type Decoder, streamDecoder } from './decoder';
+import { errorText } from '../errors';
 
 /** A decoding program and how to read its failures. */
 export interface ChildCodec {

@@ -30,7 +30,7 @@ import { Readable } from 'node:stream';
 import { InputError } from '../errors';
 import { allocSharedMemory, type WasmMemory } from '../io/aligned-buffer';
 import { lendBuffer, type PooledBuffer } from '../io/buffer-pool';
-import { errorText } from './decoder';
+import { errorText } from '../errors';
 import { cannotRun, CHILD_STDERR_LIMIT, type ChildCodec } from './child-codec';
 import { gzipError, loadZlib } from './gzip';
 import { unreadable } from '../io/open-file';

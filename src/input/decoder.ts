@@ -16,7 +16,7 @@
  *    compressible data; the remainder waits in a queue until the consumer reads again.
  */
 import { Readable, type Writable } from 'node:stream';
-import { InputError } from '../errors';
+import { errorText, InputError } from '../errors';
 import type { ChunkSink } from './raw-pump';
 
 /** Readable high-water mark of the decoded stream. */
@@ -253,11 +253,4 @@ export class PassThroughDecoder extends SliceDecoder {
 /** Buffer view over a Uint8Array (no copy). */
 export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-/** One-line text of an engine error ("unexpected end of file"). */
-export function errorText(err: unknown): string {
-  const e = err as { message?: unknown };
-  const text = typeof e?.message === 'string' ? e.message : String(err);
-  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
 }

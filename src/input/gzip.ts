@@ -12,7 +12,8 @@
 import { InputError, UsageError } from '../errors';
 import { GZIP_CODECS, type GzipCodec } from './types';
 import { type ChildCodec, childDecoder } from './child-codec';
-import { type DecodeContext, type Decoder, SliceDecoder, asBuffer, errorText, streamDecoder } from './decoder';
+import { type DecodeContext, type Decoder, SliceDecoder, asBuffer, streamDecoder } from './decoder';
+import { errorText } from '../errors';
 import { findProgram } from '../io/find-program';
 import { IGZIP_ARGS, IGZIP_BINARY, igzipExitProblem } from './igzip';
 

@@ -10,7 +10,7 @@
 import type * as Http from 'node:http';
 import type { Readable } from 'node:stream';
 import { InputError, UsageError } from '../errors';
-import { errorText } from './decoder';
+import { errorText } from '../errors';
 import { type RawSource, ShortReadError } from './raw-pump';
 import { type TlsTrust, resolveTlsTrust, trustedConnection } from './tls-trust';
 import type { HttpOptions } from './types';

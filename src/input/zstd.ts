@@ -16,7 +16,8 @@
 import { InputError, UsageError } from '../errors';
 import type { ZstdCodec } from './types';
 import { type ChildCodec, childDecoder } from './child-codec';
-import { type DecodeContext, type Decoder, SliceDecoder, asBuffer, errorText, streamDecoder } from './decoder';
+import { type DecodeContext, type Decoder, SliceDecoder, asBuffer, streamDecoder } from './decoder';
+import { errorText } from '../errors';
 import { findProgram } from '../io/find-program';
 import { ZLIB_CHUNK_SIZE, loadZlib } from './gzip';
 import { ZstdFrameError, ZstdFrameWalker } from './zstd-frames';

@@ -16,7 +16,7 @@
  * one) takes the buffers the last one gave back. At most MAX_IDLE_BYTES stay idle; buffers
  * returned beyond that are dropped for the collector (only after `-j` conversions at once).
  */
-import type { BufferLease } from '../image/types';
+import type { BufferLease } from './disk';
 import { allocAligned } from './aligned-buffer';
 
 export interface PooledBuffer {

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { open as openHandle, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { InputError } from '../errors';
-import { errorText } from '../input/decoder';
+import { errorText } from '../errors';
 
 const fsOpen = promisify(fs.open);
 const fsFstat = promisify(fs.fstat);

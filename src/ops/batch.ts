@@ -10,7 +10,7 @@
  * invalid or unreadable, 4 output error, 130 interrupted.
  */
 import { checkConvertOptions, convertXva, type ConvertOptions, type ConvertSummary } from './convert';
-import { ExitCode, UsageError, XvaError } from '../errors';
+import { ExitCode, UsageError, worstExitCode, XvaError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
 import { checkInteger } from '../option-checks';
 import { NameAllocator } from '../output/naming';
@@ -65,26 +65,6 @@ export interface BatchResult {
   exitCode: number;
   items: BatchItemResult[];
   seconds: number;
-}
-
-/** How bad an exit code is: interrupted > output error > invalid input > checksum > usage > ok. */
-const SEVERITY: Record<number, number> = {
-  [ExitCode.OK]: 0,
-  [ExitCode.USAGE]: 1,
-  [ExitCode.CHECKSUM]: 2,
-  [ExitCode.BAD_INPUT]: 3,
-  [ExitCode.OUTPUT]: 4,
-  [ExitCode.INTERRUPTED]: 5,
-};
-
-/**
- * The exit code for several outcomes: the most severe one (interrupted 130 > output 4 >
- * invalid input 2 > checksum failures 3 > usage 1 > ok 0).
- */
-export function worstExitCode(codes: Iterable<number>): number {
-  let worst: number = ExitCode.OK;
-  for (const c of codes) if ((SEVERITY[c] ?? 4) > (SEVERITY[worst] ?? 4)) worst = c;
-  return worst;
 }
 
 function errorOf(err: unknown, input: string): { error: BatchItemError; cause: unknown } {

@@ -12,7 +12,9 @@ import type { Writable } from 'node:stream';
 import { OutputError, UsageError, XvaError, XvaFormatError } from '../errors';
 import { createImageWriter, imageExtension } from '../image/create-writer';
 import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2/layout';
-import { IMAGE_FORMATS, type DiskImageWriter, type ImageFormat, type ImageWriteResult, type SequentialTarget } from '../image/types';
+import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
+import type { DiskImageWriter, ImageWriteResult } from '../io/disk';
+import type { SequentialTarget } from '../output/target';
 import { checkInputOptions, openInput } from '../input/open';
 import { checkChoice } from '../option-checks';
 import type { InputSource, OpenInputOptions } from '../input/types';
@@ -23,6 +25,7 @@ import { StreamTarget } from '../output/targets';
 import type { ChecksumKind } from '../xva/checksum';
 import type { DiskInfo, XvaMetadata } from '../xva/metadata/model';
 import { BAD_CHUNK_POLICIES, readXva, type BadChunk, type BadChunkPolicy, type DiskReadStats, type XvaProgress } from '../xva/reader';
+import { selectDisks } from '../xva/select-disks';
 import { twoPassQcow2ToStream } from './qcow2-to-pipe';
 
 export interface ConvertOptions extends OpenInputOptions {
@@ -104,20 +107,6 @@ export interface ConvertSummary {
   seconds: number;
 }
 
-/** Which disks of `meta` a conversion writes. */
-export function selectDisks(meta: XvaMetadata, selectors: string[] | undefined, includeSuspend = false): DiskInfo[] {
-  const candidates = meta.disks.filter((d) => includeSuspend || !d.isSuspendImage);
-  if (!selectors || selectors.length === 0) return candidates;
-  return selectors.map((sel) => {
-    const d = candidates.find((c) => c.userdevice === sel || c.ref === sel || c.vdi.uuid === sel);
-    if (!d) {
-      const have = candidates.map((c) => `${c.userdevice} (${c.ref})`).join(', ') || 'none';
-      throw new UsageError(`no disk "${sel}" in this VM; disks: ${have}`);
-    }
-    return d;
-  });
-}
-
 function summaryVm(meta: XvaMetadata): ConvertSummary['vm'] {
   const vm = meta.vm;
   return {
@@ -155,7 +144,8 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
   const format: ImageFormat = options.format ?? (options.outFile ? formatFromPath(options.outFile) : undefined) ?? 'raw';
   if (options.stdout && options.outFile) throw new UsageError('choose either a stream or an output file, not both');
   if (options.stdout && format === 'qcow2' && !options.createWriter) {
-    return twoPassQcow2ToStream(input, options);
+    // Pass 1 maps the disk, pass 2 is this conversion again with the streaming writer on that map.
+    return twoPassQcow2ToStream(input, options, (createWriter) => convertXva(input, { ...options, format: 'qcow2', createWriter }));
   }
   const makeWriter = (disk: DiskInfo, target: SequentialTarget): DiskImageWriter =>
     options.createWriter ? options.createWriter(disk, target) : createImageWriter(format, target, disk.virtualSize, options);

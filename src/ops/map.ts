@@ -6,7 +6,7 @@
  * read as zeros. Same placement as the converter (xva/chunk-index.ts), so
  * `dd if=vm.xva bs=1 skip=OFFSET count=LENGTH` gives what the converter writes at `start`.
  */
-import { selectDisks } from './convert';
+import { selectDisks } from '../xva/select-disks';
 import { openRandomAccessXva } from '../xva/random-access';
 
 export interface MapExtent {

@@ -16,7 +16,7 @@ import { vmdkFullyAllocatedSize, vmdkUpperBoundSize } from '../image/vmdk/writer
 import { openInput } from '../input/open';
 import { checkChoice } from '../option-checks';
 import type { InputSource, OpenInputOptions } from '../input/types';
-import { selectDisks } from './convert';
+import { selectDisks } from '../xva/select-disks';
 import type { DiskInfo } from '../xva/metadata/model';
 import { readXva } from '../xva/reader';
 

@@ -23,7 +23,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { OutputError, UsageError, XvaError, XvaFormatError } from '../errors';
 import { checkChoice, checkInteger } from '../option-checks';
-import type { DiskExtent, DiskReader } from '../image/disk-reader';
+import type { DiskExtent, DiskReader } from '../io/disk';
 import { INPUT_IMAGE_FORMATS, type InputImageFormat } from '../image/types';
 import { openDiskImage } from '../image/qcow2/reader';
 import { imageVirtualSize } from '../image/types';

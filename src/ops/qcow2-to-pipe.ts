@@ -2,19 +2,36 @@
  * qcow2 to a pipe. A qcow2 stream must start with its header, L1, refcounts and L2 tables, so
  * the allocation map has to be known before the first byte (formats.md §1.10). An XVA only
  * reveals it by reading the whole disk, so this reads the input twice: pass 1 reads, verifies
- * and zero-detects to build the map; pass 2 reads again and streams the "front" layout.
+ * and zero-detects to build the map; pass 2 reads again and streams the "front" layout: it is
+ * the caller's own conversion (`writePass`), handed a writer factory that builds on the map, so
+ * this module does not depend on the conversion that calls it.
  * A source that cannot be read twice (standard input) is refused with an explanation.
  */
 import { UsageError, XvaError } from '../errors';
-import type { DiskInfo } from '../xva/metadata/model';
 import { AllocationMapBuilder, type AllocationMap } from '../image/allocation-map';
+import type { Qcow2Compat } from '../image/qcow2/layout';
 import { Qcow2StreamWriter } from '../image/qcow2/stream-writer';
 import { openInput } from '../input/open';
-import type { InputSource } from '../input/types';
-import { convertXva, selectDisks, type ConvertOptions, type ConvertSummary } from './convert';
-import { readXva } from '../xva/reader';
+import type { InputSource, OpenInputOptions } from '../input/types';
+import type { DiskImageWriter } from '../io/disk';
+import type { SequentialTarget } from '../output/target';
+import type { DiskInfo } from '../xva/metadata/model';
+import { readXva, type BadChunkPolicy } from '../xva/reader';
+import { selectDisks } from '../xva/select-disks';
 
-export async function twoPassQcow2ToStream(input: string | InputSource, options: ConvertOptions): Promise<ConvertSummary> {
+/** What the first pass needs of the conversion's options. */
+export interface Qcow2PipeOptions extends OpenInputOptions {
+  disks?: string[];
+  includeSuspendImage?: boolean;
+  onBadChunk?: BadChunkPolicy;
+  qcow2Compat?: Qcow2Compat;
+  signal?: AbortSignal;
+}
+
+/** Writes the image with the given writer factory: the conversion's second pass. */
+export type WritePass<R> = (createWriter: (disk: DiskInfo, target: SequentialTarget) => DiskImageWriter) => Promise<R>;
+
+export async function twoPassQcow2ToStream<R>(input: string | InputSource, options: Qcow2PipeOptions, writePass: WritePass<R>): Promise<R> {
   if (typeof input !== 'string' || input === '-') {
     throw new UsageError(
       'qcow2 to a pipe needs the allocation map before the first byte, so the input is read twice, and standard input cannot be read twice; ' +
@@ -50,13 +67,9 @@ export async function twoPassQcow2ToStream(input: string | InputSource, options:
   } finally {
     await first.close();
   }
-  return convertXva(input, {
-    ...options,
-    format: 'qcow2',
-    createWriter: (disk, target) => {
-      const map = maps.get(disk.ref);
-      if (!map) throw new UsageError(`disk ${disk.ref} was not seen in the first pass`);
-      return new Qcow2StreamWriter(target, { virtualSize: disk.virtualSize, map, compat: options.qcow2Compat });
-    },
+  return writePass((disk, target) => {
+    const map = maps.get(disk.ref);
+    if (!map) throw new UsageError(`disk ${disk.ref} was not seen in the first pass`);
+    return new Qcow2StreamWriter(target, { virtualSize: disk.virtualSize, map, compat: options.qcow2Compat });
   });
 }

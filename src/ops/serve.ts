@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { selectDisks } from './convert';
+import { selectDisks } from '../xva/select-disks';
 import { UsageError } from '../errors';
 import type { NbdExport } from '../nbd/connection';
 import type { Extent } from '../nbd/protocol';

@@ -8,7 +8,7 @@
  * failures only, 2 invalid/truncated/unreadable input (wins over 3).
  */
 import { ExitCode, XvaError, type XvaErrorCode } from '../errors';
-import { worstExitCode } from './batch';
+import { worstExitCode } from '../errors';
 import { checkInputOptions, openInput } from '../input/open';
 import type { InputSource, OpenInputOptions } from '../input/types';
 import type { ChecksumKind } from '../xva/checksum';

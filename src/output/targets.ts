@@ -3,7 +3,7 @@
  */
 import * as fs from 'node:fs';
 import type { Writable } from 'node:stream';
-import type { RandomAccessTarget, SequentialTarget } from '../image/types';
+import type { RandomAccessTarget, SequentialTarget } from './target';
 import { outputErrorFrom } from '../errors';
 import { wasmMemoryOf } from '../io/aligned-buffer';
 import { pageCacheRoom } from './write-policy';

@@ -17,7 +17,8 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { ImageFormatError } from '../errors';
-import { openImageFile, QCOW2_MAGIC, type DiskReader } from '../image/disk-reader';
+import { openImageFile, QCOW2_MAGIC } from '../image/disk-reader';
+import type { DiskReader } from '../io/disk';
 import { RawReader } from '../image/raw/reader';
 import { Qcow2Reader } from '../image/qcow2/reader';
 import { isVmdkMagic, VmdkStreamReader } from '../image/vmdk/stream-reader';

@@ -25,7 +25,7 @@ import { ChunkBufferPool, type PooledBuffer } from '../io/buffer-pool';
 import type { BlockSource, InputSource } from '../input/types';
 import { openFd, unreadable } from '../io/open-file';
 import { pread } from '../io/pread';
-import type { BufferLease } from '../image/types';
+import type { BufferLease } from '../io/disk';
 import { TarEntryBase, type TarEntry, type TarReader } from './entries';
 import { tarTruncated, walkTarEntries, type WalkedEntry } from './header-walker';
 

@@ -11,7 +11,7 @@
  *  - `endBlocksSeen()` tells, after the last entry, whether the archive ended with its zero
  *    blocks (a stream that stops right after an entry without them was probably truncated).
  */
-import type { BufferLease } from '../image/types';
+import type { BufferLease } from '../io/disk';
 
 export interface TarEntry {
   /** Entry name with a leading `./` removed. */

@@ -14,7 +14,7 @@
  * Buffers are reused, so memory stays flat whatever the disk size.
  */
 import { ChecksumError, XvaError, XvaFormatError } from '../errors';
-import type { BufferLease, DiskImageWriter, ImageWriteResult } from '../image/types';
+import type { BufferLease, DiskImageWriter, ImageWriteResult } from '../io/disk';
 import { isAllZero } from '../io/zero';
 import { checkChoice } from '../option-checks';
 import type { InputSource } from '../input/types';

@@ -11,7 +11,7 @@
  * copies. Memory per disk is bounded by `highWater` plus one reader entry (≤ 1 MiB for XAPI).
  * `fail(err)` wakes both sides with the error (the other side of a repack failed).
  */
-import type { DiskImageWriter, ImageWriteResult } from '../image/types';
+import type { DiskImageWriter, ImageWriteResult } from '../io/disk';
 import { zeros } from '../io/zero';
 import type { DiskByteSource } from './writer';
 

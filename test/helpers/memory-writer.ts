@@ -1,4 +1,4 @@
-import type { DiskImageWriter, ImageWriteResult } from '../../src/image/types';
+import type { DiskImageWriter, ImageWriteResult } from '../../src/io/disk';
 
 /** Collects a disk in memory, checking the DiskImageWriter contract (ascending, in range). */
 export class MemoryWriter implements DiskImageWriter {

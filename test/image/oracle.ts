@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FileTarget, StreamTarget } from '../../src/output/targets';
-import type { DiskImageWriter } from '../../src/image/types';
+import type { DiskImageWriter } from '../../src/io/disk';
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;

@@ -8,7 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ChunkBufferPool } from '../../src/io/buffer-pool';
 import { BATCH_BYTES, MAX_IN_FLIGHT, WriteQueue } from '../../src/image/write-queue';
-import type { BufferLease, RandomAccessTarget } from '../../src/image/types';
+import type { BufferLease } from '../../src/io/disk';
+import type { RandomAccessTarget } from '../../src/output/target';
 import { FileTarget } from '../../src/output/targets';
 
 const MiB = 1024 * 1024;

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { convertXva } from '../../src/ops/convert';
 import { UsageError, ImageFormatError } from '../../src/errors';
 import { openInput } from '../../src/input/open';
-import { writeOva, type WriteOvaOptions } from '../../src/ova';
+import { writeOva, type WriteOvaOptions } from '../../src/ova/ova-writer';
 import { parseOvf } from '../../src/ova/ova-reader';
 import { packXva } from '../../src/ops/pack';
 import type { XvaMetadata } from '../../src/xva/metadata/model';

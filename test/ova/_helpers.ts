@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import type { DiskImageWriter, ImageWriteResult } from '../../src/image/types';
+import type { DiskImageWriter, ImageWriteResult } from '../../src/io/disk';
 import * as fs from 'node:fs';
 import { FileTarget, StreamTarget } from '../../src/output/targets';
 import { collectingSink } from '../helpers/xva-fixtures';

@@ -6,8 +6,9 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { XMLParser } from 'fast-xml-parser';
 import { UsageError } from '../../src/errors';
-import { openInput } from '../../src/input';
-import { measureOva, parseManifest, writeOva, type OvaWriteResult, type WriteOvaOptions, type XvaOvaSource } from '../../src/ova';
+import { openInput } from '../../src/input/open';
+import { measureOva, writeOva, type OvaWriteResult, type WriteOvaOptions, type XvaOvaSource } from '../../src/ova/ova-writer';
+import { parseManifest } from '../../src/ova/manifest';
 import { makeXvaFile, MiB, type XvaFixture } from '../helpers/xva-fixtures';
 import { gnuTarList, hasTool, makeTmp, memoryPipe, openFileTarget, run, runStatus } from './_helpers';
 

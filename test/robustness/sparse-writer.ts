@@ -1,4 +1,4 @@
-import type { DiskImageWriter, ImageWriteResult } from '../../src/image/types';
+import type { DiskImageWriter, ImageWriteResult } from '../../src/io/disk';
 
 /**
  * A DiskImageWriter for hostile inputs: keeps only the bytes written (a mutated ova.xml can

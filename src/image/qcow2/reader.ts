@@ -21,7 +21,8 @@ import { realpath, type FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import { ImageFormatError } from '../../errors';
-import { mergeExtents, openImageFile, probeImageFormat, QCOW2_MAGIC, type DiskExtent, type DiskReader } from '../disk-reader';
+import { mergeExtents, openImageFile, probeImageFormat, QCOW2_MAGIC } from '../disk-reader';
+import type { DiskExtent, DiskReader } from '../../io/disk';
 import { RawReader } from '../raw/reader';
 
 // Header field offsets (qcow2.rst "Header").

@@ -39,7 +39,8 @@ import {
   type Qcow2Placement,
 } from './layout';
 import { appendQcow2L2Tables, appendQcow2RefcountBlocks, assertQcow2VirtualSize, type Qcow2WriteResult } from './writer';
-import type { DiskImageWriter, SequentialTarget } from '../types';
+import type { DiskImageWriter } from '../../io/disk';
+import type { SequentialTarget } from '../../output/target';
 import { isAllZero, zeros } from '../../io/zero';
 
 export interface Qcow2StreamWriterOptions {

@@ -42,7 +42,8 @@ import {
   type Qcow2Geometry,
   type Qcow2Placement,
 } from './layout';
-import type { BufferLease, DiskImageWriter, ImageWriteResult, RandomAccessTarget, SequentialTarget } from '../types';
+import type { BufferLease, DiskImageWriter, ImageWriteResult } from '../../io/disk';
+import type { RandomAccessTarget, SequentialTarget } from '../../output/target';
 import { WriteQueue } from '../write-queue';
 import { isZeroRange, zeros } from '../../io/zero';
 

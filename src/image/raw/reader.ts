@@ -8,7 +8,8 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 import { ImageFormatError } from '../../errors';
-import { openImageFile, type DiskExtent, type DiskReader } from '../disk-reader';
+import { openImageFile } from '../disk-reader';
+import type { DiskExtent, DiskReader } from '../../io/disk';
 
 export class RawReader implements DiskReader {
   readonly format = 'raw' as const;

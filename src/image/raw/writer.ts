@@ -11,7 +11,8 @@
  * order does not matter. A failed write is reported by the next write() or by finish().
  */
 import { forEachNonZeroRun, zeros } from '../../io/zero';
-import { isRandomAccess, type BufferLease, type DiskImageWriter, type ImageWriteResult, type RandomAccessTarget, type SequentialTarget } from '../types';
+import { isRandomAccess, type RandomAccessTarget, type SequentialTarget } from '../../output/target';
+import type { BufferLease, DiskImageWriter, ImageWriteResult } from '../../io/disk';
 import { WriteQueue } from '../write-queue';
 
 /** File-system block granularity for hole detection (ext4/xfs/btrfs blocks are 4 KiB). */

@@ -21,7 +21,8 @@
 import type { FileHandle } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
 import { ImageFormatError } from '../../errors';
-import { mergeExtents, openImageFile, type DiskExtent, type DiskReader } from '../disk-reader';
+import { mergeExtents, openImageFile } from '../disk-reader';
+import type { DiskExtent, DiskReader } from '../../io/disk';
 
 const SECTOR = 512;
 export const VMDK_MAGIC = 0x564d444b; // "KDMV" read little-endian

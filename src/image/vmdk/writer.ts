@@ -35,7 +35,9 @@ import * as zlib from 'node:zlib';
 import { OutputError } from '../../errors';
 import type { AllocationMap } from '../allocation-map';
 import { ClusterAligner } from '../cluster-aligner';
-import { CLUSTER_SIZE, imageVirtualSize, SECTOR_SIZE, type DiskImageWriter, type ImageWriteResult, type SequentialTarget } from '../types';
+import { CLUSTER_SIZE, imageVirtualSize, SECTOR_SIZE } from '../types';
+import type { DiskImageWriter, ImageWriteResult } from '../../io/disk';
+import type { SequentialTarget } from '../../output/target';
 import { isAllZero } from '../../io/zero';
 
 // ---- format constants (formats.md §2.1 – §2.4) --------------------------------------------------

@@ -4,7 +4,8 @@
  */
 import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { streamDiskImage, type DiskExtent } from '../../../src/image/disk-reader';
+import { streamDiskImage } from '../../../src/image/disk-reader';
+import type { DiskExtent } from '../../../src/io/disk';
 import { openDiskImage, Qcow2Reader } from '../../../src/image/qcow2/reader';
 import { ImageFormatError } from '../../../src/errors';
 import { hasTool, makeTmp, MemoryDiskWriter, qemuIo, run } from '../../ova/_helpers';
