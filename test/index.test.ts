@@ -1,0 +1,77 @@
+/**
+ * The public boundary: what `import … from 'xva2img'` offers, and that nothing else can be
+ * imported (package.json "exports"). Types are checked by the compiler; this pins the values.
+ */
+import { execFile } from 'node:child_process';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import * as api from '../src/index';
+import { builtDist } from './cli/_cli';
+
+const ROOT = path.resolve(__dirname, '..');
+
+describe('the library API (src/index.ts)', () => {
+  it('exports the verbs, the streaming reader with its writers, the input opener, option values and the errors', () => {
+    expect(Object.keys(api).sort()).toEqual(
+      [
+        // verbs
+        'convertXva',
+        'convertBatch',
+        'batchItemCause',
+        'inspectXva',
+        'verifyXva',
+        'measureXva',
+        'mapXva',
+        'serveXva',
+        'packXva',
+        'writeOva',
+        'measureOva',
+        // the streaming reader and the writers it feeds
+        'readXva',
+        'createImageWriter',
+        'FileTarget',
+        'StreamTarget',
+        // input
+        'openInput',
+        // option values and defaults
+        'GZIP_CODECS',
+        'HTTP_DEFAULT_TIMEOUT_MS',
+        'DEFAULT_TAR_FORMAT',
+        'OVA_PROFILES',
+        'VMDK_COMPRESSIONS',
+        // errors
+        'ExitCode',
+        'XvaError',
+        'UsageError',
+        'InputError',
+        'XvaFormatError',
+        'ChecksumError',
+        'ImageFormatError',
+        'OutputError',
+        'InterruptedError',
+        'UntrustedCertificateError',
+      ].sort(),
+    );
+  });
+});
+
+describe('package.json "exports"', () => {
+  /** What `require(specifier)` resolves to from inside the package, as a user's code would. */
+  async function resolveFromPackage(specifier: string): Promise<string> {
+    const script = `try { console.log(require.resolve(${JSON.stringify(specifier)})) } catch (e) { console.log(e.code) }`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['-e', script], { cwd: ROOT });
+    return stdout.trim();
+  }
+
+  it('resolves the package name to the built library and lets package.json be read', async () => {
+    const dist = builtDist();
+    expect(await resolveFromPackage('xva2img')).toBe(path.join(dist, 'index.js'));
+    expect(await resolveFromPackage('xva2img/package.json')).toBe(path.join(ROOT, 'package.json'));
+  });
+
+  it('refuses the internal modules', async () => {
+    builtDist();
+    expect(await resolveFromPackage('xva2img/dist/xva/writer.js')).toBe('ERR_PACKAGE_PATH_NOT_EXPORTED');
+    expect(await resolveFromPackage('xva2img/dist/ova/ovf')).toBe('ERR_PACKAGE_PATH_NOT_EXPORTED');
+  });
+});
