@@ -16,9 +16,8 @@ import type { Writable } from 'node:stream';
 import { OutputError, UsageError, XvaError, XvaFormatError } from '../errors';
 import { InPlaceOutput, keptInPlaceNote, type InPlaceKind } from '../output/in-place';
 import { checkInPlaceCapacity, checkInPlaceOptions, outFileInPlace, Qcow2SizeUnknown, type InPlaceTargetSpec } from './in-place-plan';
-import { measureXva } from './measure';
 import { createImageWriter, imageExtension } from '../image/create-writer';
-import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2/layout';
+import { QCOW2_COMPATS, qcow2ExactFileSize, type Qcow2Compat } from '../image/qcow2/layout';
 import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
 import type { DiskImageWriter, ImageWriteResult } from '../io/disk';
 import type { SequentialTarget } from '../output/target';
@@ -33,7 +32,7 @@ import type { ChecksumKind } from '../xva/checksum';
 import type { DiskInfo, XvaMetadata } from '../xva/metadata/model';
 import { BAD_CHUNK_POLICIES, readXva, type BadChunk, type BadChunkPolicy, type DiskReadStats, type XvaProgress } from '../xva/reader';
 import { selectDisks } from '../xva/select-disks';
-import { twoPassQcow2ToStream } from './qcow2-to-pipe';
+import { allocationMapsFirstPass, twoPassQcow2ToStream } from './qcow2-to-pipe';
 
 export interface ConvertOptions extends OpenInputOptions {
   /** Output directory (default: current directory). Created if missing. */
@@ -193,9 +192,9 @@ async function measureForDevices(input: string | InputSource, options: ConvertOp
         'the exact size needs a first pass over the input and standard input cannot be read twice: save the XVA to a file first, or use a larger device',
     );
   }
-  const disks = options.targets?.map((t) => t.disk) ?? options.disks;
-  const measured = await measureXva(input, { ...options, format: 'qcow2', disks, fast: false });
-  return new Map(measured.disks.map((d) => [d.ref, d.requiredSize]));
+  const maps = await allocationMapsFirstPass(input, { ...options, disks: options.targets?.map((t) => t.disk) ?? options.disks });
+  // The size `xva2img measure -O qcow2` reports, and the writer then produces (output-formats.md §1.6).
+  return new Map([...maps].map(([ref, map]) => [ref, qcow2ExactFileSize(map.stats.virtualSize, map.stats.allocatedClusters, map.stats.usedL2Tables)]));
 }
 
 async function convertPass(input: string | InputSource, options: ConvertOptions, measuredQcow2: Map<string, number>): Promise<ConvertSummary> {
