@@ -4,10 +4,11 @@
  *
  *  - option values (checkInPlaceOptions, before the input is opened): `targets` syntax, a path or
  *    a disk named twice, a regular file without `noCreate`, a missing path, contradictory options;
- *  - sizes (requiredInPlaceBytes, once the metadata is read): raw needs the virtual size; qcow2
- *    needs its exact size, which only a first pass over the disk data gives (ops/measure.ts), so
- *    a device at least as large as the fully allocated qcow2 needs no first pass, and a smaller
- *    one is measured first (Qcow2SizeUnknown); VMDK is refused.
+ *  - sizes (checkInPlaceCapacity, once the metadata is read): raw needs the virtual size; qcow2
+ *    its exact size, which only a first pass over the disk data gives (allocationMapsFirstPass
+ *    in ops/qcow2-to-pipe.ts: the allocation `measure` finds too), so a device at least as large
+ *    as the fully allocated qcow2 needs no first pass, and a smaller one is measured first
+ *    (Qcow2SizeUnknown); VMDK is refused.
  */
 import * as fs from 'node:fs';
 import { OutputError, UsageError } from '../errors';
