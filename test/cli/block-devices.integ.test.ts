@@ -147,11 +147,11 @@ describe('refusals', () => {
     const mount = runStatus('mount', [device, mnt]);
     expect(mount.stderr).toBe('');
     try {
-      const before = readAt(device, 0, MiB);
+      // Nothing to compare bytes with: the mounted ext4 writes its own superblock and journal. The
+      // refusal is the open itself (O_EXCL), so no descriptor that could write ever exists.
       const r = await runCli([fx.path, '-o', device]);
       expect(r.code).toBe(4);
       expect(r.stderr).toContain(`${device} is in use (mounted, or held by another program or a device mapper); nothing was written`);
-      expect(readAt(device, 0, MiB).equals(before)).toBe(true);
     } finally {
       runStatus('umount', [mnt]);
     }
