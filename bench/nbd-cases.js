@@ -293,5 +293,5 @@ function formatNbd(nbd, { fmt, table }) {
   ].join('\n');
 }
 
-module.exports = { NBD_CASES, isNbdCase, runNbd, formatNbd };
+module.exports = { NBD_CASES, isNbdCase, runNbd, formatNbd, hasTool, median };
 

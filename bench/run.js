@@ -6,7 +6,8 @@
  *   --small-size <1G>  the second corpus for the RSS-vs-size check; 0 to skip
  *   --runs <5>         measured rounds (every case once per round) after one warm-up run per case
  *   --quick            development: 512M corpus, 1 round, no second corpus, no slow cases
- *   --only <a,b>       only these cases (names or groups: xva2img, mode, baseline, floor, nbd); see --list
+ *   --only <a,b>       only these cases (names or groups: xva2img, mode, baseline, floor, nbd, device); see --list
+ *                      (the block-device group `device` runs only when named: it needs root)
  *   --source <dir>     where the corpus files come from (default /usr/lib)
  *   --json <file>      results file (default bench/results/latest.json)
  *   --keep-corpus      do not delete cached corpora of older corpus versions
@@ -24,6 +25,7 @@ const { spawn, spawnSync } = require('node:child_process');
 const { ensureCorpus, pruneStaleCorpora, parseSize, sizeLabel, CORPUS_ROOT } = require('./corpus');
 const { buildCases, RATIOS, RSS_LIMIT_MB, RSS_SPREAD, q } = require('./cases');
 const nbdBench = require('./nbd-cases');
+const deviceBench = require('./device-cases');
 
 const WORK = path.join(CORPUS_ROOT, '.work'); // outputs: same file system as the corpus
 
@@ -282,11 +284,14 @@ async function main() {
   // The NBD serving cases run their own servers and clients (bench/nbd-cases.js), after the others.
   const nbdOnly = opts.only && opts.only.filter(nbdBench.isNbdCase);
   const wantNbd = !opts.only || nbdOnly.length > 0;
-  if (opts.only) opts.only = opts.only.filter((n) => !nbdBench.isNbdCase(n));
+  // The block-device cases (bench/device-cases.js) need root: only when named.
+  const deviceOnly = opts.only ? opts.only.filter(deviceBench.isDeviceCase) : [];
+  if (opts.only) opts.only = opts.only.filter((n) => !nbdBench.isNbdCase(n) && !deviceBench.isDeviceCase(n));
   if (opts.list) {
     const fake = { xva: 'x.xva', sha1: 's.xva', gz: 'x.xva.gz', zst: 'x.xva.zst', raw: 'disk.raw', diskRef: 'Ref:10', meta: { key: 'small' } };
     for (const k of buildCases(fake, fake)) console.log(`${k.name.padEnd(15)} ${k.group.padEnd(9)} ${k.slow ? 'slow ' : '     '}${k.desc}`);
     for (const k of nbdBench.NBD_CASES) console.log(`${k.name.padEnd(20)} nbd       ${k.client} via ${k.server} (bench/nbd-cases.js)`);
+    for (const k of deviceBench.DEVICE_CASES) console.log(`${k.name.padEnd(20)} device    (bench/device-cases.js, root, only when named)`);
     return;
   }
   if (!fs.existsSync(path.join(__dirname, '..', 'dist', 'xva', 'writer.js'))) throw new Error('dist/ is missing: run `npm run build` (npm run bench does)');
@@ -363,6 +368,7 @@ async function main() {
     if (inner.some((x) => x.hashSeconds !== undefined)) res.hashOnlySeconds = median(inner.map((x) => x.hashSeconds));
   }
   const nbd = wantNbd ? await nbdBench.runNbd(corpus, { runs: opts.runs, only: nbdOnly || null, workDir: WORK, env: STEP_ENV }) : undefined;
+  const device = deviceOnly.length ? await deviceBench.runDevice(corpus, { runs: opts.runs, only: deviceOnly, workDir: WORK, env: STEP_ENV }) : undefined;
   fs.rmSync(WORK, { recursive: true, force: true });
 
   const ratios = computeRatios(results, small?.key);
@@ -411,6 +417,7 @@ async function main() {
   console.log('ratios: median of the per-round ratios (range over the rounds)');
   console.log(table(ratioRows, ['', 'ratio', 'median', 'min-max', 'target', ''], ['l', 'l', 'r', 'r', 'l', 'l']));
   if (nbd) console.log(`\n${nbdBench.formatNbd(nbd, { fmt, table })}`);
+  if (device) console.log(`\n${deviceBench.formatDevice(device, { fmt, table })}`);
 
   // ---- JSON (small, commit-able)
   const json = {
@@ -436,13 +443,14 @@ async function main() {
       perRound: r.perRound?.map((x) => Number(x.toFixed(4))),
     })),
     nbd: nbd ?? null,
+    device: device ?? null,
   };
   fs.mkdirSync(path.dirname(opts.json), { recursive: true });
   fs.writeFileSync(`${opts.json}.tmp`, `${JSON.stringify(json, null, 2)}\n`);
   fs.renameSync(`${opts.json}.tmp`, opts.json);
   console.log(`\nresults: ${path.relative(process.cwd(), opts.json)}`);
 
-  const failed = results.some((r) => r.error || (r.verify && !r.verify.ok)) || (nbd?.check && !nbd.check.ok);
+  const failed = results.some((r) => r.error || (r.verify && !r.verify.ok)) || (nbd?.check && !nbd.check.ok) || (device?.check && !device.check.ok);
   process.exitCode = failed ? 1 : 0;
 }
 

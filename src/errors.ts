@@ -46,6 +46,7 @@ export type XvaErrorCode =
   | 'OUTPUT_EXISTS'
   | 'OUTPUT_IO'
   | 'OUTPUT_NO_SPACE'
+  | 'OUTPUT_IN_USE'
   | 'OUTPUT_UNSUPPORTED'
   | 'INTERRUPTED';
 
@@ -118,7 +119,7 @@ export class ImageFormatError extends XvaError {
 
 /** Writing the output failed (exists, no space, I/O error, unsupported destination). */
 export class OutputError extends XvaError {
-  constructor(code: 'OUTPUT_EXISTS' | 'OUTPUT_IO' | 'OUTPUT_NO_SPACE' | 'OUTPUT_UNSUPPORTED', message: string, options?: { cause?: unknown }) {
+  constructor(code: 'OUTPUT_EXISTS' | 'OUTPUT_IO' | 'OUTPUT_NO_SPACE' | 'OUTPUT_IN_USE' | 'OUTPUT_UNSUPPORTED', message: string, options?: { cause?: unknown }) {
     super(code, message, ExitCode.OUTPUT, {}, options);
   }
 }

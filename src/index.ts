@@ -10,7 +10,8 @@
 
 // The verbs
 export { convertXva } from './ops/convert';
-export type { ConvertOptions, ConvertSummary, ConvertedDisk } from './ops/convert';
+export type { ConvertOptions, ConvertSummary, ConvertedDisk, InPlaceResult } from './ops/convert';
+export type { InPlaceTargetSpec } from './ops/in-place-plan';
 export { convertBatch, batchItemCause } from './ops/batch';
 export type { BatchOptions, BatchResult, BatchItemResult, BatchItemError, BatchStatus } from './ops/batch';
 export { inspectXva } from './ops/inspect';

@@ -10,12 +10,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { convertBatch, batchItemCause, MAX_JOBS, type BatchItemResult } from '../ops/batch';
-import { formatFromPath, type ConvertSummary } from '../ops/convert';
+import { formatFromPath, type ConvertedDisk, type ConvertSummary, type InPlaceResult } from '../ops/convert';
 import { UsageError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
 import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2/layout';
 import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
 import { NameAllocator } from '../output/naming';
+import { inPlaceKindOf } from '../output/in-place';
+import { parseTargetSpecs } from '../ops/in-place-plan';
 import { BAD_CHUNK_POLICIES, type BadChunkPolicy } from '../xva/reader';
 import { formatBytes, formatRate } from './format';
 import { createBatchProgress, type ProgressReporter } from './progress';
@@ -39,6 +41,10 @@ interface ConvertFlags extends CommonInputFlags {
   includeSuspend?: boolean;
   perVmDir?: boolean;
   jobs?: number;
+  target?: string[];
+  /** false with -n / --no-create */
+  create?: boolean;
+  targetIsZero?: boolean;
 }
 
 export function addConvertOptions(cmd: Command): Command {
@@ -47,6 +53,9 @@ export function addConvertOptions(cmd: Command): Command {
     .addOption(choiceOption('-O, --format <format>', 'output format (default raw, or from the -o file extension)', IMAGE_FORMATS))
     .option('--disk <userdevice|ref>', 'convert only this disk (repeatable); needed with -o FILE or -o - when the VM has several', collect)
     .option('-f, --force', 'overwrite existing output files')
+    .option('--target <userdevice|ref>=<path>', 'write this disk into an existing block device (or, with -n, file), in place (repeatable); only the named disks are written', collect)
+    .option('-n, --no-create', 'with -o FILE or --target: write into the existing regular file in place (not created, not truncated)')
+    .option('--target-is-zero', 'the devices/files written in place read as zeros (fresh thin LV, zvol, sparse file): do not write zeros over holes')
     .option('--no-sync', 'do not fsync images before renaming them into place (faster; unsafe if the machine crashes, like qemu-img -t unsafe)')
     .option('--direct-io', 'write images with O_DIRECT, bypassing the page cache (like qemu-img -t none); usually slower, see Performance in the README')
     .option('--no-direct-io', 'write images through the page cache (the default)')
@@ -60,10 +69,15 @@ export function addConvertOptions(cmd: Command): Command {
     .addOption(integerOption('-j, --jobs <n>', 'with several inputs: convert N at the same time (default 1, one after another)', 1, MAX_JOBS));
 }
 
-/** Decides whether -o names a directory, a single image file or stdout. */
-function outputTarget(output: string | undefined): { outDir?: string; outFile?: string; stdout?: boolean } {
+/**
+ * Decides whether -o names a directory, a single image file or stdout. A block device, or with
+ * -n an existing regular file, is a single image written in place.
+ */
+function outputTarget(output: string | undefined, noCreate: boolean): { outDir?: string; outFile?: string; stdout?: boolean } {
   if (output === undefined) return { outDir: '.' };
   if (output === '-') return { stdout: true };
+  const kind = inPlaceKindOf(output);
+  if (kind === 'block-device' || (noCreate && kind !== 'missing')) return { outFile: output };
   const isDir = fs.existsSync(output) && fs.statSync(output).isDirectory();
   if (output.endsWith('/') || output.endsWith(path.sep)) return { outDir: output };
   if (!isDir && formatFromPath(output)) return { outFile: output };
@@ -94,9 +108,10 @@ export function formatHumanSummary(s: ConvertSummary): string {
   for (const d of s.disks) {
     const where = d.path ?? '(not written)';
     lines.push(
-      `  disk ${d.userdevice}${d.bootable ? '*' : ' '} ${JSON.stringify(d.name)} ${formatBytes(d.virtualSize)}, ${d.chunks} chunks${d.keepAlives ? ` (${d.keepAlives} keep-alive)` : ''} -> ${where} (${formatBytes(d.bytesWritten)} data, ${formatBytes(d.virtualSize - d.bytesWritten)} holes)`,
+      `  disk ${d.userdevice}${d.bootable ? '*' : ' '} ${JSON.stringify(d.name)} ${formatBytes(d.virtualSize)}, ${d.chunks} chunks${d.keepAlives ? ` (${d.keepAlives} keep-alive)` : ''} -> ${where} (${d.inPlace ? inPlaceText(d, d.inPlace) : `${formatBytes(d.bytesWritten)} data, ${formatBytes(d.virtualSize - d.bytesWritten)} holes`})`,
     );
   }
+  if (s.unselectedDisks.length) lines.push(`  disk ${s.unselectedDisks.join(', ')}: not written (not selected)`);
   for (const c of s.cdroms) lines.push(`  cd   ${c.userdevice}  ${c.empty ? '(empty)' : JSON.stringify(c.isoName ?? '')} (not converted)`);
   for (const w of s.warnings) {
     if (s.badChunks.some((b) => w.startsWith(`${b.entry}: `))) continue; // listed below
@@ -106,6 +121,15 @@ export function formatHumanSummary(s: ConvertSummary): string {
   const total = s.disks.reduce((a, d) => a + d.virtualSize, 0);
   lines.push(`  done in ${s.seconds.toFixed(1)} s (${formatRate(s.tarBytes, s.seconds)} of archive, ${formatBytes(total)} of disks)`);
   return lines.join('\n');
+}
+
+/** What a disk written into a device or existing file did there: data, holes, room left. */
+function inPlaceText(d: ConvertedDisk, p: InPlaceResult): string {
+  const what = p.kind === 'block-device' ? 'block device' : 'existing file';
+  const image = d.format === 'raw' ? d.virtualSize : d.imageSize;
+  const room = p.size > image ? `, ${formatBytes(p.size - image)} past the ${d.format === 'raw' ? 'disk' : 'image'} untouched` : '';
+  const holes = d.format !== 'raw' ? `${formatBytes(image)} qcow2 image` : p.holesSkipped ? `${formatBytes(d.virtualSize - d.bytesWritten)} holes skipped (--target-is-zero)` : `${formatBytes(p.zeroBytesWritten)} holes written as zeros`;
+  return `${what} of ${formatBytes(p.size)}${room}; ${formatBytes(d.bytesWritten)} data, ${holes}`;
 }
 
 export function printHumanSummary(s: ConvertSummary): void {
@@ -142,7 +166,10 @@ export function formatBatchTable(items: BatchItemResult[]): string {
 export async function runConvert(inputs: string[], flags: ConvertFlags): Promise<number> {
   if (inputs.length === 0) throw new UsageError('no input given (a path, - for stdin, or a URL); see --help');
   const policy = flags.onBadChunk ?? (flags.ignoreChecksums ? 'warn' : 'fail');
-  const out = outputTarget(flags.output);
+  const targets = flags.target ? parseTargetSpecs(flags.target) : undefined;
+  const noCreate = flags.create === false;
+  // With --target and no -o, nothing goes to a directory (an explicit -o is refused below).
+  const out = targets && flags.output === undefined ? {} : outputTarget(flags.output, noCreate);
   if ((out.stdout || out.outFile) && inputs.length > 1) throw new UsageError('-o FILE and -o - take a single input; give a directory with several inputs');
   if (out.stdout && process.stdout.isTTY) throw new UsageError('refusing to write a disk image to a terminal; redirect stdout or use -o FILE');
   assertStdinNamedOnce(inputs);
@@ -161,6 +188,9 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
     sync: flags.sync,
     directIo: flags.directIo === true,
     disks: flags.disk,
+    targets,
+    noCreate,
+    targetIsZero: flags.targetIsZero,
     onBadChunk: policy,
     qcow2Compat: flags.qcow2Compat,
     includeSuspendImage: flags.includeSuspend,

@@ -1,8 +1,10 @@
 /**
  * Process-level plumbing shared by every verb: error → one line on stderr + exit code,
- * SIGINT/SIGTERM → remove partial outputs and exit 130, EPIPE on stdout → exit 4.
+ * SIGINT/SIGTERM → remove partial outputs (devices written in place keep what they got, and
+ * the message says so) and exit 130, EPIPE on stdout → exit 4.
  */
 import { ExitCode, InterruptedError, XvaError } from '../errors';
+import { closeAllInPlaceSync, keptInPlaceNote, openInPlacePaths } from '../output/in-place';
 import { removeAllPartFilesSync } from '../output/part-file';
 
 export const PROGRAM = 'xva2img';
@@ -51,8 +53,10 @@ export function installProcessHandlers(): void {
       return;
     }
     removeAllPartFilesSync();
+    const kept = openInPlacePaths();
+    closeAllInPlaceSync();
     abortController.abort(new InterruptedError(sig));
-    process.stderr.write(`\n${PROGRAM}: interrupted by ${sig}; partial outputs removed\n`);
+    process.stderr.write(`\n${PROGRAM}: interrupted by ${sig}; partial outputs removed${keptInPlaceNote(kept, 'so far')}\n`);
     process.exit(ExitCode.INTERRUPTED);
   };
   process.on('SIGINT', onSignal);

@@ -41,6 +41,11 @@ export interface ImageWriteResult {
   zeroBytesSkipped: number;
   /** Size in bytes of the produced image file/stream. */
   imageSize: number;
+  /**
+   * Bytes of zeros written over holes, on a target whose unwritten bytes are not known to read
+   * as zeros (a block device, a file written in place); absent or 0 elsewhere.
+   */
+  zeroBytesWritten?: number;
 }
 
 /** A half-open byte range [offset, offset + length) of a disk. */

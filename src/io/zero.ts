@@ -9,6 +9,19 @@ export function zeros(length: number): Buffer {
   return length <= ZERO_BYTES.length ? ZERO_BYTES.subarray(0, length) : Buffer.alloc(length);
 }
 
+let sharedZeroBytes: Buffer | undefined;
+
+/**
+ * A read-only view of `length` zero bytes (at most 4 MiB) in shared memory, so the writer
+ * thread can write it (output/writer-thread.ts) like chunk data: zeros written over holes on a
+ * block device go out in the same large batches as the data around them.
+ */
+export function sharedZeros(length: number): Buffer {
+  if (length > ZERO_BYTES.length) throw new RangeError(`sharedZeros: ${length} bytes is more than ${ZERO_BYTES.length}`);
+  sharedZeroBytes ??= typeof SharedArrayBuffer === 'function' ? Buffer.from(new SharedArrayBuffer(ZERO_BYTES.length)) : ZERO_BYTES;
+  return sharedZeroBytes.subarray(0, length);
+}
+
 export function isAllZero(data: Uint8Array): boolean {
   return isZeroRange(data, 0, data.length);
 }

@@ -9,6 +9,7 @@
  * chunks failed their checksum (salvaged with onBadChunk warn/zero, or refused), 2 some input
  * invalid or unreadable, 4 output error, 130 interrupted.
  */
+import { checkInPlaceOptions } from './in-place-plan';
 import { checkConvertOptions, convertXva, type ConvertOptions, type ConvertSummary } from './convert';
 import { ExitCode, UsageError, worstExitCode, XvaError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
@@ -84,9 +85,10 @@ export function batchItemCause(item: BatchItemResult): unknown {
 export async function convertBatch(inputs: readonly string[], options: BatchOptions = {}): Promise<BatchResult> {
   const started = Date.now();
   assertStdinNamedOnce(inputs);
-  if ((options.outFile || options.stdout) && inputs.length > 1) throw new UsageError('an output file or stream takes a single input; give an output directory for several');
+  if ((options.outFile || options.stdout || options.targets?.length) && inputs.length > 1) throw new UsageError('an output file, stream or --target takes a single input; give an output directory for several');
   // Checked before any input starts: a bad option is the caller's error, not every input's.
   checkConvertOptions(options);
+  checkInPlaceOptions(options);
   const jobs = Math.min(checkInteger(options.jobs, 'jobs', 1, MAX_JOBS) ?? 1, inputs.length || 1);
   const { jobs: _jobs, onStart, onProgress, onWarning, onMetadata, onDone, convert: convertFn, ...convertOptions } = options;
   const convert = convertFn ?? convertXva;

@@ -5,13 +5,19 @@
  * Output discipline: each image is written as `<name>.part` and renamed into place only when
  * its disk is complete and verified; on any error every `.part` of this conversion is removed.
  * Existing outputs are refused before any disk data is read, unless `force`.
+ *
+ * In place (`targets`, a block device as `outFile`, `noCreate`): the disk goes straight into an
+ * existing device or file (output/in-place.ts), opened and size-checked for every disk before
+ * the first data byte; no `.part`, so a failure leaves what was written and says so.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Writable } from 'node:stream';
 import { OutputError, UsageError, XvaError, XvaFormatError } from '../errors';
+import { InPlaceOutput, keptInPlaceNote, type InPlaceKind } from '../output/in-place';
+import { checkInPlaceCapacity, checkInPlaceOptions, outFileInPlace, Qcow2SizeUnknown, type InPlaceTargetSpec } from './in-place-plan';
 import { createImageWriter, imageExtension } from '../image/create-writer';
-import { QCOW2_COMPATS, type Qcow2Compat } from '../image/qcow2/layout';
+import { QCOW2_COMPATS, qcow2ExactFileSize, type Qcow2Compat } from '../image/qcow2/layout';
 import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
 import type { DiskImageWriter, ImageWriteResult } from '../io/disk';
 import type { SequentialTarget } from '../output/target';
@@ -26,7 +32,7 @@ import type { ChecksumKind } from '../xva/checksum';
 import type { DiskInfo, XvaMetadata } from '../xva/metadata/model';
 import { BAD_CHUNK_POLICIES, readXva, type BadChunk, type BadChunkPolicy, type DiskReadStats, type XvaProgress } from '../xva/reader';
 import { selectDisks } from '../xva/select-disks';
-import { twoPassQcow2ToStream } from './qcow2-to-pipe';
+import { allocationMapsFirstPass, twoPassQcow2ToStream } from './qcow2-to-pipe';
 
 export interface ConvertOptions extends OpenInputOptions {
   /** Output directory (default: current directory). Created if missing. */
@@ -50,6 +56,15 @@ export interface ConvertOptions extends OpenInputOptions {
   directIo?: boolean;
   /** Disks to write, by userdevice ("0") or VDI ref ("Ref:998"); default every data disk. */
   disks?: string[];
+  /**
+   * Write each named disk into its existing block device or file, in place (`--target`); only
+   * these disks are written. Regular files need `noCreate`.
+   */
+  targets?: InPlaceTargetSpec[];
+  /** `outFile` (or a `targets` path) is an existing regular file to write into in place: never created or truncated (`-n`). */
+  noCreate?: boolean;
+  /** In-place targets read as zeros where never written (a fresh thin LV or zvol): holes are not written (`--target-is-zero`). */
+  targetIsZero?: boolean;
   /** Also write a suspend image (guest memory) if the export carries one. */
   includeSuspendImage?: boolean;
   /** What to do with chunks whose checksum fails (default 'fail'). */
@@ -81,6 +96,18 @@ export interface ConvertedDisk {
   bytesWritten: number;
   zeroBytesSkipped: number;
   imageSize: number;
+  /** Written in place into an existing device or file; null for a new file or a stream. */
+  inPlace: InPlaceResult | null;
+}
+
+export interface InPlaceResult {
+  kind: InPlaceKind;
+  /** Bytes the device or file holds (the image is at its start; the rest is untouched). */
+  size: number;
+  /** Zeros written over holes (0 with `targetIsZero`, where holes are left alone). */
+  zeroBytesWritten: number;
+  /** Holes were left unwritten (`targetIsZero`). */
+  holesSkipped: boolean;
 }
 
 export interface ConvertSummary {
@@ -98,6 +125,8 @@ export interface ConvertSummary {
     isTemplate: boolean;
   };
   disks: ConvertedDisk[];
+  /** Userdevices of the VM's data disks that were not written (not selected). */
+  unselectedDisks: string[];
   cdroms: XvaMetadata['cdroms'];
   vifs: XvaMetadata['vifs'];
   checksum: ChecksumKind | null;
@@ -121,6 +150,11 @@ function summaryVm(meta: XvaMetadata): ConvertSummary['vm'] {
   };
 }
 
+function inPlaceResult(out: InPlaceOutput | undefined, res: ImageWriteResult | undefined, targetIsZero: boolean): InPlaceResult | null {
+  if (!out) return null;
+  return { kind: out.kind, size: out.capacity, zeroBytesWritten: res?.zeroBytesWritten ?? 0, holesSkipped: targetIsZero };
+}
+
 /** Infers the image format from a file name's extension (`.qcow2`, `.vmdk`, `.raw`/`.img`). */
 export function formatFromPath(p: string): ImageFormat | undefined {
   const ext = path.extname(p).toLowerCase();
@@ -139,8 +173,32 @@ export function checkConvertOptions(options: Pick<ConvertOptions, 'format' | 'qc
 }
 
 export async function convertXva(input: string | InputSource, options: ConvertOptions = {}): Promise<ConvertSummary> {
-  const started = Date.now();
   checkConvertOptions(options);
+  checkInPlaceOptions(options);
+  try {
+    return await convertPass(input, options, new Map());
+  } catch (err) {
+    if (!(err instanceof Qcow2SizeUnknown)) throw err;
+    // Nothing was written: measure the qcow2 images exactly, then convert with those sizes.
+    return convertPass(input, options, await measureForDevices(input, options, err));
+  }
+}
+
+/** First pass for qcow2 onto devices smaller than the fully allocated image: the exact sizes. */
+async function measureForDevices(input: string | InputSource, options: ConvertOptions, unknown: Qcow2SizeUnknown): Promise<Map<string, number>> {
+  if (typeof input !== 'string' || input === '-') {
+    throw new UsageError(
+      `${unknown.path} holds ${unknown.capacity} bytes, less than a fully allocated qcow2 of this disk (${unknown.fullyAllocated}); ` +
+        'the exact size needs a first pass over the input and standard input cannot be read twice: save the XVA to a file first, or use a larger device',
+    );
+  }
+  const maps = await allocationMapsFirstPass(input, { ...options, disks: options.targets?.map((t) => t.disk) ?? options.disks });
+  // The size `xva2img measure -O qcow2` reports, and the writer then produces (output-formats.md §1.6).
+  return new Map([...maps].map(([ref, map]) => [ref, qcow2ExactFileSize(map.stats.virtualSize, map.stats.allocatedClusters, map.stats.usedL2Tables)]));
+}
+
+async function convertPass(input: string | InputSource, options: ConvertOptions, measuredQcow2: Map<string, number>): Promise<ConvertSummary> {
+  const started = Date.now();
   const format: ImageFormat = options.format ?? (options.outFile ? formatFromPath(options.outFile) : undefined) ?? 'raw';
   if (options.stdout && options.outFile) throw new UsageError('choose either a stream or an output file, not both');
   if (options.stdout && format === 'qcow2' && !options.createWriter) {
@@ -151,8 +209,11 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
     options.createWriter ? options.createWriter(disk, target) : createImageWriter(format, target, disk.virtualSize, options);
   const source = typeof input === 'string' ? await openInput(input, options) : input;
   const parts: PartFile[] = [];
+  const inPlace = new Map<string, InPlaceOutput>(); // ref -> opened device or file
+  const inPlaceStarted = new Set<InPlaceOutput>();
   const results = new Map<string, { path: string | null; res?: ImageWriteResult; stats?: DiskReadStats }>();
   let selected: DiskInfo[] = [];
+  let unselected: string[] = [];
   const planned = new Map<string, string>(); // ref -> final path
   let streamTarget: StreamTarget | undefined;
   try {
@@ -161,7 +222,9 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
       {
         onMetadata: (meta) => {
           options.onMetadata?.(meta);
-          selected = selectDisks(meta, options.disks, options.includeSuspendImage);
+          const selectors = options.targets?.map((t) => t.disk) ?? options.disks;
+          selected = selectDisks(meta, selectors, options.includeSuspendImage);
+          unselected = meta.disks.filter((d) => !d.isSuspendImage && !selected.includes(d)).map((d) => d.userdevice);
           if (selected.length === 0) {
             // A metadata-only export, or an ova.xml that attaches no disk to the VM: exiting 0
             // with no image would look like success.
@@ -171,8 +234,13 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
             const list = selected.map((d) => d.userdevice).join(', ');
             throw new UsageError(`this VM has ${selected.length} disks (${list}); choose one with --disk to write a single output`);
           }
-          if (options.outFile) {
-            planned.set(selected[0].ref, path.resolve(options.outFile));
+          if (options.targets) {
+            selected.forEach((d, i) => {
+              if (selected.indexOf(d) !== i) throw new UsageError(`--target names disk ${d.userdevice} (${d.ref}) twice`);
+            });
+            options.targets.forEach((t, i) => planned.set(selected[i]!.ref, t.path));
+          } else if (options.outFile) {
+            planned.set(selected[0].ref, outFileInPlace(options.outFile, !!options.noCreate) ? options.outFile : path.resolve(options.outFile));
           } else if (!options.stdout) {
             let dir = options.outDir ?? '.';
             const vmName = sanitizeName(meta.vm.name);
@@ -188,6 +256,16 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
               planned.set(d.ref, insideDir(dir, names.allocate(base, imageExtension(format))));
             }
           }
+          if (options.targets || (options.outFile && outFileInPlace(options.outFile, !!options.noCreate))) {
+            // Open and size-check every device now: a busy or small one is refused before any byte.
+            for (const d of selected) {
+              const p = planned.get(d.ref)!;
+              const out = InPlaceOutput.open(p, { targetIsZero: options.targetIsZero, policy: imageWritePolicy(options) });
+              inPlace.set(d.ref, out);
+              checkInPlaceCapacity(format, d, p, out.capacity, measuredQcow2.get(d.ref));
+            }
+            return;
+          }
           // Refuse existing outputs now, before reading gigabytes.
           if (!options.force) {
             for (const p of planned.values()) {
@@ -202,17 +280,18 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
             results.set(disk.ref, { path: '-' });
             return makeWriter(disk, streamTarget);
           }
-          const finalPath = planned.get(disk.ref)!;
-          const part = await PartFile.create(finalPath, !!options.force, imageWritePolicy(options));
-          parts.push(part);
-          results.set(disk.ref, { path: finalPath });
-          const writer = makeWriter(disk, part.target);
-          // Commit the file right after the writer completes (the reader calls finish()).
+          // The device or the .part file is committed right after its writer completes (the reader calls finish()).
+          const device = inPlace.get(disk.ref);
+          if (device) inPlaceStarted.add(device);
+          const output = device ?? (await PartFile.create(planned.get(disk.ref)!, !!options.force, imageWritePolicy(options)));
+          if (output instanceof PartFile) parts.push(output);
+          results.set(disk.ref, { path: planned.get(disk.ref)! });
+          const writer = makeWriter(disk, output.target);
           return {
             write: (o, d, lease) => writer.write(o, d, lease),
             finish: async () => {
               const res = await writer.finish();
-              await part.commit(options.sync !== false);
+              await output.commit(options.sync !== false);
               return res;
             },
           };
@@ -246,6 +325,7 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
           bytesWritten: r?.res?.bytesWritten ?? 0,
           zeroBytesSkipped: r?.res?.zeroBytesSkipped ?? 0,
           imageSize: r?.res?.imageSize ?? 0,
+          inPlace: inPlaceResult(inPlace.get(d.ref), r?.res, !!options.targetIsZero),
         };
       });
     return {
@@ -254,6 +334,7 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
       codec: source.codec,
       vm: summaryVm(meta),
       disks,
+      unselectedDisks: unselected,
       cdroms: meta.cdroms,
       vifs: meta.vifs,
       checksum: read.checksum ?? null,
@@ -263,10 +344,14 @@ export async function convertXva(input: string | InputSource, options: ConvertOp
       seconds: (Date.now() - started) / 1000,
     };
   } catch (err) {
-    await Promise.all(parts.map((p) => p.abort()));
-    if (err instanceof XvaError) err.at({ input: source.name });
+    await Promise.all([...parts.map((p) => p.abort()), ...[...inPlace.values()].map((o) => o.abort())]);
+    if (err instanceof XvaError) {
+      err.at({ input: source.name });
+      err.message += keptInPlaceNote([...inPlaceStarted].map((o) => o.path), 'before the failure');
+    }
     throw err;
   } finally {
+    for (const o of inPlace.values()) o.closeSync(); // committed or aborted already; never left open
     await source.close();
   }
 }

@@ -38,6 +38,30 @@ export async function twoPassQcow2ToStream<R>(input: string | InputSource, optio
         'write to a file instead (-o vm.qcow2), stream raw or vmdk (-O raw|vmdk -o -), or save the XVA to a file first',
     );
   }
+  const maps = await allocationMapsFirstPass(input, options, (selected) => {
+    if (selected.length !== 1) {
+      const list = selected.map((d) => d.userdevice).join(', ');
+      throw new UsageError(`this VM has ${selected.length} disks (${list}); choose one with --disk to write a single output`);
+    }
+  });
+  return writePass((disk, target) => {
+    const map = maps.get(disk.ref);
+    if (!map) throw new UsageError(`disk ${disk.ref} was not seen in the first pass`);
+    return new Qcow2StreamWriter(target, { virtualSize: disk.virtualSize, map, compat: options.qcow2Compat });
+  });
+}
+
+/**
+ * The first pass: reads, verifies and zero-detects the selected disks of `input` (a path or URL,
+ * read again afterwards), returning each one's allocation map by VDI ref. `onSelected` may
+ * refuse the selection before any chunk is read. Also used to size qcow2 images for devices
+ * (ops/convert.ts).
+ */
+export async function allocationMapsFirstPass(
+  input: string,
+  options: Qcow2PipeOptions,
+  onSelected?: (selected: DiskInfo[]) => void,
+): Promise<Map<string, AllocationMap>> {
   const maps = new Map<string, AllocationMap>();
   let selected: DiskInfo[] = [];
   const first = await openInput(input, options);
@@ -47,10 +71,7 @@ export async function twoPassQcow2ToStream<R>(input: string | InputSource, optio
       {
         onMetadata: (meta) => {
           selected = selectDisks(meta, options.disks, options.includeSuspendImage);
-          if (selected.length !== 1) {
-            const list = selected.map((d) => d.userdevice).join(', ');
-            throw new UsageError(`this VM has ${selected.length} disks (${list}); choose one with --disk to write a single output`);
-          }
+          onSelected?.(selected);
         },
         openDisk: (disk) => {
           if (!selected.includes(disk)) return undefined;
@@ -67,9 +88,5 @@ export async function twoPassQcow2ToStream<R>(input: string | InputSource, optio
   } finally {
     await first.close();
   }
-  return writePass((disk, target) => {
-    const map = maps.get(disk.ref);
-    if (!map) throw new UsageError(`disk ${disk.ref} was not seen in the first pass`);
-    return new Qcow2StreamWriter(target, { virtualSize: disk.virtualSize, map, compat: options.qcow2Compat });
-  });
+  return maps;
 }

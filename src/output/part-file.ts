@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OutputError, outputErrorFrom } from '../errors';
-import { FileTarget } from './targets';
+import { FileTarget, openDirect } from './targets';
 import { FLUSH_BEHIND_BYTES, type ImageWritePolicy } from './write-policy';
 
 const open = new Set<PartFile>();
@@ -113,20 +113,6 @@ export class PartFile {
     } catch {
       /* already gone */
     }
-  }
-}
-
-/**
- * A second descriptor of the part file with O_DIRECT (see FileTarget), or undefined where the
- * platform or file system has none (EINVAL on tmpfs, no O_DIRECT constant off Linux).
- */
-function openDirect(partPath: string): number | undefined {
-  const { O_DIRECT, O_WRONLY } = fs.constants as { O_DIRECT?: number; O_WRONLY: number };
-  if (!O_DIRECT) return undefined;
-  try {
-    return fs.openSync(partPath, O_WRONLY | O_DIRECT);
-  } catch {
-    return undefined;
   }
 }
 

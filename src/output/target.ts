@@ -22,8 +22,14 @@ export interface RandomAccessTarget extends SequentialTarget {
   pwrite(data: Uint8Array, position: number): Promise<void>;
   /** Writes `chunks` back to back from `position` (one pwritev where the target can). */
   pwritev?(chunks: Uint8Array[], position: number): Promise<void>;
-  /** Sets the length (extends with a hole or cuts). */
+  /** Sets the length (extends with a hole or cuts); a target written in place only checks it fits. */
   truncate(length: number): Promise<void>;
+  /**
+   * False when bytes never written are not known to read as zeros (a block device or a file
+   * written in place, output/in-place.ts): a writer must then write zeros over its holes.
+   * Absent means true (a new file: holes read as zeros).
+   */
+  readonly holesReadAsZero?: boolean;
 }
 
 export function isRandomAccess(t: SequentialTarget): t is RandomAccessTarget {

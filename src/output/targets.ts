@@ -93,7 +93,7 @@ export class FileTarget implements RandomAccessTarget {
   private readonly inFlight = new Set<Promise<unknown>>();
   private unflushed = 0;
   private flushing = false;
-  private flushError: unknown;
+  protected flushError: unknown;
 
   constructor(
     readonly fd: number,
@@ -229,5 +229,19 @@ export class StreamTarget implements SequentialTarget {
       this.stream.end(() => resolve());
       this.stream.once('error', (e) => reject(outputErrorFrom(e, this.label)));
     });
+  }
+}
+
+/**
+ * A second descriptor of a file being written, with O_DIRECT (see FileTarget), or undefined where the
+ * platform or file system has none (EINVAL on tmpfs, no O_DIRECT constant off Linux).
+ */
+export function openDirect(path: string): number | undefined {
+  const { O_DIRECT, O_WRONLY } = fs.constants as { O_DIRECT?: number; O_WRONLY: number };
+  if (!O_DIRECT) return undefined;
+  try {
+    return fs.openSync(path, O_WRONLY | O_DIRECT);
+  } catch {
+    return undefined;
   }
 }
