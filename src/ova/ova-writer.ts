@@ -53,27 +53,22 @@ import { checkChoice, checkInteger } from '../option-checks';
 import { FIRMWARES, type XvaMetadata } from '../xva/metadata/model';
 import { BAD_CHUNK_POLICIES, readXva, type ReadXvaOptions } from '../xva/reader';
 import { buildManifest, manifestBytes, MemberDigest } from './manifest';
+import { buildOvf, buildPaddedOvf, ovfReservedBytes } from './ovf/descriptor';
+import { ovaVmFromXvaMetadata, xvaDiskOrder } from './ovf/from-xva';
+import { ovaBaseName, ovaDisks, ovaMemberNames } from './ovf/members';
 import {
-  buildOvf,
-  buildPaddedOvf,
   deterministicUuid,
-  ovaBaseName,
   ovaDiskFormat,
-  ovaDisks,
-  ovaMemberNames,
-  ovaVmFromXvaMetadata,
-  ovfReservedBytes,
   parseBootOrder,
-  xvaDiskOrder,
   type OvaBootDevice,
   type OvaController,
   type OvaDisk,
   type OvaFirmware,
   type OvaGuestOs,
   type OvaNic,
-  type OvaProfile,
   type OvaVm,
-} from './ovf';
+} from './ovf/model';
+import type { OvaProfile } from './settings';
 import { OVA_PROFILES, VMDK_COMPRESSIONS } from './settings';
 
 // ---------------------------------------------------------------------------------------------
