@@ -41,7 +41,7 @@ export type {
   OvaMemberInfo,
   OvaDiskResult,
 } from './ova/ova-writer';
-export type { OvaVm, OvaDisk, OvaDiskFormat, OvaNic, OvaFirmware, OvaGuestOs, OvaBootDevice, OvaController } from './ova/ovf';
+export type { OvaVm, OvaDisk, OvaDiskFormat, OvaNic, OvaFirmware, OvaGuestOs, OvaBootDevice, OvaController } from './ova/ovf/model';
 export { OVA_PROFILES, VMDK_COMPRESSIONS } from './ova/settings';
 export type { OvaProfile, VmdkCompression } from './ova/settings';
 

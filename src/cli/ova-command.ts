@@ -18,7 +18,7 @@ function writeOva(...args: Parameters<typeof import('../ova/ova-writer').writeOv
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return (require('../ova/ova-writer') as typeof import('../ova/ova-writer')).writeOva(...args);
 }
-import type { OvaNic } from '../ova/ovf';
+import type { OvaNic } from '../ova/ovf/model';
 import { BAD_CHUNK_POLICIES, type BadChunkPolicy } from '../xva/reader';
 import { choiceOption, collect, commonInputOptions, httpOptionsFrom, integerOption, sizeOption, splitOptions, type CommonInputFlags } from './common-options';
 import { formatBytes } from './format';

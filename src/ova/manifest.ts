@@ -1,6 +1,6 @@
 /**
  * OVA manifest (.mf): one `SHA256(<name>)= <lowercase hex>` line per member, for the OVF and
- * every disk, never for the manifest itself (formats.md §4.2). virt-v2v parses exactly
+ * every disk, never for the manifest itself (docs/output-formats.md §4.2). virt-v2v parses exactly
  * `^(SHA1|SHA256)\((.*)\)= ([0-9a-fA-F]+)\r?$`; VirtualBox and VMware read SHA256 too.
  */
 import { createHash, type Hash } from 'node:crypto';

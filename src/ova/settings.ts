@@ -1,5 +1,5 @@
 /**
- * The closed sets of OVA export settings. Kept apart from ovf.ts and ova-writer.ts, which own
+ * The closed sets of OVA export settings. Kept apart from ovf/ and writer/, which own
  * their meaning, so the command line can offer them without loading the writer.
  */
 

@@ -12,7 +12,7 @@ import { convertXva } from '../../src/ops/convert';
 import { UsageError, ImageFormatError } from '../../src/errors';
 import { openInput } from '../../src/input/open';
 import { writeOva, type WriteOvaOptions } from '../../src/ova/ova-writer';
-import { parseOvf } from '../../src/ova/ova-reader';
+import { parseOvf } from '../../src/ova/ovf/parse';
 import { packXva } from '../../src/ops/pack';
 import type { XvaMetadata } from '../../src/xva/metadata/model';
 import { readXva } from '../../src/xva/reader';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { buildManifest, manifestBytes, manifestLine, MemberDigest, parseManifest } from '../../src/ova/manifest';
-import { ovaArchiveSize, ovaMemberHeader, tarMemberBytes } from '../../src/ova/ova-writer';
+import { ovaArchiveSize, ovaMemberHeader, tarMemberBytes } from '../../src/ova/writer/layout';
 import { decodeTarHeader } from '../../src/tar/header';
 
 const hex = (s: string): string => createHash('sha256').update(s).digest('hex');

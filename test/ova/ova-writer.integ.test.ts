@@ -9,7 +9,8 @@ import * as path from 'node:path';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { OutputError } from '../../src/errors';
 import { FileTarget } from '../../src/output/targets';
-import { measureOva, ovaMemberHeader, writeOva, type OvaWriteResult, type WriteOvaOptions } from '../../src/ova/ova-writer';
+import { measureOva, writeOva, type OvaWriteResult, type WriteOvaOptions } from '../../src/ova/ova-writer';
+import { ovaMemberHeader } from '../../src/ova/writer/layout';
 import { parseManifest } from '../../src/ova/manifest';
 import { bsdtarNames, gnuTarList, hasTool, makeTmp, memoryPipe, openFileTarget, qemuIo, run, runStatus } from './_helpers';
 

@@ -1,21 +1,11 @@
 import fc from 'fast-check';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
-import {
-  buildOvf,
-  buildPaddedOvf,
-  deterministicUuid,
-  ovaBaseName,
-  ovaDisks,
-  ovaVmFromXvaMetadata,
-  ovfCapacity,
-  ovfReservedBytes,
-  OVF_SIZE_PLACEHOLDER,
-  parseBootOrder,
-  xmlEscape,
-  xvaDiskOrder,
-  type OvaProfile,
-  type OvaVm,
-} from '../../src/ova/ovf';
+import { buildOvf, buildPaddedOvf, ovfReservedBytes } from '../../src/ova/ovf/descriptor';
+import { ovaVmFromXvaMetadata, xvaDiskOrder } from '../../src/ova/ovf/from-xva';
+import { ovaBaseName, ovaDisks } from '../../src/ova/ovf/members';
+import { deterministicUuid, ovfCapacity, OVF_SIZE_PLACEHOLDER, parseBootOrder, type OvaVm } from '../../src/ova/ovf/model';
+import { xmlEscape } from '../../src/ova/ovf/xml-writer';
+import type { OvaProfile } from '../../src/ova/settings';
 import type { DiskInfo, XvaMetadata } from '../../src/xva/metadata/model';
 
 const GiB = 1024 ** 3;
