@@ -94,8 +94,9 @@ function choosePasses(input: OvaInput, profile: OvaProfile, target: SequentialTa
 export async function writeWith(input: OvaInput, profile: OvaProfile, target: SequentialTarget, o: OvaWriteOptions): Promise<OvaWriteResult> {
   const s = encoderSettings(o);
   const mtime = o.mtime ?? Math.floor(Date.now() / 1000);
-  const passes = choosePasses(input, profile, target, o.passes);
   try {
+    // Inside the try: a refused choice (one pass asked for on a pipe) still closes the inputs.
+    const passes = choosePasses(input, profile, target, o.passes);
     let measured: { vm: OvaVm; plans: OvaDiskPlan[] } | undefined;
     if (passes === 2) measured = await measurePass(input, s);
     let archive: OvaArchiveWriter | undefined;
