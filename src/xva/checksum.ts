@@ -2,8 +2,9 @@
  * Per-chunk checksums of an XVA (xva-format.md §5).
  *
  * Each data chunk `X` is followed by `X.xxhash` (XXH64, seed 0, 16 UPPERCASE hex digits) or
- * `X.checksum` (SHA-1, 40 lowercase hex digits); neither has a trailing newline. We write
- * exactly those bytes and compare leniently when reading (case-insensitive, whitespace-trimmed).
+ * `X.checksum` (SHA-1, 40 lowercase hex digits); neither has a trailing newline (the suffixes
+ * and lengths: format.ts). We write exactly those bytes and compare leniently when reading
+ * (case-insensitive, whitespace-trimmed).
  *
  * A ChunkHasher is created once and reused for every chunk: `digestHex()` returns the digest
  * and resets the state, so the per-chunk cost is one init, not a WASM instantiation.
