@@ -251,16 +251,16 @@ function deterministicUuids() {
 }
 
 async function writeXva(paths, out, checksum) {
-  const { writeXvaFile, rawFileSource } = require('../dist/xva/writer.js');
+  const { writeXvaFile } = require('../dist/xva/writer.js');
+  const { rawFileSource } = require('../dist/xva/disk-sources.js');
   const source = await rawFileSource(paths.raw);
   try {
     const spec = {
       vm: { name: 'bench-ext4', vcpus: 2, memoryBytes: 2 * GiB },
       disks: [{ ref: DISK_REF, name: 'root', userdevice: '0', bootable: true, source }],
       version: { date: '2023-11-14' },
-      uuidGen: deterministicUuids(),
     };
-    const summary = await writeXvaFile(spec, out, { checksum, ovaXmlMtime: FAKE_TIME });
+    const summary = await writeXvaFile(spec, out, { checksum, ovaXmlMtime: FAKE_TIME, uuidGen: deterministicUuids() });
     const d = summary.disks[0];
     return { tarBytes: summary.tarBytes, chunksWritten: d.chunksWritten, zeroChunksSkipped: d.zeroChunksSkipped, dataBytes: d.dataBytes };
   } finally {

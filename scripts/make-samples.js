@@ -23,7 +23,8 @@ if (!fs.existsSync(path.join(dist, 'xva', 'writer.js'))) {
   console.error('make-samples: dist/ is missing; run `npm run build` first');
   process.exit(1);
 }
-const { writeXvaFile, bufferSource, rawFileSource } = require(path.join(dist, 'xva', 'writer.js'));
+const { writeXvaFile } = require(path.join(dist, 'xva', 'writer.js'));
+const { bufferSource, rawFileSource } = require(path.join(dist, 'xva', 'disk-sources.js'));
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -147,10 +148,9 @@ async function main() {
         vm: { name: 'demo-ext4', description: 'xva2img sample: one ext4 disk', vcpus: 1, memoryBytes: 512 * MiB, firmware: 'bios' },
         disks: [{ ref: 'Ref:7', name: 'demo-ext4 root', userdevice: 0, bootable: true, source, uuid: uuidFrom('demo-ext4/vdi') }],
         vifs: [{ device: 0, mac: 'b2:1f:00:00:00:01', networkName: 'Pool-wide network associated with eth0', bridge: 'xenbr0' }],
-        uuidGen: uuidGen('demo-ext4'),
       },
       path.join(outDir, 'demo-ext4.xva'),
-      { ...fixedTimes, checksum: 'xxh64', tarDialect: 'xapi' },
+      { ...fixedTimes, uuidGen: uuidGen('demo-ext4'), checksum: 'xxh64', tarDialect: 'xapi' },
     );
     await source.close();
     samples.push({
@@ -180,10 +180,9 @@ async function main() {
           { ref: 'Ref:1003', name: 'data', userdevice: 1, bootable: false, source: bufferSource(data), uuid: uuidFrom('two/vdi1') },
         ],
         cdroms: [{ userdevice: 3 }],
-        uuidGen: uuidGen('demo-two-disks'),
       },
       path.join(outDir, 'demo-two-disks.xva.gz'),
-      { ...fixedTimes, checksum: 'sha1', tarDialect: 'xapi', compression: 'gzip', compressionLevel: 9 },
+      { ...fixedTimes, uuidGen: uuidGen('demo-two-disks'), checksum: 'sha1', tarDialect: 'xapi', compression: 'gzip', compressionLevel: 9 },
     );
     samples.push({
       file: 'demo-two-disks.xva.gz',
@@ -205,11 +204,11 @@ async function main() {
         ...common,
         vm: { name: 'demo-keepalive', description: 'xva2img sample: XAPI keep-alive chunks, zstd', vcpus: 1, memoryBytes: 256 * MiB },
         disks: [{ ref: 'Ref:42', name: 'disk', userdevice: 0, bootable: true, source: bufferSource(ka), uuid: uuidFrom('ka/vdi') }],
-        uuidGen: uuidGen('demo-keepalive'),
       },
       path.join(outDir, 'demo-keepalive.xva.zst'),
       {
         ...fixedTimes,
+        uuidGen: uuidGen('demo-keepalive'),
         checksum: 'xxh64',
         tarDialect: 'xapi',
         compression: 'zstd',

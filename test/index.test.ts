@@ -55,6 +55,19 @@ describe('the library API (src/index.ts)', () => {
   });
 });
 
+describe('the public option types', () => {
+  it('carry no test-only knobs: fixed uuids, dates and mtimes are internal (PackDeterminism)', () => {
+    // The compiler checks this (npm run typecheck): each line fails to compile if the field is back.
+    // @ts-expect-error uuidGen is packXva's internal second argument
+    const uuids: api.PackOptions = { uuidGen: () => '' };
+    // @ts-expect-error date is packXva's internal second argument
+    const date: api.PackOptions = { date: '2026-01-01' };
+    // @ts-expect-error ovaXmlMtime is packXva's internal second argument
+    const mtime: api.PackOptions = { ovaXmlMtime: 0 };
+    expect([uuids, date, mtime]).toHaveLength(3);
+  });
+});
+
 describe('package.json "exports"', () => {
   /** What `require(specifier)` resolves to from inside the package, as a user's code would. */
   async function resolveFromPackage(specifier: string): Promise<string> {

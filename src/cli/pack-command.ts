@@ -8,7 +8,7 @@ import { INPUT_IMAGE_FORMATS, type InputImageFormat } from '../image/types';
 import { COMPRESSIONS, type Compression } from '../input/types';
 import type { PackDisk, PackNic, PackSummary } from '../ops/pack';
 import { XVA_TAR_DIALECTS, type XvaTarDialect } from '../tar/header';
-import { CHECKSUM_KINDS, type ChecksumKind } from '../xva/checksum';
+import { CHECKSUM_KINDS, type ChecksumKind } from '../xva/format';
 import { FIRMWARES, MAX_VCPUS, MIN_MEMORY, type Firmware } from '../xva/metadata/model';
 import { BAD_CHUNK_POLICIES, type BadChunkPolicy } from '../xva/reader';
 import { choiceOption, collect, commonInputOptions, httpOptionsFrom, integerOption, sizeOption, splitOptions, type CommonInputFlags } from './common-options';

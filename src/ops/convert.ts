@@ -28,7 +28,7 @@ import { diskBaseName, insideDir, NameAllocator, sanitizeName } from '../output/
 import { PartFile } from '../output/part-file';
 import { imageWritePolicy } from '../output/write-policy';
 import { StreamTarget } from '../output/targets';
-import type { ChecksumKind } from '../xva/checksum';
+import type { ChecksumKind } from '../xva/format';
 import type { DiskInfo, XvaMetadata } from '../xva/metadata/model';
 import { BAD_CHUNK_POLICIES, readXva, type BadChunk, type BadChunkPolicy, type DiskReadStats, type XvaProgress } from '../xva/reader';
 import { selectDisks } from '../xva/select-disks';

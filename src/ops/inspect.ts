@@ -17,10 +17,9 @@ import type { Compression, InputSource, OpenInputOptions } from '../input/types'
 import { openTarHeaderWalker, walkerTarReader, type TarHeaderWalker } from '../tar/header-walker';
 import { blockTarReader, inputBlocks } from '../tar/block-reader';
 import type { TarReader } from '../tar/entries';
-import { kindFromSuffix, type ChecksumKind } from '../xva/checksum';
+import { kindFromSuffix, OVA_XML_ENTRY, parseChunkName, type ChecksumKind } from '../xva/format';
 import type { XvaMetadata } from '../xva/metadata/model';
 import { MAX_OVA_XML_BYTES, parseOvaXml } from '../xva/metadata/parse';
-import { parseChunkName } from '../xva/placement';
 import { MAX_CHUNK_BYTES, readXva, type DiskReadStats, type XvaProgress } from '../xva/reader';
 
 export interface InspectOptions extends OpenInputOptions {
@@ -177,7 +176,7 @@ function fmtBytes(n: number): string {
 
 function checkOvaXmlEntry(e: { name: string; size: number; headerOffset: number } | undefined): void {
   if (!e) throw new XvaFormatError('XVA_NO_OVA_XML', 'empty archive: no ova.xml', { offset: 0 });
-  if (e.name !== 'ova.xml') {
+  if (e.name !== OVA_XML_ENTRY) {
     throw new XvaFormatError(
       'XVA_NO_OVA_XML',
       `first entry is "${e.name.slice(0, 100)}", not ova.xml (not an XVA, or an archive repacked in another order)`,

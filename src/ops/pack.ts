@@ -34,13 +34,17 @@ import { COMPRESSIONS, type InputSource, type OpenInputOptions } from '../input/
 import { PartFile } from '../output/part-file';
 import type { FileTarget } from '../output/targets';
 import { XVA_TAR_DIALECTS, type XvaTarDialect } from '../tar/header';
-import { CHECKSUM_KINDS, type ChecksumKind } from '../xva/checksum';
+import { CHECKSUM_KINDS, compareRefs, type ChecksumKind } from '../xva/format';
 import { FIRMWARES, MAX_VCPUS, MIN_MEMORY, type DiskInfo, type Firmware, type XvaMetadata } from '../xva/metadata/model';
 import { patchOvaXml } from '../xva/metadata/edit';
-import { ovaXmlSpecFromMetadata, type OvaVifSpec, type OvaXmlSpec } from '../xva/metadata/build';
+import { ovaXmlSpecFromMetadata } from '../xva/metadata/build';
+import type { OvaXmlSpec, OvaXmlVifSpec } from '../xva/metadata/spec';
 import { BAD_CHUNK_POLICIES, readXva, type BadChunk, type BadChunkPolicy } from '../xva/reader';
 import { DiskPipe } from '../xva/repack';
-import { compareRefs, writeXva, type DiskByteSource, type WriteXvaOptions, type XvaCompression, type XvaDiskInput, type XvaWriteSummary } from '../xva/writer';
+import type { DiskByteSource } from '../xva/disk-sources';
+import type { XvaProducerQuirks } from '../xva/producer-quirks';
+import type { XvaDiskInput } from '../xva/write-plan';
+import { writeXva, type WriteXvaOptions, type XvaCompression, type XvaWriteSummary } from '../xva/writer';
 
 export interface PackDisk {
   /** Image path (raw or qcow2; format probed from the magic unless `format`). */
@@ -116,16 +120,26 @@ export interface PackOptions extends OpenInputOptions {
    * off (0) otherwise: a compressor would swallow the few bytes anyway, and files need none.
    */
   keepAliveSeconds?: number;
-  /** UUID generator for new objects (tests). */
-  uuidGen?: () => string;
-  /** version.date of a new ova.xml (tests). */
-  date?: string;
-  /** mtime of ova.xml (default now). */
-  ovaXmlMtime?: number;
   signal?: AbortSignal;
   onProgress?(p: { bytesDone: number; bytesTotal: number }): void;
   onWarning?(message: string): void;
 }
+
+/**
+ * Fixed identities and times for byte-stable output, packXva's second argument in tests. Not
+ * part of the public API: src/index.ts does not export it.
+ */
+export interface PackDeterminism {
+  /** UUID generator for new objects. */
+  uuidGen?: () => string;
+  /** version.date of a new ova.xml. */
+  date?: string;
+  /** mtime of ova.xml (default now). */
+  ovaXmlMtime?: number;
+}
+
+/** The options with the determinism knobs merged in, as the steps below see them. */
+type PackRun = PackOptions & PackDeterminism;
 
 export interface PackedDisk {
   ref: string;
@@ -300,7 +314,7 @@ async function ovaFromPath(from: PackOptions['from']): Promise<string | undefine
   return from;
 }
 
-function nicSpecs(nics: PackNic[] | undefined): OvaVifSpec[] {
+function nicSpecs(nics: PackNic[] | undefined): OvaXmlVifSpec[] {
   return (nics ?? []).map((n, i) => {
     const network = n.network?.trim() || DEFAULT_NETWORK;
     const bridge = n.bridge ?? (/^(xenbr|xapi|xenapi)\d+$/.test(network) ? network : network === DEFAULT_NETWORK ? 'xenbr0' : '');
@@ -332,7 +346,7 @@ async function openOutput(options: PackOptions): Promise<Output> {
   };
 }
 
-function writerOptions(options: PackOptions, out: Output, compression: XvaCompression, totalBytes: number): WriteXvaOptions {
+function writerOptions(options: PackRun, out: Output, compression: XvaCompression, totalBytes: number): WriteXvaOptions & XvaProducerQuirks {
   let lastProgress = 0;
   const perDisk = new Map<string, number>();
   const report = options.onProgress;
@@ -342,6 +356,7 @@ function writerOptions(options: PackOptions, out: Output, compression: XvaCompre
     checksum: options.checksum ?? 'xxh64',
     tarDialect: options.tarFormat ?? DEFAULT_TAR_FORMAT,
     ovaXmlMtime: options.ovaXmlMtime,
+    uuidGen: options.uuidGen,
     end: out.end,
     label: out.label,
     signal: options.signal,
@@ -360,7 +375,8 @@ function writerOptions(options: PackOptions, out: Output, compression: XvaCompre
 }
 
 /** Packs disk images or repacks an XVA into a new XVA. See the module comment. */
-export async function packXva(options: PackOptions): Promise<PackSummary> {
+export async function packXva(packOptions: PackOptions, determinism: PackDeterminism = {}): Promise<PackSummary> {
+  const options: PackRun = { ...packOptions, ...determinism };
   const started = Date.now();
   const ovaPath = await ovaFromPath(options.from);
   validate(options, ovaPath !== undefined);
@@ -404,7 +420,7 @@ interface ReaderDisk {
   readOnly?: boolean;
 }
 
-async function packDisks(options: PackOptions, common: Common, warn: (m: string) => void): Promise<PackSummary> {
+async function packDisks(options: PackRun, common: Common, warn: (m: string) => void): Promise<PackSummary> {
   const inputs: PackDisk[] = options.disks!.map((d) => (typeof d === 'string' ? { path: d } : d));
   const readers: DiskReader[] = [];
   try {
@@ -438,7 +454,7 @@ async function packDisks(options: PackOptions, common: Common, warn: (m: string)
  * memory, firmware; `nics` replace the OVF's NICs), the disks read in place from their tar
  * members in DiskSection order, then the same writer path as `disks`.
  */
-async function packFromOva(options: PackOptions, ovaPath: string, common: Common, warn: (m: string) => void): Promise<PackSummary> {
+async function packFromOva(options: PackRun, ovaPath: string, common: Common, warn: (m: string) => void): Promise<PackSummary> {
   const info: OvaFileInfo = await readOvaFile(ovaPath);
   const ovf = info.vm;
   const readers: OvaDiskReader[] = [];
@@ -482,7 +498,7 @@ async function packFromOva(options: PackOptions, ovaPath: string, common: Common
 }
 
 /** Writes the XVA from opened readers (the caller closes them). */
-async function packReaders(options: PackOptions, common: Common, warn: (m: string) => void, inputs: ReaderDisk[], vmSpec: OvaXmlSpec['vm'], vifs: OvaVifSpec[]): Promise<PackSummary> {
+async function packReaders(options: PackRun, common: Common, warn: (m: string) => void, inputs: ReaderDisk[], vmSpec: OvaXmlSpec['vm'], vifs: OvaXmlVifSpec[]): Promise<PackSummary> {
   const refs = diskRefs(inputs.length);
   const toStream = options.output === undefined || options.output === '-';
   const keepAliveMs = 1000 * (options.keepAliveSeconds ?? (toStream && common.compression === 'none' ? KEEP_ALIVE_SECONDS : 0));
@@ -524,7 +540,6 @@ async function packReaders(options: PackOptions, common: Common, warn: (m: strin
       disks,
       vifs,
       version: options.date ? { date: options.date } : undefined,
-      uuidGen: options.uuidGen,
     } as OvaXmlSpec & { disks: XvaDiskInput[] };
     const totalBytes = disks.reduce((a, d) => a + imageVirtualSize(d.source.virtualSize), 0);
 
@@ -575,7 +590,7 @@ class WriterFailed extends Error {
   }
 }
 
-async function packFromXva(options: PackOptions, common: Common, warn: (m: string) => void): Promise<PackSummary> {
+async function packFromXva(options: PackRun, common: Common, warn: (m: string) => void): Promise<PackSummary> {
   const opened = typeof options.from === 'string' ? await openInput(options.from, options) : options.from!;
   const source = opened;
   const pipes = new Map<string, DiskPipe>();
@@ -639,7 +654,6 @@ async function packFromXva(options: PackOptions, common: Common, warn: (m: strin
               ...(vm.isTemplate !== undefined ? { isTemplate: vm.isTemplate } : {}),
             };
             if (options.nics?.length) spec.vifs = nicSpecs(options.nics);
-            spec.uuidGen = options.uuidGen;
             if (options.date) spec.version = { date: options.date };
             if (m.disks.some((d) => d.isSuspendImage)) warn('the source VM is suspended; its suspend image is dropped and the VM is packed halted');
           }

@@ -11,7 +11,7 @@ import { ExitCode, XvaError, type XvaErrorCode } from '../errors';
 import { worstExitCode } from '../errors';
 import { checkInputOptions, openInput } from '../input/open';
 import type { InputSource, OpenInputOptions } from '../input/types';
-import type { ChecksumKind } from '../xva/checksum';
+import type { ChecksumKind } from '../xva/format';
 import { readXva, type BadChunk, type DiskReadStats, type XvaProgress } from '../xva/reader';
 
 export interface VerifyOptions extends OpenInputOptions {

@@ -2,8 +2,9 @@
  * Per-chunk checksums of an XVA (xva-format.md §5).
  *
  * Each data chunk `X` is followed by `X.xxhash` (XXH64, seed 0, 16 UPPERCASE hex digits) or
- * `X.checksum` (SHA-1, 40 lowercase hex digits); neither has a trailing newline. We write
- * exactly those bytes and compare leniently when reading (case-insensitive, whitespace-trimmed).
+ * `X.checksum` (SHA-1, 40 lowercase hex digits); neither has a trailing newline (the suffixes
+ * and lengths: format.ts). We write exactly those bytes and compare leniently when reading
+ * (case-insensitive, whitespace-trimmed).
  *
  * A ChunkHasher is created once and reused for every chunk: `digestHex()` returns the digest
  * and resets the state, so the per-chunk cost is one init, not a WASM instantiation.
@@ -11,16 +12,8 @@
 import type { Hash } from 'node:crypto';
 import type { IHasher } from 'hash-wasm';
 import { allocAligned, wasmMemoryOf } from '../io/aligned-buffer';
+import type { ChecksumKind } from './format';
 import { xxh64InPlace } from './xxh64-in-place';
-
-export type ChecksumKind = 'sha1' | 'xxh64';
-
-export const CHECKSUM_KINDS: readonly ChecksumKind[] = ['xxh64', 'sha1'];
-
-/** Length of the checksum file content for each kind. */
-export const CHECKSUM_HEX_LENGTH: Record<ChecksumKind, number> = { xxh64: 16, sha1: 40 };
-
-const SUFFIX: Record<ChecksumKind, string> = { xxh64: '.xxhash', sha1: '.checksum' };
 
 export interface ChunkHasher {
   readonly kind: ChecksumKind;
@@ -30,22 +23,6 @@ export interface ChunkHasher {
   digestHex(): string;
   /** Discards any data hashed so far. */
   reset(): void;
-}
-
-/** `.xxhash` or `.checksum` (with the dot). */
-export function checksumFileSuffix(kind: ChecksumKind): string {
-  return SUFFIX[kind];
-}
-
-/**
- * The checksum kind of a suffix (`.xxhash`, `xxhash`) or of a whole entry name ending in one
- * (`Ref:3/00000000.checksum`); undefined if it is neither.
- */
-export function kindFromSuffix(suffixOrName: string): ChecksumKind | undefined {
-  const s = suffixOrName.startsWith('.') || suffixOrName.includes('/') ? suffixOrName : `.${suffixOrName}`;
-  if (s.endsWith(SUFFIX.xxh64)) return 'xxh64';
-  if (s.endsWith(SUFFIX.sha1)) return 'sha1';
-  return undefined;
 }
 
 /** Characters trimmed from checksum file content: ASCII whitespace only. */

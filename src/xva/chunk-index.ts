@@ -10,7 +10,7 @@
  * data to the checksum text (4), checksum text length (2), checksum kind (1). Keep-alives and
  * holes cost nothing. A fully allocated 1 TiB disk (1 048 576 chunks) needs 27 MiB.
  */
-import type { ChecksumKind } from './checksum';
+import type { ChecksumKind } from './format';
 import type { DiskInfo, XvaMetadata } from './metadata/model';
 import type { InputSource } from '../input/types';
 import { readXva, type StoredChunk } from './reader';

@@ -14,7 +14,7 @@
 import type { Worker } from 'node:worker_threads';
 import { allocSharedMemory, type WasmMemory } from '../io/aligned-buffer';
 import { lendBuffer, type PooledBuffer } from '../io/buffer-pool';
-import type { ChecksumKind } from './checksum';
+import type { ChecksumKind } from './format';
 import { xxh64ModuleBytes } from './xxh64-in-place';
 
 /** A 1 MiB chunk, the ~1.5 KiB to its checksum text, rounded to 64 KiB pages. */

@@ -10,8 +10,7 @@
  * last chunk we follow XAPI and warn.
  */
 import { XvaFormatError } from '../errors';
-
-export const CHUNK_SIZE = 1024 * 1024; // xen-api stream_vdi.ml chunk_size
+import { XVA_CHUNK_SIZE } from './format';
 
 export interface Placement {
   /** Guest byte offset where the entry's bytes start. */
@@ -23,7 +22,7 @@ export interface Placement {
 export class ChunkPlacer {
   private prev = -1;
   private cursor = 0;
-  private gap = CHUNK_SIZE;
+  private gap = XVA_CHUNK_SIZE;
   private firstLength: number | undefined;
   private entries = 0;
 
@@ -41,7 +40,7 @@ export class ChunkPlacer {
         disk: this.ref,
       });
     }
-    if (this.entries === 1 && this.firstLength !== undefined && this.firstLength > 0 && this.firstLength !== CHUNK_SIZE) {
+    if (this.entries === 1 && this.firstLength !== undefined && this.firstLength > 0 && this.firstLength !== XVA_CHUNK_SIZE) {
       // The first chunk was not the last one, yet not 1 MiB long: follow XAPI's importer.
       this.gap = this.firstLength;
       this.warn(`${this.ref}: first chunk is ${this.firstLength} bytes, not 1 MiB; counter gaps are taken as ${this.firstLength}-byte chunks, as XAPI does`);
@@ -67,11 +66,4 @@ export class ChunkPlacer {
   get chunksSeen(): number {
     return this.entries;
   }
-}
-
-/** Splits `Ref:N/00000042[.xxhash|.checksum]` into its parts; undefined if it is not a chunk name. */
-export function parseChunkName(name: string): { dir: string; counter: number; suffix: '' | '.xxhash' | '.checksum' | string } | undefined {
-  const m = /^(.+)\/(\d{1,15})(\.[A-Za-z0-9]+)?$/.exec(name);
-  if (!m) return undefined;
-  return { dir: m[1], counter: Number(m[2]), suffix: m[3] ?? '' };
 }

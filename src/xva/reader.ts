@@ -21,10 +21,11 @@ import type { InputSource } from '../input/types';
 import type { TarEntry, TarReader } from '../tar/entries';
 import { blockTarReader, inputBlocks, openFileBlockSource } from '../tar/block-reader';
 import { openTarHeaderWalker, walkerTarReader } from '../tar/header-walker';
-import { checksumsEqual, createChunkHasher, kindFromSuffix, type ChecksumKind, type ChunkHasher } from './checksum';
+import { checksumsEqual, createChunkHasher, type ChunkHasher } from './checksum';
+import { kindFromSuffix, OVA_XML_ENTRY, parseChunkName, type ChecksumKind } from './format';
 import type { DiskInfo, XvaMetadata } from './metadata/model';
 import { MAX_OVA_XML_BYTES, parseOvaXml } from './metadata/parse';
-import { ChunkPlacer, parseChunkName } from './placement';
+import { ChunkPlacer } from './placement';
 
 /** Largest data entry accepted: XAPI writes 1 MiB; padded/foreign writers stay close to it. */
 export const MAX_CHUNK_BYTES = 64 * 1024 * 1024;
@@ -178,7 +179,7 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
   // 1. ova.xml first.
   const first = await next();
   if (!first) throw new XvaFormatError('XVA_NO_OVA_XML', 'empty archive: no ova.xml', { offset: 0 });
-  if (first.name !== 'ova.xml') {
+  if (first.name !== OVA_XML_ENTRY) {
     throw new XvaFormatError(
       'XVA_NO_OVA_XML',
       `first entry is "${first.name.slice(0, 100)}", not ova.xml (not an XVA, or an archive repacked in another order)`,

@@ -13,7 +13,7 @@
  */
 import type { DiskImageWriter, ImageWriteResult } from '../io/disk';
 import { zeros } from '../io/zero';
-import type { DiskByteSource } from './writer';
+import type { DiskByteSource } from './disk-sources';
 
 /** Default bytes queued per disk before the reader waits. */
 export const DEFAULT_PIPE_HIGH_WATER = 4 * 1024 * 1024;

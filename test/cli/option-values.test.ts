@@ -16,7 +16,7 @@ import { IMAGE_FORMATS } from '../../src/image/types';
 import { COMPRESSIONS, GZIP_CODECS, ZSTD_CODECS } from '../../src/input/types';
 import { OVA_PROFILES, VMDK_COMPRESSIONS } from '../../src/ova/settings';
 import { XVA_TAR_DIALECTS } from '../../src/tar/header';
-import { CHECKSUM_KINDS } from '../../src/xva/checksum';
+import { CHECKSUM_KINDS } from '../../src/xva/format';
 import { FIRMWARES, MAX_VCPUS } from '../../src/xva/metadata/model';
 import { BAD_CHUNK_POLICIES } from '../../src/xva/reader';
 import type { CommanderError } from 'commander';

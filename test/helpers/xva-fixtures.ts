@@ -11,8 +11,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
-import { bufferSource, writeXva, writeXvaFile, XVA_CHUNK_SIZE, type WriteXvaOptions, type XvaWriteSpec, type XvaWriteSummary } from '../../src/xva/writer';
-import type { OvaCdromSpec, OvaVifSpec, OvaVmSpec } from '../../src/xva/metadata/build';
+import { bufferSource } from '../../src/xva/disk-sources';
+import { XVA_CHUNK_SIZE } from '../../src/xva/format';
+import type { OvaXmlCdromSpec, OvaXmlVifSpec, OvaXmlVmSpec } from '../../src/xva/metadata/spec';
+import type { XvaProducerQuirks } from '../../src/xva/producer-quirks';
+import { writeXva, writeXvaFile, type WriteXvaOptions, type XvaWriteSpec, type XvaWriteSummary } from '../../src/xva/writer';
+
+/** What a fixture may pass to the writer: pack's options plus other producers' quirks. */
+export type FixtureWriteOptions = WriteXvaOptions & XvaProducerQuirks;
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
@@ -113,13 +119,13 @@ export interface FixtureDisk {
   seed?: number;
 }
 
-export interface MakeXvaOptions extends WriteXvaOptions {
+export interface MakeXvaOptions extends FixtureWriteOptions {
   vmName?: string;
   /** Overrides of the VM record (name comes from vmName). */
-  vm?: Partial<OvaVmSpec>;
+  vm?: Partial<OvaXmlVmSpec>;
   disks?: FixtureDisk[];
-  cdroms?: OvaCdromSpec[];
-  vifs?: OvaVifSpec[];
+  cdroms?: OvaXmlCdromSpec[];
+  vifs?: OvaXmlVifSpec[];
   /** Seed of the uuid generator (default 42). */
   uuidSeed?: number;
   /** version.date (default 2026-01-01). */
@@ -146,12 +152,12 @@ export interface XvaFixture {
   /** In spec order (not archive order). */
   disks: ExpectedDisk[];
   spec: XvaWriteSpec;
-  options: WriteXvaOptions;
+  options: FixtureWriteOptions;
 }
 
 interface Prepared {
   spec: XvaWriteSpec;
-  options: WriteXvaOptions;
+  options: FixtureWriteOptions;
   contents: Buffer[];
   vmName: string;
   disks: FixtureDisk[];
@@ -178,9 +184,8 @@ function prepare(opts: MakeXvaOptions): Prepared {
     cdroms,
     vifs,
     version: { date: date ?? '2026-01-01' },
-    uuidGen: seededUuidGen(uuidSeed ?? 42),
   };
-  const options: WriteXvaOptions = { ovaXmlMtime: 0, ...writeOptions };
+  const options: FixtureWriteOptions = { ovaXmlMtime: 0, uuidGen: seededUuidGen(uuidSeed ?? 42), ...writeOptions };
   return { spec, options, contents, vmName, disks };
 }
 

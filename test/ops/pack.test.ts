@@ -12,11 +12,12 @@ import { openInput } from '../../src/input/open';
 import { packXva, type PackOptions } from '../../src/ops/pack';
 import { parseOvaXml } from '../../src/xva/metadata/parse';
 import { parseXmlRpc, type RpcStruct } from '../../src/xva/metadata/xmlrpc';
-import { REQUIRED_FIELDS } from '../../src/xva/metadata/build';
+import { REQUIRED_FIELDS } from '../../src/xva/metadata/fields';
 import { readXva } from '../../src/xva/reader';
 import { DiskPipe } from '../../src/xva/repack';
-import { bufferSource, writeXvaFile, type WriteXvaOptions } from '../../src/xva/writer';
-import { KiB, makeXvaFile, MiB, sparseDisk, seededUuidGen } from '../helpers/xva-fixtures';
+import { bufferSource } from '../../src/xva/disk-sources';
+import { writeXvaFile } from '../../src/xva/writer';
+import { type FixtureWriteOptions, KiB, makeXvaFile, MiB, sparseDisk, seededUuidGen } from '../helpers/xva-fixtures';
 
 let dir: string;
 beforeEach(() => {
@@ -254,7 +255,7 @@ const SOURCE_VIFS = [
   { device: 1, mac: '02:aa:bb:cc:dd:02', mtu: 9000, networkName: 'storage', bridge: 'xapi3' },
 ];
 
-async function makeSource(name: string, options: WriteXvaOptions = {}, extra: { size0?: number } = {}): Promise<{ path: string; disks: Buffer[] }> {
+async function makeSource(name: string, options: FixtureWriteOptions = {}, extra: { size0?: number } = {}): Promise<{ path: string; disks: Buffer[] }> {
   const d0 = craftDisk(extra.size0 ?? 5 * MiB + 512 * KiB, 11);
   const d1 = craftDisk(3 * MiB, 12);
   const p = path.join(dir, name);
@@ -368,7 +369,7 @@ test('--from: odd sizes, missing fields and old export_vsn are patched; override
 test('--from --rebuild-metadata: new ova.xml from the parsed model, NICs replaced', async () => {
   const src = await makeSource('src.xva');
   const out = path.join(dir, 'rebuilt.xva');
-  const s = await packXva({ from: src.path, output: out, rebuildMetadata: true, nics: [{ network: 'lan', mac: '02:00:00:00:00:09' }], vm: { firmware: 'bios' }, uuidGen: seededUuidGen(7) });
+  const s = await packXva({ from: src.path, output: out, rebuildMetadata: true, nics: [{ network: 'lan', mac: '02:00:00:00:00:09' }], vm: { firmware: 'bios' } }, { uuidGen: seededUuidGen(7) });
   expect(s.source!.metadata).toBe('rebuilt');
   const xml = await readOvaXmlText(out);
   expectAllRequiredFields(xml);

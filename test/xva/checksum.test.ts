@@ -1,14 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { xxhash64 } from 'hash-wasm';
-import {
-  checksumFileSuffix,
-  checksumsEqual,
-  CHECKSUM_HEX_LENGTH,
-  createChunkHasher,
-  hashChunk,
-  initChecksums,
-  kindFromSuffix,
-} from '../../src/xva/checksum';
+import { checksumsEqual, createChunkHasher, hashChunk, initChecksums } from '../../src/xva/checksum';
+import { checksumFileSuffix, CHECKSUM_HEX_LENGTH, kindFromSuffix } from '../../src/xva/format';
 import { randomBytes } from '../helpers/xva-fixtures';
 import { allocAligned } from '../../src/io/aligned-buffer';
 import fc from 'fast-check';

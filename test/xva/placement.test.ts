@@ -1,7 +1,8 @@
-import { CHUNK_SIZE, ChunkPlacer, parseChunkName } from '../../src/xva/placement';
+import { parseChunkName, XVA_CHUNK_SIZE } from '../../src/xva/format';
+import { ChunkPlacer } from '../../src/xva/placement';
 import { XvaFormatError } from '../../src/errors';
 
-const MiB = CHUNK_SIZE;
+const MiB = XVA_CHUNK_SIZE;
 
 describe('chunk placement (xva-format.md §4.3): numbers are counters, not offsets', () => {
   test('consecutive chunks land back to back', () => {

@@ -8,9 +8,11 @@ import fc from 'fast-check';
 import { xxhash64 } from 'hash-wasm';
 import { OutputError } from '../../src/errors';
 import { decodeTarHeader, TAR_BLOCK, tarPadding, type TarHeader } from '../../src/tar/header';
-import { hashChunk, kindFromSuffix } from '../../src/xva/checksum';
-import { bufferSource, chunkEntryName, compareRefs, rawFileSource, streamSource, writeXva, type WriteXvaOptions } from '../../src/xva/writer';
-import { collectingSink, KiB, makeXvaBuffer, makeXvaFile, MiB, sparseDisk, type MakeXvaOptions } from '../helpers/xva-fixtures';
+import { hashChunk } from '../../src/xva/checksum';
+import { bufferSource, rawFileSource, streamSource } from '../../src/xva/disk-sources';
+import { chunkEntryName, compareRefs, kindFromSuffix } from '../../src/xva/format';
+import { writeXva } from '../../src/xva/writer';
+import { collectingSink, type FixtureWriteOptions, KiB, makeXvaBuffer, makeXvaFile, MiB, sparseDisk, type MakeXvaOptions } from '../helpers/xva-fixtures';
 
 // ---------------------------------------------------------------------------------------------
 // A small reference reader built on decodeTarHeader and the cursor rule of xva-format.md §4.3.
@@ -376,8 +378,8 @@ describe('compression', () => {
 
 describe('sources and sinks', () => {
   const content = sparseDisk({ size: 3 * MiB + 512, seed: 9, fill: [{ offset: 100, length: 3000 }, { offset: 3 * MiB, length: 512 }] });
-  const spec = (source: ReturnType<typeof bufferSource>) => ({ vm: { name: 'src', vcpus: 1, memoryBytes: MiB }, disks: [{ ref: 'Ref:1', name: 'd', userdevice: 0, bootable: true, source }], version: { date: '2026-01-01' }, uuidGen: () => '00000000-0000-4000-8000-000000000000' });
-  const opts: WriteXvaOptions = { ovaXmlMtime: 0 };
+  const spec = (source: ReturnType<typeof bufferSource>) => ({ vm: { name: 'src', vcpus: 1, memoryBytes: MiB }, disks: [{ ref: 'Ref:1', name: 'd', userdevice: 0, bootable: true, source }], version: { date: '2026-01-01' } });
+  const opts: FixtureWriteOptions = { ovaXmlMtime: 0, uuidGen: () => '00000000-0000-4000-8000-000000000000' };
 
   async function write(source: ReturnType<typeof bufferSource>): Promise<Buffer> {
     const { sink, result } = collectingSink();

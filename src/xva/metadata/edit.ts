@@ -14,18 +14,9 @@
  * When nothing needs changing the source text is returned unchanged (byte for byte).
  */
 import { XvaFormatError } from '../../errors';
-import { parseXmlRpcTyped } from './xmlrpc';
-import {
-  buildOvaObjects,
-  NULL_REF,
-  REQUIRED_FIELDS,
-  RpcDateTime,
-  RpcDouble,
-  rpcToXml,
-  type OvaClass,
-  type RpcStruct,
-  type RpcValue,
-} from './build';
+import { buildOvaXmlObjects } from './build';
+import { NULL_REF, REQUIRED_FIELDS, type OvaXmlClass } from './fields';
+import { parseXmlRpcTyped, RpcDateTime, RpcDouble, rpcToXml, type RpcStruct, type RpcValue } from './xmlrpc';
 
 function bad(message: string): XvaFormatError {
   return new XvaFormatError('XVA_BAD_OVA_XML', message, { entry: 'ova.xml' });
@@ -52,12 +43,14 @@ let templateCache: Map<string, RpcStruct> | undefined;
 /** One snapshot per class as our writer fills it: the defaults for missing fields. */
 function templates(): Map<string, RpcStruct> {
   if (templateCache) return templateCache;
-  const objs = buildOvaObjects({
-    vm: { name: '', vcpus: 1, memoryBytes: 0 },
-    disks: [{ ref: 'Ref:1', name: '', virtualSize: 0, userdevice: 0 }],
-    vifs: [{ device: 0, mac: '', networkName: '', bridge: '' }],
-    uuidGen: () => '',
-  });
+  const objs = buildOvaXmlObjects(
+    {
+      vm: { name: '', vcpus: 1, memoryBytes: 0 },
+      disks: [{ ref: 'Ref:1', name: '', virtualSize: 0, userdevice: 0 }],
+      vifs: [{ device: 0, mac: '', networkName: '', bridge: '' }],
+    },
+    { uuidGen: () => '' },
+  );
   templateCache = new Map();
   for (const o of objs) if (!templateCache.has(o.class)) templateCache.set(o.class, withoutRefs(o.snapshot) as RpcStruct);
   return templateCache;
@@ -146,7 +139,7 @@ export function patchOvaXml(sourceXml: string, patch: OvaXmlPatch): PatchedOvaXm
     }
 
     const required = (REQUIRED_FIELDS as Record<string, readonly string[]>)[cls];
-    const defaults = tpl.get(cls as OvaClass);
+    const defaults = tpl.get(cls as OvaXmlClass);
     if (!required || !defaults) continue;
     for (const field of required) {
       if (Object.prototype.hasOwnProperty.call(snap, field)) continue;

@@ -7,7 +7,7 @@
  */
 import { XvaFormatError } from '../../errors';
 import type { CdromInfo, DiskInfo, ExportVersion, VbdInfo, VdiInfo, VifInfo, VmInfo, XvaMetadata } from './model';
-import { parseXmlRpc, type RpcStruct, type RpcValue } from './xmlrpc';
+import { parseXmlRpc, type PlainRpcStruct, type PlainRpcValue } from './xmlrpc';
 
 /**
  * Refuse ova.xml larger than this: real ones are KBs (a few MB with big NVRAM/VTPM blobs or
@@ -23,37 +23,37 @@ function bad(message: string): XvaFormatError {
   return new XvaFormatError('XVA_BAD_OVA_XML', message, { entry: 'ova.xml' });
 }
 
-function isStruct(v: RpcValue | undefined): v is RpcStruct {
+function isStruct(v: PlainRpcValue | undefined): v is PlainRpcStruct {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function str(s: RpcStruct, key: string): string {
+function str(s: PlainRpcStruct, key: string): string {
   const v = s[key];
   if (typeof v === 'string') return v;
   if (typeof v === 'boolean') return v ? 'true' : 'false';
   return '';
 }
 
-function bool(s: RpcStruct, key: string): boolean {
+function bool(s: PlainRpcStruct, key: string): boolean {
   const v = s[key];
   if (typeof v === 'boolean') return v;
   return v === 'true' || v === '1';
 }
 
-function map(s: RpcStruct, key: string): Record<string, string> {
+function map(s: PlainRpcStruct, key: string): Record<string, string> {
   const v = s[key];
   const out: Record<string, string> = {};
   if (isStruct(v)) for (const [k, x] of Object.entries(v)) if (typeof x === 'string') out[k] = x;
   return out;
 }
 
-function refs(s: RpcStruct, key: string): string[] {
+function refs(s: PlainRpcStruct, key: string): string[] {
   const v = s[key];
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
 }
 
 /** Parses an untyped integer field; `what` names it in errors. */
-function int(s: RpcStruct, key: string, what: string, opts: { required?: boolean; max?: number; fallback?: number } = {}): number {
+function int(s: PlainRpcStruct, key: string, what: string, opts: { required?: boolean; max?: number; fallback?: number } = {}): number {
   const raw = s[key];
   if (raw === undefined || raw === '') {
     if (opts.required) throw bad(`${what}: field ${key} missing`);
@@ -76,11 +76,11 @@ function isRef(r: string | undefined): r is string {
 interface ObjectRecord {
   cls: string;
   id: string;
-  snap: RpcStruct;
+  snap: PlainRpcStruct;
 }
 
-function parseVersion(v: RpcValue | undefined): ExportVersion {
-  const s: RpcStruct = isStruct(v) ? v : {};
+function parseVersion(v: PlainRpcValue | undefined): ExportVersion {
+  const s: PlainRpcStruct = isStruct(v) ? v : {};
   const n = (k: string): number => {
     const x = s[k];
     const num = typeof x === 'string' && /^\d{1,9}$/.test(x.trim()) ? Number(x.trim()) : 0;
@@ -98,7 +98,7 @@ function parseVersion(v: RpcValue | undefined): ExportVersion {
   };
 }
 
-function collectObjects(top: RpcStruct): Map<string, ObjectRecord> {
+function collectObjects(top: PlainRpcStruct): Map<string, ObjectRecord> {
   const objects = top['objects'];
   if (!Array.isArray(objects)) throw bad('no "objects" array (is this an XVA ova.xml?)');
   const byId = new Map<string, ObjectRecord>();

@@ -1,17 +1,20 @@
 /**
- * ova.xml is one XML-RPC value as XAPI's non-strict encoder writes it (xva-format.md §3.1):
- * strings and int64s are untyped `<value>text</value>`, booleans are `<boolean>0|1</boolean>`,
- * structs and arrays nest. This module turns the XML text into JS values, in two flavours that
- * share one parser:
- *  - `parseXmlRpc` (the reader): every scalar is a string or a boolean;
+ * The XML-RPC codec of ova.xml (docs/xva-format.md §3.1). ova.xml is one XML-RPC value as XAPI's
+ * non-strict encoder (ocaml-rpc `Xmlrpc.to_string`) writes it: strings and int64s are untyped
+ * `<value>text</value>`, booleans are `<boolean>0|1</boolean>`, doubles `<double>`, datetimes
+ * `<dateTime.iso8601>`, structs and arrays nest. No XML declaration, no whitespace.
+ *
+ * One value type (RpcValue) serves both directions. Decoding comes in two flavours that share
+ * one parser:
+ *  - `parseXmlRpc` (the reader): every scalar is a string or a boolean (PlainRpcValue);
  *  - `parseXmlRpcTyped` (`pack --from`, which re-encodes the tree): `<double>` and
  *    `<dateTime.iso8601>` stay typed (RpcDouble, RpcDateTime) so they are written back as such.
+ * Encoding (`rpcToXml`) writes XAPI's bytes; integer numbers become untyped int64s.
  *
- * Hostile input is refused before parsing: DOCTYPE/ENTITY declarations (entity-expansion
- * bombs, external entities) never appear in XAPI's output. Nesting depth is bounded.
+ * Hostile input is refused before parsing (xml.ts); nesting depth is bounded.
  */
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { XvaFormatError } from '../../errors';
+import { escapeXml, parseUntrustedXml } from './xml';
 
 /** A `<double>` value (XAPI prints it with %.16g). */
 export class RpcDouble {
@@ -23,15 +26,20 @@ export class RpcDateTime {
   constructor(readonly value: string) {}
 }
 
-/** What the typed parse yields: plain values plus the typed leaves. */
-export type TypedRpcValue = string | boolean | RpcDouble | RpcDateTime | TypedRpcValue[] | TypedRpcStruct;
-export interface TypedRpcStruct {
-  [key: string]: TypedRpcValue;
-}
-
-export type RpcValue = string | boolean | RpcValue[] | RpcStruct;
+/**
+ * An XML-RPC value of ova.xml. string → untyped `<value>`; integer number → untyped decimal
+ * (XAPI's int64 encoding; the decoders never produce numbers); boolean → `<boolean>`;
+ * array → `<array>`; plain object → `<struct>` in key insertion order.
+ */
+export type RpcValue = string | number | boolean | RpcDouble | RpcDateTime | RpcValue[] | RpcStruct;
 export interface RpcStruct {
   [key: string]: RpcValue;
+}
+
+/** What the reader's decode yields: every scalar is a string or a boolean. */
+export type PlainRpcValue = string | boolean | PlainRpcValue[] | PlainRpcStruct;
+export interface PlainRpcStruct {
+  [key: string]: PlainRpcValue;
 }
 
 /** XAPI's structs nest a few levels (objects > snapshot > maps); anything deeper is hostile. */
@@ -65,7 +73,7 @@ function elements(nodes: Node[]): Node[] {
   return nodes.filter((n) => tagOf(n) !== '#text' && tagOf(n) !== undefined);
 }
 
-function parseValue(valueChildren: Node[], depth: number, typed: boolean): TypedRpcValue {
+function parseValue(valueChildren: Node[], depth: number, typed: boolean): RpcValue {
   if (depth > MAX_RPC_DEPTH) throw bad(`XML-RPC values nested deeper than ${MAX_RPC_DEPTH} levels`);
   const els = elements(valueChildren);
   if (els.length === 0) return textOf(valueChildren);
@@ -76,7 +84,7 @@ function parseValue(valueChildren: Node[], depth: number, typed: boolean): Typed
     case 'struct': {
       // The reader's structs have no prototype; the typed tree is re-encoded by code that expects
       // ordinary objects. Either way defineProperty keeps a member called "__proto__" a plain key.
-      const out = (typed ? {} : Object.create(null)) as TypedRpcStruct;
+      const out = (typed ? {} : Object.create(null)) as RpcStruct;
       for (const member of elements(kids)) {
         if (tagOf(member) !== 'member') throw bad(`unexpected <${tagOf(member)}> in <struct>`);
         const parts = elements(children(member));
@@ -128,44 +136,86 @@ function parseValue(valueChildren: Node[], depth: number, typed: boolean): Typed
   }
 }
 
-function parseDocument(xml: string, typed: boolean): TypedRpcValue {
-  if (/<!DOCTYPE|<!ENTITY/i.test(xml)) {
-    throw bad('DOCTYPE/ENTITY declarations are not allowed (XAPI never writes them; refusing possible entity expansion)');
-  }
-  const valid = XMLValidator.validate(xml);
-  if (valid !== true) {
-    throw bad(`not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`);
-  }
-  const parser = new XMLParser({
-    preserveOrder: true,
-    ignoreAttributes: true,
-    parseTagValue: false,
-    trimValues: false,
-    processEntities: true,
-    // Also decodes numeric character references (&#65; &#x41;), which are plain XML; without it
-    // they stayed literal in names. (It additionally maps HTML names such as &nbsp;, harmless.)
-    htmlEntities: true,
-    ignoreDeclaration: true,
-    ignorePiTags: true,
-  });
-  let doc: Node[];
-  try {
-    doc = parser.parse(xml) as Node[];
-  } catch (err) {
-    throw bad(`not well-formed XML: ${(err as Error).message}`);
-  }
+function parseDocument(xml: string, typed: boolean): RpcValue {
+  const doc = parseUntrustedXml(
+    xml,
+    {
+      preserveOrder: true,
+      ignoreAttributes: true,
+      trimValues: false,
+      // Also decodes numeric character references (&#65; &#x41;), which are plain XML; without it
+      // they stayed literal in names. (It additionally maps HTML names such as &nbsp;, harmless.)
+      htmlEntities: true,
+    },
+    (why, detail) =>
+      bad(why === 'declarations' ? 'DOCTYPE/ENTITY declarations are not allowed (XAPI never writes them; refusing possible entity expansion)' : `not well-formed XML: ${detail}`),
+  ) as Node[];
   const top = elements(doc);
   if (top.length !== 1 || tagOf(top[0]) !== 'value') throw bad('the document is not one XML-RPC <value>');
   return parseValue(children(top[0]), 0, typed);
 }
 
 /** ova.xml as plain values: every scalar is a string or a boolean. */
-export function parseXmlRpc(xml: string): RpcValue {
-  // Untyped mode never builds RpcDouble / RpcDateTime, so the tree is an RpcValue.
-  return parseDocument(xml, false) as RpcValue;
+export function parseXmlRpc(xml: string): PlainRpcValue {
+  // Untyped mode never builds numbers, RpcDouble or RpcDateTime, so the tree is a PlainRpcValue.
+  return parseDocument(xml, false) as PlainRpcValue;
 }
 
 /** ova.xml with `<double>` and `<dateTime.iso8601>` kept typed, for re-encoding. */
-export function parseXmlRpcTyped(xml: string): TypedRpcValue {
+export function parseXmlRpcTyped(xml: string): RpcValue {
   return parseDocument(xml, true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/** %.16g for the values we emit (finite doubles). */
+function formatDouble(d: number): string {
+  if (!Number.isFinite(d)) throw new RangeError(`ova.xml: double must be finite, got ${d}`);
+  if (Number.isInteger(d) && Math.abs(d) < 1e16) return String(d);
+  let s = d.toPrecision(16);
+  if (s.includes('e')) {
+    const [mant, exp] = s.split('e') as [string, string];
+    const m = mant.includes('.') ? mant.replace(/0+$/, '').replace(/\.$/, '') : mant;
+    const e = Number(exp);
+    s = `${m}e${e < 0 ? '-' : '+'}${String(Math.abs(e)).padStart(2, '0')}`;
+  } else if (s.includes('.')) {
+    s = s.replace(/0+$/, '').replace(/\.$/, '');
+  }
+  return s;
+}
+
+/** Encodes one value the way ocaml-rpc `Xmlrpc.to_string` does (non-strict mode). */
+export function encodeRpcValue(value: RpcValue, out: string[] = []): string[] {
+  if (typeof value === 'string') {
+    out.push('<value>', escapeXml(value, 'xapi'), '</value>');
+  } else if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new RangeError(`ova.xml: integer fields must be safe integers, got ${value}`);
+    out.push('<value>', String(value), '</value>');
+  } else if (typeof value === 'boolean') {
+    out.push('<value><boolean>', value ? '1' : '0', '</boolean></value>');
+  } else if (value instanceof RpcDouble) {
+    out.push('<value><double>', formatDouble(value.value), '</double></value>');
+  } else if (value instanceof RpcDateTime) {
+    out.push('<value><dateTime.iso8601>', escapeXml(value.value, 'xapi'), '</dateTime.iso8601></value>');
+  } else if (Array.isArray(value)) {
+    out.push('<value><array><data>');
+    for (const v of value) encodeRpcValue(v, out);
+    out.push('</data></array></value>');
+  } else {
+    out.push('<value><struct>');
+    for (const [k, v] of Object.entries(value)) {
+      // XAPI writes member names raw; ours are escaped too so odd map keys stay valid XML.
+      out.push('<member><name>', escapeXml(k, 'xapi'), '</name>');
+      encodeRpcValue(v, out);
+      out.push('</member>');
+    }
+    out.push('</struct></value>');
+  }
+  return out;
+}
+
+/** ova.xml text of a value, byte for byte in XAPI's encoding. */
+export function rpcToXml(value: RpcValue): string {
+  return encodeRpcValue(value).join('');
 }

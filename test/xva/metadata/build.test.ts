@@ -1,19 +1,10 @@
 import { XMLParser } from 'fast-xml-parser';
 import type { XvaMetadata } from '../../../src/xva/metadata/model';
-import {
-  buildOvaObjects,
-  buildOvaXml,
-  encodeRpcValue,
-  escapeXmlRpcString,
-  NULL_REF,
-  ovaXmlSpecFromMetadata,
-  REQUIRED_FIELDS,
-  RpcDateTime,
-  RpcDouble,
-  rpcToXml,
-  type OvaClass,
-  type OvaXmlSpec,
-} from '../../../src/xva/metadata/build';
+import { buildOvaXml, buildOvaXmlObjects, ovaXmlSpecFromMetadata, type OvaXmlIdentities } from '../../../src/xva/metadata/build';
+import { NULL_REF, REQUIRED_FIELDS, type OvaXmlClass } from '../../../src/xva/metadata/fields';
+import type { OvaXmlSpec } from '../../../src/xva/metadata/spec';
+import { escapeXml } from '../../../src/xva/metadata/xml';
+import { encodeRpcValue, RpcDateTime, RpcDouble, rpcToXml } from '../../../src/xva/metadata/xmlrpc';
 import { seededUuidGen } from '../../helpers/xva-fixtures';
 
 const GiB = 1024 ** 3;
@@ -75,8 +66,12 @@ function web01(): OvaXmlSpec {
     cdroms: [{ userdevice: 3 }],
     vifs: [{ device: 0, mac: 'b2:1f:00:11:22:33', mtu: 1500, networkName: 'Pool-wide network associated with eth0', bridge: 'xenbr0' }],
     version: { hostname: 'conv', date: '2026-01-01' },
-    uuidGen: seededUuidGen(1),
   };
+}
+
+/** web01's uuids: seed 1. */
+function web01Ids(): OvaXmlIdentities {
+  return { uuidGen: seededUuidGen(1) };
 }
 
 describe('XML-RPC encoding as ocaml-rpc writes it (§3.1)', () => {
@@ -103,14 +98,14 @@ describe('XML-RPC encoding as ocaml-rpc writes it (§3.1)', () => {
   });
 
   test('escapes & < > " and drops control characters other than TAB/LF/CR', () => {
-    expect(escapeXmlRpcString('a&b<c>d"e\'f')).toBe('a&amp;b&lt;c&gt;d&quot;e\'f');
-    expect(escapeXmlRpcString('x\u0001\u0000y\tz\n\r\u001f\u007f')).toBe('xy\tz\n\r\u007f');
-    expect(escapeXmlRpcString('ünï ✓')).toBe('ünï ✓');
+    expect(escapeXml('a&b<c>d"e\'f', 'xapi')).toBe('a&amp;b&lt;c&gt;d&quot;e\'f');
+    expect(escapeXml('x\u0001\u0000y\tz\n\r\u001f\u007f', 'xapi')).toBe('xy\tz\n\r\u007f');
+    expect(escapeXml('ünï ✓', 'xapi')).toBe('ünï ✓');
   });
 });
 
 describe('buildOvaXml', () => {
-  const xml = buildOvaXml(web01());
+  const xml = buildOvaXml(web01(), web01Ids());
   const doc = parseOvaXml(xml);
   const objects = doc.objects as unknown as Obj[];
   const byId = new Map(objects.map((o) => [o.id, o]));
@@ -142,7 +137,7 @@ describe('buildOvaXml', () => {
 
   test('every snapshot carries every required field of its class', () => {
     for (const o of objects) {
-      const required = REQUIRED_FIELDS[o.class as OvaClass];
+      const required = REQUIRED_FIELDS[o.class as OvaXmlClass];
       expect(required).toBeDefined();
       const missing = required.filter((f) => !(f in o.snapshot));
       expect({ class: o.class, missing }).toEqual({ class: o.class, missing: [] });
@@ -225,31 +220,33 @@ describe('buildOvaXml', () => {
   });
 
   test('deterministic: same spec and uuid seed give the same bytes', () => {
-    expect(buildOvaXml(web01())).toBe(xml);
-    expect(buildOvaXml({ ...web01(), uuidGen: seededUuidGen(2) })).not.toBe(xml);
+    expect(buildOvaXml(web01(), web01Ids())).toBe(xml);
+    expect(buildOvaXml(web01(), { uuidGen: seededUuidGen(2) })).not.toBe(xml);
   });
 });
 
 describe('variants', () => {
   test('UEFI, PV, template, platform/other_config overrides, escaping in names and map keys', () => {
-    const xml = buildOvaXml({
-      vm: { name: 'a&b <"c">\u0001', vcpus: 4, vcpusAtStartup: 2, memoryBytes: 1 * GiB, firmware: 'uefi', isTemplate: true, platform: { viridian: 'true', 'k&y': 'v<' }, otherConfig: { owner: 'me' } },
-      disks: [{ ref: 'Ref:1', name: 'd', virtualSize: 512, userdevice: '0' }],
-      uuidGen: seededUuidGen(3),
-    });
+    const xml = buildOvaXml(
+      {
+        vm: { name: 'a&b <"c">\u0001', vcpus: 4, vcpusAtStartup: 2, memoryBytes: 1 * GiB, firmware: 'uefi', isTemplate: true, platform: { viridian: 'true', 'k&y': 'v<' }, otherConfig: { owner: 'me' } },
+        disks: [{ ref: 'Ref:1', name: 'd', virtualSize: 512, userdevice: '0' }],
+      },
+      { uuidGen: seededUuidGen(3) },
+    );
     const vm = (parseOvaXml(xml).objects as unknown as Obj[])[0]!.snapshot;
     expect(vm.name_label).toBe('a&b <"c">');
     expect(vm.HVM_boot_params).toEqual({ order: 'cd', firmware: 'uefi' });
     expect(vm).toMatchObject({ is_a_template: true, VCPUs_max: '4', VCPUs_at_startup: '2', other_config: { owner: 'me' } });
     expect(vm.platform).toMatchObject({ viridian: 'true', 'k&y': 'v<', 'device-model': 'qemu-upstream-uefi' });
 
-    const pv = buildOvaObjects({ vm: { name: 'pv', vcpus: 1, memoryBytes: GiB, hvm: false }, disks: [], uuidGen: seededUuidGen(4) });
+    const pv = buildOvaXmlObjects({ vm: { name: 'pv', vcpus: 1, memoryBytes: GiB, hvm: false }, disks: [] }, { uuidGen: seededUuidGen(4) });
     expect(pv[0]!.snapshot).toMatchObject({ HVM_boot_policy: '', HVM_boot_params: {}, domain_type: 'pv', platform: {} });
     expect(pv.map((o) => o.class)).toEqual(['VM']);
   });
 
   test('an inserted ISO becomes a VDI in an iso SR (no data in the tar)', () => {
-    const objs = buildOvaObjects({ vm: { name: 'v', vcpus: 1, memoryBytes: GiB }, disks: [{ ref: 'Ref:5', name: 'd', virtualSize: 1024, userdevice: 0 }], cdroms: [{ userdevice: 3, isoName: 'debian.iso' }], uuidGen: seededUuidGen(5) });
+    const objs = buildOvaXmlObjects({ vm: { name: 'v', vcpus: 1, memoryBytes: GiB }, disks: [{ ref: 'Ref:5', name: 'd', virtualSize: 1024, userdevice: 0 }], cdroms: [{ userdevice: 3, isoName: 'debian.iso' }] }, { uuidGen: seededUuidGen(5) });
     const byId = new Map(objs.map((o) => [o.id, o]));
     const cd = objs.find((o) => o.class === 'VBD' && o.snapshot.type === 'CD')!;
     expect(cd.snapshot.empty).toBe(false);
@@ -260,16 +257,17 @@ describe('variants', () => {
   });
 
   test('allocated refs start above the largest disk ref', () => {
-    const objs = buildOvaObjects({ vm: { name: 'v', vcpus: 1, memoryBytes: GiB }, disks: [{ ref: 'Ref:1003', name: 'a', virtualSize: 0, userdevice: 0 }, { ref: 'Ref:998', name: 'b', virtualSize: 0, userdevice: 1 }], uuidGen: seededUuidGen(6) });
+    const objs = buildOvaXmlObjects({ vm: { name: 'v', vcpus: 1, memoryBytes: GiB }, disks: [{ ref: 'Ref:1003', name: 'a', virtualSize: 0, userdevice: 0 }, { ref: 'Ref:998', name: 'b', virtualSize: 0, userdevice: 1 }] }, { uuidGen: seededUuidGen(6) });
     expect(objs[0]!.id).toBe('Ref:1004');
   });
 
   test('invalid specs are refused', () => {
-    const base = { vm: { name: 'v', vcpus: 1, memoryBytes: GiB }, uuidGen: seededUuidGen(7) };
-    expect(() => buildOvaXml({ ...base, disks: [{ ref: 'disk0', name: 'a', virtualSize: 0, userdevice: 0 }] })).toThrow(/Ref:N/);
-    expect(() => buildOvaXml({ ...base, disks: [{ ref: 'Ref:1', name: 'a', virtualSize: 0, userdevice: 0 }, { ref: 'Ref:1', name: 'b', virtualSize: 0, userdevice: 1 }] })).toThrow(/duplicate/);
-    expect(() => buildOvaXml({ ...base, disks: [{ ref: 'Ref:1', name: 'a', virtualSize: 0, userdevice: 0 }], cdroms: [{ userdevice: 0 }] })).toThrow(/userdevice 0/);
-    expect(() => buildOvaXml({ ...base, disks: [{ ref: 'Ref:1', name: 'a', virtualSize: -1, userdevice: 0 }] })).toThrow(RangeError);
+    const base = { vm: { name: 'v', vcpus: 1, memoryBytes: GiB } };
+    const ids = { uuidGen: seededUuidGen(7) };
+    expect(() => buildOvaXml({ ...base, disks: [{ ref: 'disk0', name: 'a', virtualSize: 0, userdevice: 0 }] }, ids)).toThrow(/Ref:N/);
+    expect(() => buildOvaXml({ ...base, disks: [{ ref: 'Ref:1', name: 'a', virtualSize: 0, userdevice: 0 }, { ref: 'Ref:1', name: 'b', virtualSize: 0, userdevice: 1 }] }, ids)).toThrow(/duplicate/);
+    expect(() => buildOvaXml({ ...base, disks: [{ ref: 'Ref:1', name: 'a', virtualSize: 0, userdevice: 0 }], cdroms: [{ userdevice: 0 }] }, ids)).toThrow(/userdevice 0/);
+    expect(() => buildOvaXml({ ...base, disks: [{ ref: 'Ref:1', name: 'a', virtualSize: -1, userdevice: 0 }] }, ids)).toThrow(RangeError);
   });
 });
 
@@ -292,7 +290,7 @@ test('ovaXmlSpecFromMetadata converts the reader model back into a writer spec',
   expect(spec.disks).toEqual([{ ref: 'Ref:9', name: 'root', description: '', virtualSize: 4096, userdevice: '0', bootable: true, readOnly: false, uuid: 'u-d' }]);
   expect(spec.cdroms).toEqual([{ userdevice: '3', isoName: undefined }]);
   expect(spec.vifs).toEqual([{ device: '0', mac: 'aa:bb:cc:dd:ee:ff', macAutogenerated: true, mtu: 9000, networkName: 'n', bridge: 'xenbr1' }]);
-  const doc = parseOvaXml(buildOvaXml({ ...spec, uuidGen: seededUuidGen(8) }));
+  const doc = parseOvaXml(buildOvaXml(spec, { uuidGen: seededUuidGen(8) }));
   const vm = (doc.objects as unknown as Obj[])[0]!.snapshot;
   expect(vm.uuid).toBe('u-vm');
   expect(vm.HVM_boot_params).toEqual({ order: 'dc', firmware: 'uefi' });
