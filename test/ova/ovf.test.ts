@@ -4,7 +4,6 @@ import { buildOvf, buildPaddedOvf, ovfReservedBytes } from '../../src/ova/ovf/de
 import { ovaVmFromXvaMetadata, xvaDiskOrder } from '../../src/ova/ovf/from-xva';
 import { ovaBaseName, ovaDisks } from '../../src/ova/ovf/members';
 import { deterministicUuid, ovfCapacity, OVF_SIZE_PLACEHOLDER, parseBootOrder, type OvaVm } from '../../src/ova/ovf/model';
-import { xmlEscape } from '../../src/ova/ovf/xml-writer';
 import type { OvaProfile } from '../../src/ova/settings';
 import type { DiskInfo, XvaMetadata } from '../../src/xva/metadata/model';
 
@@ -35,12 +34,6 @@ function vm(profile: OvaProfile, over: Partial<OvaVm> = {}, diskCount = 2): OvaV
 const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', isArray: (n) => n === 'Item' || n === 'Disk' || n === 'File' });
 
 describe('ovf builder', () => {
-  test('xmlEscape escapes markup and drops characters XML cannot carry', () => {
-    expect(xmlEscape(`a<b>&"c'`)).toBe('a&lt;b&gt;&amp;&quot;c&apos;');
-    expect(xmlEscape('x\u0000\u0007y\tz\n\uffff\ud800')).toBe('xy\tz\n');
-    expect(xmlEscape('😀 é')).toBe('😀 é');
-  });
-
   test('names from any metadata produce well-formed XML (property)', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary', maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 40 }), fc.constantFrom<OvaProfile>('vmware', 'ovirt'), (name, desc, profile) => {

@@ -6,7 +6,7 @@
  * prefixes are ignored (element and attribute local names only), so both VMware's
  * default-namespace style and oVirt's `ovf:` prefixed style parse alike.
  */
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { parseUntrustedXml } from '../../xva/metadata/xml';
 import { ImageFormatError } from '../../errors';
 import { ResourceType } from './model';
 
@@ -113,26 +113,9 @@ const MAC_RE = /^[0-9a-f]{2}([:-][0-9a-f]{2}){5}$/i;
 
 /** Parses an OVF descriptor into VM settings (see the file comment). `path` names it in errors. */
 export function parseOvf(xml: string, path = 'OVF'): OvfVmInfo {
-  if (/<!DOCTYPE|<!ENTITY/i.test(xml)) throw bad(path, 'OVF: DOCTYPE/ENTITY declarations are not allowed (refusing possible entity expansion)');
-  const valid = XMLValidator.validate(xml);
-  if (valid !== true) throw bad(path, `OVF is not well-formed XML: ${valid.err.msg} (line ${valid.err.line})`);
-  const parser = new XMLParser({
-    ignoreAttributes: false,
-    attributeNamePrefix: '@_',
-    removeNSPrefix: true,
-    parseTagValue: false,
-    parseAttributeValue: false,
-    trimValues: true,
-    ignoreDeclaration: true,
-    ignorePiTags: true,
-    processEntities: true,
-  });
-  let doc: XNode;
-  try {
-    doc = parser.parse(xml) as XNode;
-  } catch (err) {
-    throw bad(path, `OVF is not well-formed XML: ${(err as Error).message}`);
-  }
+  const doc = parseUntrustedXml(xml, { ignoreAttributes: false, attributeNamePrefix: '@_', removeNSPrefix: true, trimValues: true }, (why, detail) =>
+    bad(path, why === 'declarations' ? 'OVF: DOCTYPE/ENTITY declarations are not allowed (refusing possible entity expansion)' : `OVF is not well-formed XML: ${detail}`),
+  ) as XNode;
   const env = child(doc, 'Envelope');
   if (!env) throw bad(path, 'OVF has no Envelope element');
   if (child(env, 'VirtualSystemCollection')) throw bad(path, 'OVF describes a VirtualSystemCollection (several VMs); only single-VM OVAs are supported');

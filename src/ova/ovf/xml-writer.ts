@@ -1,14 +1,9 @@
 /**
  * The XML text the OVF dialects are written with: escaping, and a small line writer
  * (indentation, self-closing empty elements). Output bytes depend on every detail here.
+ * Escaping is the one shared with ova.xml (src/xva/metadata/xml.ts, XML 1.0 mode).
  */
-
-/** Escapes text/attribute content and drops characters XML 1.0 cannot carry. */
-export function xmlEscape(value: string): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = value.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '');
-  return clean.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c]!);
-}
+import { escapeXml } from '../../xva/metadata/xml';
 
 /** Small XML writer: indentation, escaping, self-closing empty elements. */
 export class Xml {
@@ -29,7 +24,7 @@ export class Xml {
     return this;
   }
   text(tag: string, value: string | number, attrs: Record<string, string | number | undefined> = {}): this {
-    const v = xmlEscape(String(value));
+    const v = escapeXml(String(value));
     this.lines.push(`${'  '.repeat(this.depth)}<${tag}${renderAttrs(attrs)}>${v}</${tag}>`);
     return this;
   }
@@ -44,6 +39,6 @@ export class Xml {
 
 function renderAttrs(attrs: Record<string, string | number | undefined>): string {
   let s = '';
-  for (const [k, v] of Object.entries(attrs)) if (v !== undefined) s += ` ${k}="${xmlEscape(String(v))}"`;
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined) s += ` ${k}="${escapeXml(String(v))}"`;
   return s;
 }
