@@ -2,7 +2,7 @@
  * AllocationMap: the set of 64 KiB guest clusters that hold non-zero data.
  *
  * Representation: the guest is cut into regions of QCOW2_L2_ENTRIES (8192) clusters — exactly the
- * span of one qcow2 L2 table, 512 MiB (formats.md §1.4). A region owns a 1 KiB bitmap
+ * span of one qcow2 L2 table, 512 MiB (docs/output-formats.md §1.4). A region owns a 1 KiB bitmap
  * (Uint32Array of 256 words), allocated the first time one of its clusters is added. So the map
  * costs ~1 KiB per *touched* 512 MiB plus one slot per region: a fully allocated 2 TiB disk needs
  * 4 MiB, a sparse one almost nothing.

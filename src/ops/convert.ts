@@ -193,7 +193,7 @@ async function measureForDevices(input: string | InputSource, options: ConvertOp
     );
   }
   const maps = await allocationMapsFirstPass(input, { ...options, disks: options.targets?.map((t) => t.disk) ?? options.disks });
-  // The size `xva2img measure -O qcow2` reports, and the writer then produces (output-formats.md §1.6).
+  // The size `xva2img measure -O qcow2` reports, and the writer then produces (docs/output-formats.md §1.6).
   return new Map([...maps].map(([ref, map]) => [ref, qcow2ExactFileSize(map.stats.virtualSize, map.stats.allocatedClusters, map.stats.usedL2Tables)]));
 }
 

@@ -36,7 +36,7 @@ export interface InspectOptions extends OpenInputOptions {
 export interface DiskChunkStats {
   /** Data entries, keep-alives included. */
   chunks: number;
-  /** Zero-length keep-alive entries (§4.3). */
+  /** Zero-length keep-alive entries (docs/xva-format.md §4.3). */
   keepAlives: number;
   /** Bytes stored in the disk's data entries (what the export actually carries). */
   allocatedBytes: number;

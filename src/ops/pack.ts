@@ -1,7 +1,7 @@
 /**
  * packXva: disk images (raw, qcow2 with backing chains) or an existing XVA → an XVA that
  * XenServer / XCP-ng import, in one streaming pass, through the one XVA writer
- * (src/xva/writer.ts; layout and rules in xva-format.md §1-6).
+ * (src/xva/writer.ts; layout and rules in docs/xva-format.md §1-6).
  *
  *  - `disks`: each image is opened with openDiskImage and read chunk by chunk in ascending
  *    order; ranges the image does not allocate (qcow2) are never read. The VM record comes
@@ -115,7 +115,7 @@ export interface PackOptions extends OpenInputOptions {
   rebuildMetadata?: boolean;
   /**
    * Disks mode: when nothing but zeros was read for this long, write a zero-length keep-alive
-   * chunk as XAPI does (xva-format.md §4.3) so a live import (`-o - | xe vm-import`) does not
+   * chunk as XAPI does (docs/xva-format.md §4.3) so a live import (`-o - | xe vm-import`) does not
    * time out on a long run of zeros. Default KEEP_ALIVE_SECONDS for an uncompressed stream,
    * off (0) otherwise: a compressor would swallow the few bytes anyway, and files need none.
    */
@@ -175,7 +175,7 @@ export interface PackSummary {
 }
 
 /**
- * Default tar dialect for `pack`: POSIX ustar. xva-format.md §2.2 recommends it for files meant
+ * Default tar dialect for `pack`: POSIX ustar. docs/xva-format.md §2.2 recommends it for files meant
  * for import: XAPI's reader (ocaml-tar HeaderReader) accepts V7 and ustar alike, ustar entries
  * (tar-stream defaults) are what Xen Orchestra streams into XAPI's /import every day, and every
  * other tool (GNU tar, bsdtar, Python tarfile) reads ustar without V7 guesswork. `xapi` writes

@@ -1,6 +1,6 @@
 /**
  * qcow2 to a pipe. A qcow2 stream must start with its header, L1, refcounts and L2 tables, so
- * the allocation map has to be known before the first byte (formats.md §1.10). An XVA only
+ * the allocation map has to be known before the first byte (docs/output-formats.md §1.10). An XVA only
  * reveals it by reading the whole disk, so this reads the input twice: pass 1 reads, verifies
  * and zero-detects to build the map; pass 2 reads again and streams the "front" layout: it is
  * the caller's own conversion (`writePass`), handed a writer factory that builds on the map, so

@@ -1,7 +1,7 @@
 /**
  * Pure encode/decode of 512-byte tar header blocks (no I/O).
  *
- * Three write dialects (xva-format.md §2):
+ * Three write dialects (docs/xva-format.md §2.2):
  *  - 'xapi'  : exactly what XAPI writes through ocaml-tar 2.x in V7 mode: no magic, every
  *              numeric field zero-padded to (width - 1) octal digits + NUL — including the
  *              checksum (7 digits + NUL) — typeflag NUL, mode 0400 by default.
@@ -121,7 +121,7 @@ export interface TarHeader {
   checksum: number;
 }
 
-/** Default modes per dialect (xva-format.md §2.1/§2.2). */
+/** Default modes per dialect (docs/xva-format.md §2.1/§2.2). */
 export const DEFAULT_MODE: Record<TarDialect, number> = { xapi: 0o400, v7: 0o644, ustar: 0o644 };
 
 /** Zero bytes needed after `size` bytes of data to reach the next block boundary. */
@@ -130,7 +130,7 @@ export function tarPadding(size: number): number {
   return rest === 0 ? 0 : TAR_BLOCK - rest;
 }
 
-/** The end-of-archive marker: two zero blocks (all XAPI writes, §1). */
+/** The end-of-archive marker: two zero blocks (all XAPI writes, docs/xva-format.md §1.4). */
 export function tarEndBlocks(): Buffer {
   return Buffer.alloc(2 * TAR_BLOCK);
 }

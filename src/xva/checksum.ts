@@ -1,5 +1,5 @@
 /**
- * Per-chunk checksums of an XVA (xva-format.md §5).
+ * Per-chunk checksums of an XVA (docs/xva-format.md §5).
  *
  * Each data chunk `X` is followed by `X.xxhash` (XXH64, seed 0, 16 UPPERCASE hex digits) or
  * `X.checksum` (SHA-1, 40 lowercase hex digits); neither has a trailing newline (the suffixes

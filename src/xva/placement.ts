@@ -1,5 +1,5 @@
 /**
- * Where each chunk of a disk lands (xva-format.md §4.3): chunk numbers are COUNTERS, not
+ * Where each chunk of a disk lands (docs/xva-format.md §4.3): chunk numbers are COUNTERS, not
  * offsets. A cursor starts at 0; a data entry numbered n, after the previous one numbered p,
  * first skips (n - p - 1) chunks of zeros, then its bytes land at the cursor, which advances by
  * the entry's length. A zero-length keep-alive entry consumes a number but no bytes, so after

@@ -25,7 +25,7 @@ export interface XvaProducerQuirks extends OvaXmlIdentities {
   /**
    * Write `virtualSize` exactly even when it is not a multiple of 512 (fixtures for the reader's
    * odd-size handling). By default sizes are rounded up to 512 so every chunk stays
-   * block-aligned, which XAPI's reader needs (§2.2).
+   * block-aligned, which XAPI's reader needs (docs/xva-format.md §2.1, §4.4).
    */
   allowUnalignedSize?: boolean;
   /** Leave out the checksum entry of these data entries (by counter). */

@@ -2,7 +2,7 @@
  * The single streaming pass over an XVA: tar entries → ova.xml → per-disk chunk placement →
  * checksum verification → DiskImageWriters.
  *
- * State machine, per entry (xva-format.md §1, §4, §5):
+ * State machine, per entry (docs/xva-format.md §1, §4, §5):
  *   1. the first entry must be `ova.xml`; it is parsed and the consumer is told the metadata;
  *   2. every following entry is `Ref:N/<counter>` (data) immediately followed by
  *      `Ref:N/<counter>.xxhash|.checksum`; disks come one after another, never interleaved;

@@ -1,6 +1,6 @@
 /**
  * The one XVA writer: `pack`, test fixtures, samples and the bench corpus all use it
- * (xva-format.md §1, §2, §4, §5).
+ * (docs/xva-format.md §1, §2, §4, §5).
  *
  * Stream layout it produces:
  *   ova.xml

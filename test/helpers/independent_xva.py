@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """
 An XVA writer that shares no code with xva2img, used by the tests as a second producer.
-It follows xva-format.md directly, in three producer styles:
+It follows docs/xva-format.md directly, in three producer styles:
 
   xapi    V7 tar headers as ocaml-tar writes them (no magic, mode 0400, typeflag NUL,
           checksum as 7 octal digits + NUL), mtime 0 for chunks, chunk 0 and the last chunk

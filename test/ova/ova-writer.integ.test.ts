@@ -136,7 +136,7 @@ function capacityBytes(dk: Node): number {
   return Number(dk['@ovf:capacity']) * 2 ** Number(m![1]);
 }
 
-/** Every section and field the importers read (formats.md §4.3), for the VMware-style OVF. */
+/** Every section and field the importers read (docs/output-formats.md §4.3), for the VMware-style OVF. */
 function checkVmwareOvf(xml: string, result: OvaWriteResult): void {
   expect(XMLValidator.validate(xml)).toBe(true);
   const env = (parser.parse(xml) as Node)['Envelope'] as Node;
@@ -208,7 +208,7 @@ function checkVmwareOvf(xml: string, result: OvaWriteResult): void {
   expect(arr(hw['vmw:ExtraConfig']).find((c) => c['@vmw:key'] === 'bios.bootOrder')!['@vmw:value']).toBe('hdd,ethernet');
 }
 
-/** The oVirt dialect (formats.md §4.4, OvfOvaWriter). */
+/** The oVirt dialect (docs/output-formats.md §4.4, OvfOvaWriter). */
 function checkOvirtOvf(xml: string, result: OvaWriteResult): void {
   expect(XMLValidator.validate(xml)).toBe(true);
   const env = (parser.parse(xml) as Node)['ovf:Envelope'] as Node;

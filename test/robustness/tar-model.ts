@@ -4,7 +4,7 @@
  * own placement, hashes straight from hash-wasm / node:crypto), so the fuzz oracle does not
  * inherit the library's mistakes.
  *
- * The reference follows xva-format.md and the reader's documented policies:
+ * The reference follows docs/xva-format.md and the reader's documented policies:
  *  - tar: headers need a valid checksum (unsigned sum); typeflag NUL/'0'/'7' = file, '5' (or a
  *    name ending in '/') = directory, anything else is "other" and makes the reference reject;
  *    all-zero header blocks are skipped (like tar-stream / `tar -i`); the archive "has its end

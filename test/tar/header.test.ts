@@ -28,7 +28,7 @@ import {
 
 const field = (b: Buffer, off: number, len: number): string => b.toString('latin1', off, off + len);
 
-describe('encodeTarHeader: xapi dialect (ocaml-tar V7, xva-format.md §2.1)', () => {
+describe('encodeTarHeader: xapi dialect (ocaml-tar V7, docs/xva-format.md §2.1)', () => {
   const h = encodeTarHeader({ name: 'Ref:998/00000007.xxhash', size: 16, mtime: 0, dialect: 'xapi' });
 
   test('is one 512-byte block with the name NUL-padded', () => {

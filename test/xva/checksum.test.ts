@@ -58,7 +58,7 @@ function referenceXxh64(data: Uint8Array): string {
   return h.toString(16).padStart(16, '0').toUpperCase();
 }
 
-describe('test vectors of xva-format.md §5', () => {
+describe('test vectors of docs/xva-format.md §5.4', () => {
   beforeAll(() => initChecksums());
 
   test('XXH64("") = EF46DB3751D8E999', async () => {

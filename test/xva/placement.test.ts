@@ -4,7 +4,7 @@ import { XvaFormatError } from '../../src/errors';
 
 const MiB = XVA_CHUNK_SIZE;
 
-describe('chunk placement (xva-format.md §4.3): numbers are counters, not offsets', () => {
+describe('chunk placement (docs/xva-format.md §4.3): numbers are counters, not offsets', () => {
   test('consecutive chunks land back to back', () => {
     const p = new ChunkPlacer('Ref:1', 3 * MiB);
     expect(p.place(0, MiB, 'Ref:1/00000000').offset).toBe(0);

@@ -2,7 +2,7 @@
  * qcow2 layout math and on-disk encodings — pure functions, no I/O.
  *
  * Shared by the two qcow2 writers and by `measure`, so that "the size `measure` predicts" and
- * "the size a writer produces" are the same computation (see formats.md §1.6):
+ * "the size a writer produces" are the same computation (see docs/output-formats.md §1.6):
  *
  *  - `qcow2FullyAllocatedSize` / `qcow2RequiredSize` reproduce `qemu-img measure -O qcow2`
  *    (qemu counts every L2 table of the virtual size, used or not);
@@ -19,7 +19,7 @@
  */
 import { CLUSTER_SIZE, imageVirtualSize } from '../types';
 
-// ---- format constants (formats.md §1.2, §1.4, §1.5) -------------------------------------------
+// ---- format constants (docs/output-formats.md §1.2, §1.4, §1.5) -------------------------------------------
 
 /** "QFI\xfb" (§1.2). */
 export const QCOW2_MAGIC = 0x514649fb;

@@ -1,6 +1,6 @@
 /**
  * Random-access qcow2 reader (versions 2 and 3) with backing chains, following qemu's
- * docs/interop/qcow2.rst (formats.md §1).
+ * docs/interop/qcow2.rst (docs/output-formats.md §1.11).
  *
  * Guest cluster g resolves, top layer first:
  *   L1[g / l2_entries] == 0            → unallocated here: ask the backing file (zeros without one)

@@ -1,6 +1,6 @@
 /**
  * Qcow2StreamWriter: qcow2 (v3 or v2) written strictly front to back — to a pipe, an HTTP body or
- * a tar member — using layout "front" (formats.md §1.10):
+ * a tar member — using layout "front" (docs/output-formats.md §1.10):
  *
  *   cluster 0              header (final values: everything is known from the map)
  *   next L1c clusters      L1 table

@@ -1,5 +1,5 @@
 /**
- * Qcow2Writer: single-pass qcow2 (v3 or v2) onto a seekable target, layout "end" (formats.md §1.9).
+ * Qcow2Writer: single-pass qcow2 (v3 or v2) onto a seekable target, layout "end" (docs/output-formats.md §1.9).
  *
  *   cluster 0              header — reserved (zeros) at start, written last with pwrite
  *   clusters 1 … D         data clusters, appended in arrival order = ascending guest order

@@ -1,5 +1,5 @@
 /**
- * Random-access reader for hosted sparse VMDK extents (formats.md §2): streamOptimized
+ * Random-access reader for hosted sparse VMDK extents (docs/output-formats.md §2.6): streamOptimized
  * (compressed grains with markers, as in OVAs) and uncompressed monolithicSparse. The extent
  * may sit at a byte offset inside another file (a member of an OVA tar), so every position
  * below is relative to `base` and nothing outside [base, base + length) is read.

@@ -1,6 +1,6 @@
 /**
  * VmdkWriter: streamOptimized VMDK written strictly front to back (works on a pipe), exactly the
- * layout of formats.md §2.2:
+ * layout of docs/output-formats.md §2.2:
  *
  *   sector 0          sparse extent header, gdOffset = GD_AT_END (§2.1)
  *   sectors 1 … 20    embedded descriptor (§2.3), zero padded
@@ -40,7 +40,7 @@ import type { DiskImageWriter, ImageWriteResult } from '../../io/disk';
 import type { SequentialTarget } from '../../output/target';
 import { isAllZero } from '../../io/zero';
 
-// ---- format constants (formats.md §2.1 – §2.4) --------------------------------------------------
+// ---- format constants (docs/output-formats.md §2.1 – §2.4) --------------------------------------------------
 
 export const VMDK_SECTOR_SIZE = SECTOR_SIZE;
 /** "KDMV" little-endian (§2.1). */
@@ -557,7 +557,7 @@ export class VmdkWriter implements DiskImageWriter {
       const gdBytes = Buffer.alloc(gdSectorCount * VMDK_SECTOR_SIZE);
       for (let i = 0; i < this.gd.length; i++) gdBytes.writeUInt32LE(this.gd[i], i * VMDK_TABLE_ENTRY_BYTES);
       await this.append(gdBytes);
-      // Footer marker + footer + EOS: the last three sectors of the file (§2.2).
+      // Footer marker + footer + EOS: the last three sectors of the file (docs/output-formats.md §2.2, §2.5).
       await this.ensureRoom(TRAILER_BYTES);
       this.appendMetadataMarker(FOOTER_SECTORS, VMDK_MARKER_FOOTER);
       this.appendStaged(encodeVmdkHeader(this.virtualSize, gdSector));

@@ -1,9 +1,9 @@
 /**
- * Editing an existing ova.xml for `pack --from` (xva-format.md §3): the source's metadata is
+ * Editing an existing ova.xml for `pack --from` (docs/xva-format.md §3.6): the source's metadata is
  * kept object for object and field for field, and only what the repacked archive needs is
  * changed:
- *   - `version.export_vsn` becomes 2 (we write inline checksums, §3.1);
- *   - `virtual_size` of a streamed VDI is rounded up to 512 like the writer rounds it (§2.2);
+ *   - `version.export_vsn` becomes 2 (we write inline checksums, docs/xva-format.md §3.1, §3.6);
+ *   - `virtual_size` of a streamed VDI is rounded up to 512 like the writer rounds it (docs/xva-format.md §4.4);
  *   - fields of REQUIRED_FIELDS that the source lacks (hand-made or foreign XVAs) are added
  *     with the values our own writer uses, because XAPI's deserialisers fail on some missing
  *     fields (§3.4); references in those defaults are `OpaqueRef:NULL` / `[]`;

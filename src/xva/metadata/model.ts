@@ -1,6 +1,6 @@
 /**
  * The typed model of an XVA's ova.xml, as far as converters, OVA export and pack need it.
- * Field meanings follow xva-format.md §3.3. Sizes are byte counts (safe integers).
+ * Field meanings follow docs/xva-format.md §3.3. Sizes are byte counts (safe integers).
  */
 
 /** Boot firmware of an HVM guest (HVM_boot_params.firmware). */

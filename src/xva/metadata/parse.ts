@@ -1,7 +1,7 @@
 /**
- * ova.xml → XvaMetadata (xva-format.md §3). Decides which VM the archive is about, which of its
+ * ova.xml → XvaMetadata (docs/xva-format.md §3). Decides which VM the archive is about, which of its
  * VDIs carry data in the tar (non-CD VBDs whose SR is not an ISO SR, plus a suspend image), and
- * in which order their directories appear (plain string order of the `Ref:` ids, §1).
+ * in which order their directories appear (plain string order of the `Ref:` ids, docs/xva-format.md §1.2).
  * Unknown classes and fields are ignored; references to objects that are not exported
  * (`OpaqueRef:NULL`) are treated as absent.
  */
@@ -156,7 +156,7 @@ function isCdLike(vbd: VbdInfo): boolean {
   return t === 'cd' || t === 'floppy';
 }
 
-/** The VM the export is about: the one owning streamed VBDs, preferring non-snapshots (§7.9). */
+/** The VM the export is about: the one owning streamed VBDs, preferring non-snapshots (docs/xva-format.md §3.2). */
 function pickVm(objs: Map<string, ObjectRecord>): ObjectRecord {
   const vms = ofClass(objs, 'VM').filter((v) => !bool(v.snap, 'is_control_domain'));
   if (vms.length === 0) throw bad('no VM object');

@@ -1,5 +1,5 @@
 /**
- * qcow2 layout math (formats.md §1.2, §1.4-§1.6, §1.9-§1.10), checked against the spec text and
+ * qcow2 layout math (docs/output-formats.md §1.2, §1.4-§1.6, §1.9-§1.10), checked against the spec text and
  * against `qemu-img measure`.
  */
 import { CLUSTER_SIZE } from '../../../src/image/types';
@@ -119,7 +119,7 @@ describe('qemu-img measure equality (§1.6)', () => {
 
 describe('exact size of our files (§1.6)', () => {
   test('3 GiB with 302 data clusters in all 6 L2 tables: (1 + 1 + 6 + 302 + 1 + 1) clusters', () => {
-    // formats.md §1.6 quotes 20512768 bytes for this example; that number is qemu's "required"
+    // docs/output-formats.md §1.6 quotes 20512768 bytes for this example; that number is qemu's "required"
     // (fully allocated - 3 GiB + 302 clusters), not the exact formula, which gives 312 clusters.
     expect(qcow2ExactFileSize(3 * GiB, 302, 6)).toBe(312 * cs);
     expect(qcow2RequiredSize(3 * GiB, 302)).toBe(20512768);

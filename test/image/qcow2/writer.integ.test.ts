@@ -1,7 +1,7 @@
 /**
  * qcow2 output, checked by the real oracle (qemu-img check / compare / info, qemu-io).
  *
- * Two writers produce qcow2 (formats.md §1):
+ * Two writers produce qcow2 (docs/output-formats.md §1):
  *  - Qcow2Writer: one pass onto a seekable file, layout "end" (§1.9);
  *  - Qcow2StreamWriter: onto a pipe, layout "front" (§1.10), after a first pass that builds the
  *    AllocationMap.

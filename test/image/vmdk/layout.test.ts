@@ -1,5 +1,5 @@
 /**
- * streamOptimized VMDK building blocks (formats.md §2.1-§2.4): header, descriptor, stored
+ * streamOptimized VMDK building blocks (docs/output-formats.md §2.1-§2.4): header, descriptor, stored
  * deflate grains and the size math used by `measure`.
  */
 import * as zlib from 'node:zlib';
@@ -94,7 +94,7 @@ describe('stored ("level 0") grains (§2.4)', () => {
     const n = writeStoredZlib(grain, out, 3);
     expect(n).toBe(VMDK_STORED_GRAIN_ZLIB_BYTES);
     expect(zlib.inflateSync(out.subarray(3, 3 + n))).toEqual(grain);
-    // Same size as Node's own level-0 zlib output (formats.md [LOCAL]).
+    // Same size as Node's own level-0 zlib output (docs/output-formats.md [LOCAL]).
     expect(zlib.deflateSync(grain, { level: 0 }).length).toBe(n);
   });
 

@@ -1,5 +1,5 @@
 /**
- * streamOptimized VMDK output (formats.md §2), written through a pipe and checked by the real
+ * streamOptimized VMDK output (docs/output-formats.md §2), written through a pipe and checked by the real
  * oracle (qemu-img info / compare / check) and by walking the stream the way a sequential
  * reader (ESXi, ovftool, VirtualBox) would.
  */
@@ -109,7 +109,7 @@ function walkStream(file: string, virtualSize: number): WalkedStream {
     pos += (1 + gdSectors) * SECTOR;
     break;
   }
-  // The file ends with exactly [footer marker][footer][EOS] (§2.2: qemu reads size-1536).
+  // The file ends with exactly [footer marker][footer][EOS] (docs/output-formats.md §2.5: qemu reads size-1536).
   expect(buf.length - pos).toBe(3 * SECTOR);
   const footerMarker = buf.subarray(pos, pos + SECTOR);
   expect(Number(footerMarker.readBigUInt64LE(0))).toBe(1);

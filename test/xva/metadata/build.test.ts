@@ -55,7 +55,7 @@ interface Obj {
   snapshot: Record<string, Decoded>;
 }
 
-/** The example of xva-format.md §3.5: web01, disks Ref:14 (10 GiB) and Ref:17 (1 GiB + 512 KiB), empty CD, one VIF. */
+/** The example of docs/xva-format.md §3.5: web01, disks Ref:14 (10 GiB) and Ref:17 (1 GiB + 512 KiB), empty CD, one VIF. */
 function web01(): OvaXmlSpec {
   return {
     vm: { name: 'web01', vcpus: 2, memoryBytes: 2 * GiB, firmware: 'bios' },

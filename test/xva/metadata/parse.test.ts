@@ -9,7 +9,7 @@ const st = (...members: string[]): string => `<value><struct>${members.join('')}
 const arr = (...values: string[]): string => `<value><array><data>${values.join('')}</data></array></value>`;
 const obj = (cls: string, id: string, ...snap: string[]): string => st(m('class', v(cls)), m('id', v(id)), m('snapshot', st(...snap)));
 
-/** The composed example of xva-format.md §3.5, in XAPI's whitespace-free encoding. */
+/** The composed example of docs/xva-format.md §3.5, in XAPI's whitespace-free encoding. */
 function exampleXml(extraObjects: string[] = []): string {
   const objects = [
     obj(
