@@ -25,6 +25,7 @@
 import { OutputError, XvaFormatError } from '../../errors';
 import { AllocationMap, allocatedGuestBytes } from '../allocation-map';
 import { ClusterAligner } from '../cluster-aligner';
+import { WriterGuard } from '../writer-guard';
 import {
   QCOW2_CLUSTER_SIZE,
   encodeQcow2HeaderCluster,
@@ -68,8 +69,7 @@ export class Qcow2StreamWriter implements DiskImageWriter {
   /** The next mapped guest cluster not yet emitted, or -1 when all are out. */
   private nextMapped: number;
   private metadataDone = false;
-  private finished = false;
-  private failed: unknown;
+  private readonly guard = new WriterGuard('Qcow2StreamWriter');
 
   constructor(target: SequentialTarget, options: Qcow2StreamWriterOptions) {
     assertQcow2VirtualSize(options.virtualSize);
@@ -96,19 +96,11 @@ export class Qcow2StreamWriter implements DiskImageWriter {
   }
 
   async write(offset: number, data: Buffer): Promise<void> {
-    this.assertWritable();
-    try {
-      await this.aligner.push(offset, data);
-    } catch (err) {
-      this.failed = err;
-      throw err;
-    }
+    return this.guard.write(() => this.aligner.push(offset, data));
   }
 
   async finish(): Promise<Qcow2WriteResult> {
-    this.assertWritable();
-    this.finished = true;
-    try {
+    return this.guard.finish(async () => {
       await this.aligner.flush();
       await this.emitMetadata();
       await this.emitMappedZerosBefore(Number.POSITIVE_INFINITY);
@@ -124,15 +116,7 @@ export class Qcow2StreamWriter implements DiskImageWriter {
         geometry: this.geometry,
         placement: this.placement,
       };
-    } catch (err) {
-      this.failed = err;
-      throw err;
-    }
-  }
-
-  private assertWritable(): void {
-    if (this.failed !== undefined) throw this.failed;
-    if (this.finished) throw new Error('Qcow2StreamWriter: already finished');
+    });
   }
 
   /** Header, L1, refcount table, refcount blocks, L2 tables — once, before any data. */

@@ -9,7 +9,7 @@
  *   next `table`           refcount table
  *
  * State machine: writing (data appended as `write()` delivers it) → finishing (tables appended,
- * optional fsync, header pwritten, length fixed) → finished. Any failure leaves `failed` set and
+ * optional fsync, header pwritten, length fixed) → finished. Any failure is kept (WriterGuard) and
  * later calls rethrow it; a file without its header is not a qcow2 image, so a crash or error
  * mid-way never leaves a plausible-looking but wrong image.
  *
@@ -26,6 +26,7 @@
 import { OutputError } from '../../errors';
 import { AllocationMap, allocatedGuestBytes } from '../allocation-map';
 import { ClusterAligner } from '../cluster-aligner';
+import { WriterGuard } from '../writer-guard';
 import {
   QCOW2_CLUSTER_SIZE,
   QCOW2_MAX_VIRTUAL_SIZE,
@@ -119,8 +120,7 @@ export class Qcow2Writer implements DiskImageWriter {
   private readonly aligner: ClusterAligner;
   private readonly queue: WriteQueue;
   private started = false;
-  private finished = false;
-  private failed: unknown;
+  private readonly guard = new WriterGuard('Qcow2Writer');
 
   constructor(target: RandomAccessTarget, options: Qcow2WriterOptions) {
     assertQcow2VirtualSize(options.virtualSize);
@@ -139,19 +139,11 @@ export class Qcow2Writer implements DiskImageWriter {
   }
 
   async write(offset: number, data: Buffer, lease?: BufferLease): Promise<void> {
-    this.assertWritable();
-    try {
-      await this.aligner.push(offset, data, lease);
-    } catch (err) {
-      this.failed = err;
-      throw err;
-    }
+    return this.guard.write(() => this.aligner.push(offset, data, lease));
   }
 
   async finish(): Promise<Qcow2WriteResult> {
-    this.assertWritable();
-    this.finished = true;
-    try {
+    return this.guard.finish(async () => {
       await this.aligner.flush();
       await this.reserveHeaderCluster();
       await this.queue.flush();
@@ -181,15 +173,7 @@ export class Qcow2Writer implements DiskImageWriter {
         geometry: g,
         placement: p,
       };
-    } catch (err) {
-      this.failed = err;
-      throw err;
-    }
-  }
-
-  private assertWritable(): void {
-    if (this.failed !== undefined) throw this.failed;
-    if (this.finished) throw new Error('Qcow2Writer: already finished');
+    });
   }
 
   /** Cluster 0 is written as zeros first so that data clusters can simply be appended. */
