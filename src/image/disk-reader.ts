@@ -10,6 +10,7 @@ import type { DiskExtent, DiskReader } from '../io/disk';
 import { openFileHandle, unreadable } from '../io/open-file';
 import type { DiskImageWriter, ImageWriteResult } from '../io/disk';
 import { CLUSTER_SIZE } from './types';
+import { isVmdkMagic } from './vmdk/format';
 import { forEachNonZeroRun } from '../io/zero';
 
 /** Merges touching extents of an ascending extent stream. */
@@ -104,7 +105,7 @@ export async function probeImageFormat(path: string): Promise<'raw' | 'qcow2'> {
       throw unreadable(path, 'read error at byte 0', err);
     }
     if (bytesRead >= 4 && head.readUInt32BE(0) === QCOW2_MAGIC) return 'qcow2';
-    if (bytesRead >= 4 && head.toString('latin1', 0, 4) === 'KDMV') {
+    if (bytesRead >= 4 && isVmdkMagic(head)) {
       throw new ImageFormatError('VMDK input is not supported (convert it with `qemu-img convert -O qcow2` first)', { input: path });
     }
     if (bytesRead >= 8 && head.toString('latin1', 0, 8) === 'conectix') {

@@ -23,16 +23,21 @@ import { inflateSync } from 'node:zlib';
 import { ImageFormatError } from '../../errors';
 import { mergeExtents, openImageFile } from '../disk-reader';
 import type { DiskExtent, DiskReader } from '../../io/disk';
+import {
+  decodeVmdkGrainMarker,
+  decodeVmdkHeader,
+  isVmdkFooterMarker,
+  isVmdkMagic,
+  VMDK_COMPRESSION_DEFLATE,
+  VMDK_FLAG_COMPRESSED,
+  VMDK_FLAG_MARKERS,
+  VMDK_FLAG_ZEROED_GRAIN_GTE,
+  VMDK_GRAIN_MARKER_BYTES,
+  VMDK_HEADER_MIN_BYTES,
+  VMDK_SECTOR_SIZE as SECTOR,
+  VMDK_TABLE_ENTRY_BYTES,
+} from './format';
 
-const SECTOR = 512;
-export const VMDK_MAGIC = 0x564d444b; // "KDMV" read little-endian
-
-const FLAG_ZEROED_GRAIN_GTE = 1 << 2;
-const FLAG_COMPRESSED = 1 << 16;
-const FLAG_MARKERS = 1 << 17;
-const COMPRESSION_DEFLATE = 1;
-
-const MARKER_FOOTER = 3;
 /** Largest grain we accept: 2048 sectors (1 MiB); real images use 128 (64 KiB). */
 const MAX_GRAIN_SECTORS = 2048;
 const MAX_GTES_PER_GT = 8192;
@@ -100,8 +105,8 @@ export class VmdkStreamReader implements Omit<DiskReader, 'format'> {
       const rd = (buf: Buffer, pos: number): Promise<number> => readAt(fh, base, length, buf, pos);
       const header = await readHeader(label, rd, length);
       const numGTs = Math.ceil(header.capacity / (header.grainSize * header.numGTEsPerGT));
-      if (numGTs * 4 > MAX_GD_BYTES) throw new ImageFormatError(`VMDK grain directory too large (${numGTs} tables)`, { input: label });
-      const gdBuf = Buffer.alloc(numGTs * 4);
+      if (numGTs * VMDK_TABLE_ENTRY_BYTES > MAX_GD_BYTES) throw new ImageFormatError(`VMDK grain directory too large (${numGTs} tables)`, { input: label });
+      const gdBuf = Buffer.alloc(numGTs * VMDK_TABLE_ENTRY_BYTES);
       if (numGTs > 0) {
         if (header.gdOffset <= 0 || header.gdOffset * SECTOR + gdBuf.length > length) {
           throw new ImageFormatError(`VMDK grain directory at sector ${header.gdOffset} lies outside the image (${length} bytes)`, { input: label });
@@ -109,7 +114,7 @@ export class VmdkStreamReader implements Omit<DiskReader, 'format'> {
         await rd(gdBuf, header.gdOffset * SECTOR);
       }
       const gd = new Uint32Array(numGTs);
-      for (let i = 0; i < numGTs; i++) gd[i] = gdBuf.readUInt32LE(i * 4);
+      for (let i = 0; i < numGTs; i++) gd[i] = gdBuf.readUInt32LE(i * VMDK_TABLE_ENTRY_BYTES);
       return new VmdkStreamReader(path, label, fh, base, length, header, gd);
     } catch (err) {
       await fh.close().catch(() => undefined);
@@ -127,11 +132,11 @@ export class VmdkStreamReader implements Omit<DiskReader, 'format'> {
     const hit = this.gtCache.get(index);
     if (hit) return hit;
     const n = this.header.numGTEsPerGT;
-    const buf = Buffer.alloc(n * 4);
+    const buf = Buffer.alloc(n * VMDK_TABLE_ENTRY_BYTES);
     if (sector * SECTOR + buf.length > this.length) throw this.fail(`VMDK grain table ${index} at sector ${sector} lies outside the image`);
     await readAt(this.fh, this.base, this.length, buf, sector * SECTOR);
     const table = new Uint32Array(n);
-    for (let i = 0; i < n; i++) table[i] = buf.readUInt32LE(i * 4);
+    for (let i = 0; i < n; i++) table[i] = buf.readUInt32LE(i * VMDK_TABLE_ENTRY_BYTES);
     if (this.gtCache.size >= GT_CACHE) this.gtCache.delete(this.gtCache.keys().next().value!);
     this.gtCache.set(index, table);
     return table;
@@ -146,7 +151,7 @@ export class VmdkStreamReader implements Omit<DiskReader, 'format'> {
 
   private isData(entry: number): boolean {
     if (entry === 0) return false;
-    if (entry === 1 && this.header.flags & FLAG_ZEROED_GRAIN_GTE) return false;
+    if (entry === 1 && this.header.flags & VMDK_FLAG_ZEROED_GRAIN_GTE) return false;
     return true;
   }
 
@@ -161,15 +166,14 @@ export class VmdkStreamReader implements Omit<DiskReader, 'format'> {
     const want = this.grainLength(g);
     let data: Buffer;
     if (this.header.compressed) {
-      const head = Buffer.alloc(12);
-      if (at + 12 > this.length) throw this.fail(`VMDK grain ${g}: marker at sector ${sector} lies outside the image`);
+      const head = Buffer.alloc(VMDK_GRAIN_MARKER_BYTES);
+      if (at + VMDK_GRAIN_MARKER_BYTES > this.length) throw this.fail(`VMDK grain ${g}: marker at sector ${sector} lies outside the image`);
       await readAt(this.fh, this.base, this.length, head, at);
-      const lba = head.readUInt32LE(0) + head.readUInt32LE(4) * 0x1_0000_0000;
-      const size = head.readUInt32LE(8);
+      const { lba, size } = decodeVmdkGrainMarker(head);
       if (lba !== g * this.header.grainSize) throw this.fail(`VMDK grain ${g}: marker at sector ${sector} names LBA ${lba}, expected ${g * this.header.grainSize}`);
-      if (size === 0 || size > this.grainBytes * 2 + 4096 || at + 12 + size > this.length) throw this.fail(`VMDK grain ${g}: invalid compressed size ${size} at sector ${sector}`);
+      if (size === 0 || size > this.grainBytes * 2 + 4096 || at + VMDK_GRAIN_MARKER_BYTES + size > this.length) throw this.fail(`VMDK grain ${g}: invalid compressed size ${size} at sector ${sector}`);
       const packed = Buffer.alloc(size);
-      await readAt(this.fh, this.base, this.length, packed, at + 12);
+      await readAt(this.fh, this.base, this.length, packed, at + VMDK_GRAIN_MARKER_BYTES);
       try {
         data = inflateSync(packed);
       } catch (err) {
@@ -254,65 +258,47 @@ async function readAt(fh: FileHandle, base: number, length: number, buf: Buffer,
   return done;
 }
 
-function u64le(buf: Buffer, at: number): number | undefined {
-  const lo = buf.readUInt32LE(at);
-  const hi = buf.readUInt32LE(at + 4);
-  if (hi > 0x1fffff) return undefined;
-  return hi * 0x1_0000_0000 + lo;
-}
-
-function isGdAtEnd(buf: Buffer, at: number): boolean {
-  return buf.readUInt32LE(at) === 0xffffffff && buf.readUInt32LE(at + 4) === 0xffffffff;
-}
-
 /** Parses the sparse header (and the footer when gdOffset is GD_AT_END). */
 async function readHeader(label: string, rd: (buf: Buffer, pos: number) => Promise<number>, length: number): Promise<VmdkHeader> {
   const fail = (m: string): ImageFormatError => new ImageFormatError(m, { input: label });
   const h = Buffer.alloc(SECTOR);
   const n = await rd(h, 0);
-  if (n < 4 || h.readUInt32LE(0) !== VMDK_MAGIC) {
+  if (n < 4 || !isVmdkMagic(h)) {
     throw fail('not a sparse VMDK extent (no "KDMV" header): descriptor-only, flat and split VMDKs are not supported');
   }
-  if (n < 79) throw fail('truncated VMDK header');
-  const version = h.readUInt32LE(4);
+  if (n < VMDK_HEADER_MIN_BYTES) throw fail('truncated VMDK header');
+  const fields = decodeVmdkHeader(h);
+  const { version, flags, capacity, grainSize, numGTEsPerGT } = fields;
   if (version < 1 || version > 3) throw fail(`unsupported VMDK version ${version}`);
-  const flags = h.readUInt32LE(8);
-  const capacity = u64le(h, 12);
-  const grainSize = u64le(h, 20);
-  const numGTEsPerGT = h.readUInt32LE(44);
   if (capacity === undefined) throw fail('VMDK capacity is too large');
   if (grainSize === undefined || grainSize < 1 || grainSize > MAX_GRAIN_SECTORS || (grainSize & (grainSize - 1)) !== 0) throw fail(`unsupported VMDK grain size ${grainSize ?? 'huge'} sectors (a power of two up to ${MAX_GRAIN_SECTORS})`);
   if (numGTEsPerGT < 1 || numGTEsPerGT > MAX_GTES_PER_GT) throw fail(`invalid VMDK numGTEsPerGT ${numGTEsPerGT}`);
-  const compressed = (flags & FLAG_COMPRESSED) !== 0;
-  const markers = (flags & FLAG_MARKERS) !== 0;
+  const compressed = (flags & VMDK_FLAG_COMPRESSED) !== 0;
+  const markers = (flags & VMDK_FLAG_MARKERS) !== 0;
   if (compressed) {
-    const algo = h.readUInt16LE(77);
-    if (algo !== COMPRESSION_DEFLATE) throw fail(`unsupported VMDK compression algorithm ${algo} (only deflate)`);
+    const algo = fields.compressAlgorithm;
+    if (algo !== VMDK_COMPRESSION_DEFLATE) throw fail(`unsupported VMDK compression algorithm ${algo} (only deflate)`);
     if (!markers) throw fail('compressed VMDK grains without markers are not supported');
   }
   let gdOffset: number | undefined;
   let footer = false;
-  if (isGdAtEnd(h, 56)) {
+  if (fields.gdAtEnd) {
     // Stream-written: footer marker, footer (a header copy with the real gdOffset), EOS.
     if (length < 3 * SECTOR) throw fail('VMDK says its grain directory is at the end, but the image is too short for a footer');
     const tail = Buffer.alloc(3 * SECTOR);
     await rd(tail, length - 3 * SECTOR);
     const marker = tail.subarray(0, SECTOR);
     const foot = tail.subarray(SECTOR, 2 * SECTOR);
-    if (marker.readUInt32LE(8) !== 0 || marker.readUInt32LE(12) !== MARKER_FOOTER || foot.readUInt32LE(0) !== VMDK_MAGIC) {
+    if (!isVmdkFooterMarker(marker) || !isVmdkMagic(foot)) {
       throw fail('VMDK says its grain directory is at the end, but no valid footer precedes the end-of-stream marker (truncated stream?)');
     }
-    if (isGdAtEnd(foot, 56)) throw fail('VMDK footer has no grain directory offset');
-    gdOffset = u64le(foot, 56);
+    const footFields = decodeVmdkHeader(foot);
+    if (footFields.gdAtEnd) throw fail('VMDK footer has no grain directory offset');
+    gdOffset = footFields.gdOffset;
     footer = true;
   } else {
-    gdOffset = u64le(h, 56);
+    gdOffset = fields.gdOffset;
   }
   if (gdOffset === undefined) throw fail('VMDK grain directory offset is too large');
   return { version, flags, capacity, grainSize, numGTEsPerGT, gdOffset, compressed, markers, footer };
-}
-
-/** True when the buffer starts with the sparse VMDK magic. */
-export function isVmdkMagic(head: Uint8Array): boolean {
-  return head.length >= 4 && Buffer.from(head.buffer, head.byteOffset, 4).readUInt32LE(0) === VMDK_MAGIC;
 }
