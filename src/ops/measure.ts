@@ -12,7 +12,7 @@ import { XvaError } from '../errors';
 import { AllocationMap, AllocationMapBuilder, allocatedGuestBytes } from '../image/allocation-map';
 import { qcow2ExactFileSize, qcow2FullyAllocatedSize } from '../image/qcow2/layout';
 import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
-import { vmdkFullyAllocatedSize, vmdkUpperBoundSize } from '../image/vmdk/writer';
+import { vmdkFullyAllocatedSize, vmdkUpperBoundSize } from '../image/vmdk/size';
 import { openInput } from '../input/open';
 import { checkChoice } from '../option-checks';
 import type { InputSource, OpenInputOptions } from '../input/types';

@@ -11,7 +11,8 @@
 import { createHash } from 'node:crypto';
 import { AllocationMapBuilder, type AllocationMap } from '../../image/allocation-map';
 import { qcow2ExactFileSize, type Qcow2Compat } from '../../image/qcow2/layout';
-import { VmdkWriter, vmdkExactStoredSize } from '../../image/vmdk/writer';
+import { vmdkExactStoredSize } from '../../image/vmdk/size';
+import { VmdkWriter } from '../../image/vmdk/writer';
 import type { DiskImageWriter } from '../../io/disk';
 import { CountingTarget } from '../../output/counting-target';
 import type { SequentialTarget } from '../../output/target';

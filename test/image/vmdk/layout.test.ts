@@ -4,19 +4,9 @@
  */
 import * as zlib from 'node:zlib';
 import { AllocationMap } from '../../../src/image/allocation-map';
-import {
-  VMDK_MAX_GRAIN_SECTORS,
-  VMDK_STORED_GRAIN_ZLIB_BYTES,
-  adler32,
-  encodeVmdkHeader,
-  vmdkCapacitySectors,
-  vmdkDescriptor,
-  vmdkExactStoredSize,
-  vmdkFullyAllocatedSize,
-  vmdkGrainTableCount,
-  vmdkUpperBoundSize,
-  writeStoredZlib,
-} from '../../../src/image/vmdk/writer';
+import { encodeVmdkHeader, vmdkCapacitySectors, vmdkDescriptor } from '../../../src/image/vmdk/format';
+import { vmdkExactStoredSize, vmdkFullyAllocatedSize, vmdkGrainTableCount, vmdkUpperBoundSize } from '../../../src/image/vmdk/size';
+import { VMDK_MAX_GRAIN_SECTORS, VMDK_STORED_GRAIN_ZLIB_BYTES, adler32, writeStoredZlib } from '../../../src/image/vmdk/stored-zlib';
 import { GiB, MiB, pattern } from '../oracle';
 
 const GRAIN = 65536;

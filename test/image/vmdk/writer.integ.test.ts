@@ -7,15 +7,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { AllocationMapBuilder } from '../../../src/image/allocation-map';
-import {
-  VMDK_MAX_GRAIN_SECTORS,
-  VmdkWriter,
-  vmdkExactStoredSize,
-  vmdkGrainTableCount,
-  vmdkUpperBoundSize,
-  type VmdkWriteResult,
-  type VmdkWriterOptions,
-} from '../../../src/image/vmdk/writer';
+import { vmdkExactStoredSize, vmdkGrainTableCount, vmdkUpperBoundSize } from '../../../src/image/vmdk/size';
+import { VMDK_MAX_GRAIN_SECTORS } from '../../../src/image/vmdk/stored-zlib';
+import { VmdkWriter, type VmdkWriteResult, type VmdkWriterOptions } from '../../../src/image/vmdk/writer';
 import { GiB, KiB, MiB, fileSize, makeTmpDir, openFileTarget, openPipeTarget, pattern, qemuCheck, qemuCompare, qemuInfo, removeDir, writeRaw, type DiskSource } from '../oracle';
 
 const SECTOR = 512;
