@@ -42,7 +42,7 @@ export function vmdkSizeBound(virtualSize: number, grains: number, grainTables: 
 
 /**
  * Upper bound of the file size when `allocatedGrains` grains are stored: each grain takes at most
- * 129 sectors (its payload never exceeds the 65552-byte stored encoding, see writer.ts),
+ * 129 sectors (its payload never exceeds the 65552-byte stored encoding, see extent-emitter.ts),
  * and at most min(grains, grain tables) GTs are written.
  */
 export function vmdkUpperBoundSize(virtualSize: number, allocatedGrains: number): number {

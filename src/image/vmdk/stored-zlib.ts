@@ -1,7 +1,7 @@
 /**
  * The "stored" zlib encoding of a grain (deflate stored blocks, RFC 1950/1951), whose size does
  * not depend on the data: what makes a VMDK's size predictable (docs/output-formats.md §2.4).
- * Written byte by byte here, not by node:zlib: level 0 and the size math load no zlib.
+ * Written byte by byte here: the layout, and so the size, is the one §2.4 fixes, not a zlib library's.
  */
 import { VMDK_GRAIN_MARKER_BYTES, VMDK_GRAIN_SIZE, VMDK_SECTOR_SIZE } from './format';
 
