@@ -125,7 +125,7 @@ export function encodeVmdkHeader(virtualSize: number, gdSector?: number): Buffer
   return h;
 }
 
-/** The header fields a reader uses, undecided: checking them is the reader's work (§2.6). */
+/** The header fields a reader uses, as stored: checking them is the reader's work (§2.6). */
 export interface VmdkHeaderFields {
   version: number;
   flags: number;
