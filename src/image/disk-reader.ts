@@ -10,6 +10,7 @@ import type { DiskExtent, DiskReader } from '../io/disk';
 import { openFileHandle, unreadable } from '../io/open-file';
 import type { DiskImageWriter, ImageWriteResult } from '../io/disk';
 import { CLUSTER_SIZE } from './types';
+import { QCOW2_MAGIC } from './qcow2/format';
 import { isVmdkMagic } from './vmdk/format';
 import { forEachNonZeroRun } from '../io/zero';
 
@@ -80,9 +81,6 @@ function mergeRuns(runs: Array<[number, number]>): Array<[number, number]> {
   }
   return out;
 }
-
-/** First bytes of a qcow2 file: "QFI\xfb". */
-export const QCOW2_MAGIC = 0x514649fb;
 
 /**
  * Opens a disk image file (raw, qcow2, VMDK, or an OVA holding one) read-only, as every reader

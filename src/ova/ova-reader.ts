@@ -14,7 +14,8 @@
  */
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { ImageFormatError } from '../errors';
-import { openImageFile, QCOW2_MAGIC } from '../image/disk-reader';
+import { openImageFile } from '../image/disk-reader';
+import { QCOW2_MAGIC } from '../image/qcow2/format';
 import type { DiskReader } from '../io/disk';
 import { RawReader } from '../image/raw/reader';
 import { Qcow2Reader } from '../image/qcow2/reader';

@@ -1,5 +1,6 @@
 /**
- * qcow2 layout math and on-disk encodings — pure functions, no I/O.
+ * qcow2 layout math and table contents of the files we write — pure functions, no I/O. The
+ * format itself (magic, header codec, entry bits) is format.ts, shared with the reader.
  *
  * Shared by the two qcow2 writers and by `measure`, so that "the size `measure` predicts" and
  * "the size a writer produces" are the same computation (see docs/output-formats.md §1.6):
@@ -18,144 +19,37 @@
  * Offsets are JS numbers: exact up to 2^53 bytes, far beyond any L1 qemu accepts (§1.3).
  */
 import { CLUSTER_SIZE, imageVirtualSize } from '../types';
+import {
+  QCOW2_MAX_L1_BYTES,
+  QCOW2_REFCOUNT_ORDER,
+  QCOW2_TABLE_ENTRY_BYTES,
+  encodeQcow2Header,
+  setQcow2MappingEntry,
+  setQcow2RefcountTableEntry,
+  type Qcow2HeaderFields,
+  type Qcow2Version,
+} from './format';
 
-// ---- format constants (docs/output-formats.md §1.2, §1.4, §1.5) -------------------------------------------
+// ---- constants of the files we write (docs/output-formats.md §1.2, §1.4, §1.5) -----------------
 
-/** "QFI\xfb" (§1.2). */
-export const QCOW2_MAGIC = 0x514649fb;
-/** cluster_bits for 64 KiB clusters (§1.2, §1.7). */
-export const QCOW2_CLUSTER_BITS = 16;
-/** 64 KiB: the project-wide CLUSTER_SIZE (a unit test pins `1 << QCOW2_CLUSTER_BITS` to it). */
+/** 64 KiB: the project-wide CLUSTER_SIZE (a unit test pins format.ts's `1 << QCOW2_CLUSTER_BITS` to it). */
 export const QCOW2_CLUSTER_SIZE = CLUSTER_SIZE;
-/** Every L1, L2, refcount-table entry is a big-endian u64 (§1.4, §1.5). */
-export const QCOW2_TABLE_ENTRY_BYTES = 8;
 /** Entries per L2 table, i.e. guest clusters mapped by one L2 table: 8192 (§1.4). */
 export const QCOW2_L2_ENTRIES = QCOW2_CLUSTER_SIZE / QCOW2_TABLE_ENTRY_BYTES;
 /** u64 entries per cluster of the L1 table or of the refcount table: 8192 (§1.5, §1.6). */
 export const QCOW2_ENTRIES_PER_TABLE_CLUSTER = QCOW2_CLUSTER_SIZE / QCOW2_TABLE_ENTRY_BYTES;
-/** refcount_order 4 = 16-bit refcounts (§1.2, §1.5). */
-export const QCOW2_REFCOUNT_ORDER = 4;
 export const QCOW2_REFCOUNT_BITS = 1 << QCOW2_REFCOUNT_ORDER;
 export const QCOW2_REFCOUNT_BYTES = QCOW2_REFCOUNT_BITS / 8;
 /** Counters per refcount block: 32768, so one block covers 2 GiB of file (§1.5). */
 export const QCOW2_REFCOUNTS_PER_BLOCK = (QCOW2_CLUSTER_SIZE * 8) / QCOW2_REFCOUNT_BITS;
-/** Header lengths: v2 is exactly 72 bytes, v3 at least 104 (§1.2). */
-export const QCOW2_V2_HEADER_LENGTH = 72;
-export const QCOW2_V3_HEADER_LENGTH = 104;
-/** Header extension end marker: `u32 type = 0, u32 length = 0` (§1.2). */
-export const QCOW2_END_OF_EXTENSIONS_BYTES = 8;
-/** Bit 63 of an L1/L2 entry ("COPIED": refcount is exactly 1), as a bit of the high u32 (§1.4). */
-export const QCOW2_OFLAG_COPIED_HIGH_WORD = 0x8000_0000;
-/** Largest host offset an L1/L2 entry can hold: bits 9-55 (§1.4). */
-export const QCOW2_MAX_HOST_OFFSET = 2 ** 56 - 1;
-
-const TWO_POW_32 = 2 ** 32;
 
 /** qemu-img's `compat` values: 1.1 = version 3 (default), 0.10 = version 2. */
 export const QCOW2_COMPATS = ['1.1', '0.10'] as const;
 export type Qcow2Compat = (typeof QCOW2_COMPATS)[number];
-export type Qcow2Version = 2 | 3;
 
 /** compat=0.10 → version 2, compat=1.1 (qemu's default) → version 3 (§1.2). */
 export function qcow2Version(compat: Qcow2Compat = '1.1'): Qcow2Version {
   return compat === '0.10' ? 2 : 3;
-}
-
-// ---- header (§1.2) ------------------------------------------------------------------------------
-
-export interface Qcow2HeaderFields {
-  version: Qcow2Version;
-  virtualSize: number;
-  /** Number of L1 entries (not clusters). */
-  l1Size: number;
-  l1TableOffset: number;
-  refcountTableOffset: number;
-  refcountTableClusters: number;
-}
-
-/** Byte offsets of the header fields (§1.2). */
-const H = {
-  magic: 0,
-  version: 4,
-  backingFileOffset: 8,
-  backingFileSize: 16,
-  clusterBits: 20,
-  size: 24,
-  cryptMethod: 32,
-  l1Size: 36,
-  l1TableOffset: 40,
-  refcountTableOffset: 48,
-  refcountTableClusters: 56,
-  nbSnapshots: 60,
-  snapshotsOffset: 64,
-  incompatibleFeatures: 72,
-  compatibleFeatures: 80,
-  autoclearFeatures: 88,
-  refcountOrder: 96,
-  headerLength: 100,
-} as const;
-
-function headerLength(version: Qcow2Version): number {
-  return version === 2 ? QCOW2_V2_HEADER_LENGTH : QCOW2_V3_HEADER_LENGTH;
-}
-
-function writeU64BE(buf: Buffer, value: number, at: number): void {
-  buf.writeUInt32BE(Math.floor(value / TWO_POW_32), at);
-  buf.writeUInt32BE(value % TWO_POW_32, at + 4);
-}
-
-function readU64BE(buf: Buffer, at: number): number {
-  return buf.readUInt32BE(at) * TWO_POW_32 + buf.readUInt32BE(at + 4);
-}
-
-/**
- * The header bytes followed by the 8-byte end-of-extensions marker: 80 bytes for v2, 112 for v3.
- * The rest of cluster 0 is zero. Feature bits are all clear (never dirty/corrupt, §1.3).
- */
-export function encodeQcow2Header(h: Qcow2HeaderFields): Buffer {
-  const len = headerLength(h.version);
-  const buf = Buffer.alloc(len + QCOW2_END_OF_EXTENSIONS_BYTES);
-  buf.writeUInt32BE(QCOW2_MAGIC, H.magic);
-  buf.writeUInt32BE(h.version, H.version);
-  // backing file offset/size, crypt method, snapshots: 0 (already zero).
-  buf.writeUInt32BE(QCOW2_CLUSTER_BITS, H.clusterBits);
-  writeU64BE(buf, h.virtualSize, H.size);
-  buf.writeUInt32BE(h.l1Size, H.l1Size);
-  writeU64BE(buf, h.l1TableOffset, H.l1TableOffset);
-  writeU64BE(buf, h.refcountTableOffset, H.refcountTableOffset);
-  buf.writeUInt32BE(h.refcountTableClusters, H.refcountTableClusters);
-  if (h.version === 3) {
-    // incompatible/compatible/autoclear features: 0.
-    buf.writeUInt32BE(QCOW2_REFCOUNT_ORDER, H.refcountOrder);
-    buf.writeUInt32BE(len, H.headerLength);
-  }
-  // End-of-extensions marker at `len`: eight zero bytes (already zero).
-  return buf;
-}
-
-export interface DecodedQcow2Header extends Qcow2HeaderFields {
-  clusterBits: number;
-  refcountOrder: number;
-  headerLength: number;
-  incompatibleFeatures: number;
-}
-
-/** Inverse of `encodeQcow2Header` (for tests and diagnostics); does not validate. */
-export function decodeQcow2Header(buf: Buffer): DecodedQcow2Header {
-  const version = buf.readUInt32BE(H.version) as Qcow2Version;
-  const v3 = version === 3;
-  return {
-    version,
-    clusterBits: buf.readUInt32BE(H.clusterBits),
-    virtualSize: readU64BE(buf, H.size),
-    l1Size: buf.readUInt32BE(H.l1Size),
-    l1TableOffset: readU64BE(buf, H.l1TableOffset),
-    refcountTableOffset: readU64BE(buf, H.refcountTableOffset),
-    refcountTableClusters: buf.readUInt32BE(H.refcountTableClusters),
-    incompatibleFeatures: v3 ? readU64BE(buf, H.incompatibleFeatures) : 0,
-    refcountOrder: v3 ? buf.readUInt32BE(H.refcountOrder) : QCOW2_REFCOUNT_ORDER,
-    headerLength: v3 ? buf.readUInt32BE(H.headerLength) : QCOW2_V2_HEADER_LENGTH,
-  };
 }
 
 // ---- geometry (§1.4, §1.6) ----------------------------------------------------------------------
@@ -285,22 +179,7 @@ export function qcow2ExactFileSize(virtualSize: number, allocatedClusters: numbe
   return qcow2Geometry(virtualSize, allocatedClusters, usedL2Tables).totalClusters * QCOW2_CLUSTER_SIZE;
 }
 
-// ---- table encodings (§1.4, §1.5) ---------------------------------------------------------------
-
-/**
- * Writes L1/L2 entry `index` of `table`: the host byte offset with the COPIED flag (bit 63).
- * `hostOffset` must be cluster aligned (qemu-check rejects unaligned entries, §1.8).
- */
-export function setQcow2MappingEntry(table: Buffer, index: number, hostOffset: number): void {
-  const at = index * QCOW2_TABLE_ENTRY_BYTES;
-  table.writeUInt32BE((QCOW2_OFLAG_COPIED_HIGH_WORD | Math.floor(hostOffset / TWO_POW_32)) >>> 0, at);
-  table.writeUInt32BE(hostOffset % TWO_POW_32, at + 4);
-}
-
-/** Writes refcount-table entry `index`: the host offset of a refcount block (no flags, §1.5). */
-export function setQcow2RefcountTableEntry(table: Buffer, index: number, blockOffset: number): void {
-  writeU64BE(table, blockOffset, index * QCOW2_TABLE_ENTRY_BYTES);
-}
+// ---- table contents (§1.4, §1.5) ----------------------------------------------------------------
 
 /**
  * Fills `block` (one cluster) as refcount block number `blockIndex` for an image whose clusters
@@ -425,9 +304,6 @@ export function encodeQcow2RefcountTable(g: Qcow2Geometry, p: Qcow2Placement): B
   for (let i = 0; i < g.refcountBlocks; i++) setQcow2RefcountTableEntry(table, i, (p.refcountBlockCluster + i) * QCOW2_CLUSTER_SIZE);
   return table;
 }
-
-/** Largest L1 table qemu opens: 32 MiB (§1.3). */
-export const QCOW2_MAX_L1_BYTES = 32 * 1024 * 1024;
 
 /** Largest virtual size whose L1 table qemu accepts. */
 export const QCOW2_MAX_VIRTUAL_SIZE = (QCOW2_MAX_L1_BYTES / QCOW2_TABLE_ENTRY_BYTES) * QCOW2_L2_ENTRIES * QCOW2_CLUSTER_SIZE;

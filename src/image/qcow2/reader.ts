@@ -13,58 +13,37 @@
  * backing format comes from the header extension 0xE2792ACA, or is probed from the magic.
  *
  * Refused with ImageFormatError: encryption, external data files (incompatible bit 2),
- * extended L2 entries (bit 4), the corrupt bit, unknown incompatible bits, zstd-compressed
- * clusters, protocol backing names (`nbd:`, `json:`), chains deeper than 64 and loops.
+ * extended L2 entries (bit 4), the corrupt bit, unknown incompatible bits (these header checks
+ * are `decodeQcow2Header` in format.ts), zstd-compressed clusters, protocol backing names
+ * (`nbd:`, `json:`), chains deeper than 64 and loops.
  * L2 tables are cached (LRU); the active L1 table is held in memory (at most 32 MiB).
  */
 import { realpath, type FileHandle } from 'node:fs/promises';
 import * as nodePath from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import { ImageFormatError } from '../../errors';
-import { mergeExtents, openImageFile, probeImageFormat, QCOW2_MAGIC } from '../disk-reader';
+import { mergeExtents, openImageFile, probeImageFormat } from '../disk-reader';
+import {
+  QCOW2_COMPRESSION_ZSTD,
+  QCOW2_EXT_BACKING_FORMAT,
+  QCOW2_EXT_END,
+  QCOW2_MAX_L1_BYTES,
+  QCOW2_OFLAG_COMPRESSED_HIGH_WORD,
+  QCOW2_OFLAG_ZERO_LOW_WORD,
+  QCOW2_TABLE_ENTRY_BYTES,
+  QCOW2_V3_HEADER_LENGTH,
+  decodeQcow2CompressedEntry,
+  decodeQcow2Header,
+  qcow2EntryHostOffset,
+  type Qcow2Version,
+} from './format';
 import type { DiskExtent, DiskReader } from '../../io/disk';
 import { RawReader } from '../raw/reader';
 
-// Header field offsets (qcow2.rst "Header").
-const H_VERSION = 4;
-const H_BACKING_OFFSET = 8;
-const H_BACKING_SIZE = 16;
-const H_CLUSTER_BITS = 20;
-const H_SIZE = 24;
-const H_CRYPT_METHOD = 32;
-const H_L1_SIZE = 36;
-const H_L1_OFFSET = 40;
-const H_INCOMPAT = 72;
-const H_HEADER_LENGTH = 100;
-const H_COMPRESSION_TYPE = 104;
-const V2_HEADER_LENGTH = 72;
-const V3_MIN_HEADER_LENGTH = 104;
-
-const INCOMPAT_DIRTY = 1;
-const INCOMPAT_CORRUPT = 2;
-const INCOMPAT_EXTERNAL_DATA = 4;
-const INCOMPAT_COMPRESSION_TYPE = 8;
-const INCOMPAT_EXTENDED_L2 = 16;
-const INCOMPAT_KNOWN = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_EXTERNAL_DATA | INCOMPAT_COMPRESSION_TYPE | INCOMPAT_EXTENDED_L2;
-
-const EXT_END = 0;
-const EXT_BACKING_FORMAT = 0xe2792aca;
-
-const MIN_CLUSTER_BITS = 9;
-const MAX_CLUSTER_BITS = 21;
-/** qemu's QCOW_MAX_L1_SIZE. */
-const MAX_L1_BYTES = 32 * 1024 * 1024;
 /** qemu limits backing_file_size to 1023 bytes. */
 const MAX_BACKING_NAME = 1023;
 const MAX_CHAIN_DEPTH = 64;
 const L2_CACHE_TABLES = 64;
-const SECTOR = 512;
-
-/** Host offset bits 9-55 of L1/L2 entries, split into the high and low 32-bit words. */
-const OFFSET_MASK_HI = 0x00ffffff;
-const OFFSET_MASK_LO = 0xfffffe00;
-const FLAG_COMPRESSED_HI = 0x40000000;
-const FLAG_ZERO_LO = 1;
 
 const enum Kind {
   Unallocated,
@@ -82,7 +61,7 @@ interface Mapping {
 }
 
 export interface Qcow2Info {
-  version: 2 | 3;
+  version: Qcow2Version;
   clusterBits: number;
   virtualSize: number;
   backingFile?: string;
@@ -106,12 +85,6 @@ function fail(path: string, message: string): ImageFormatError {
   return new ImageFormatError(message, { input: path });
 }
 
-/** Combines two 32-bit words into a Number, refusing values beyond 2^53. */
-function u64(path: string, hi: number, lo: number, what: string): number {
-  if (hi > 0x1fffff) throw fail(path, `${what} is too large (${hi.toString(16)}${lo.toString(16).padStart(8, '0')})`);
-  return hi * 0x1_0000_0000 + lo;
-}
-
 export class Qcow2Reader implements DiskReader {
   readonly format = 'qcow2' as const;
   readonly clusterSize: number;
@@ -133,7 +106,7 @@ export class Qcow2Reader implements DiskReader {
     private readonly base: number = 0,
   ) {
     this.clusterSize = 2 ** info.clusterBits;
-    this.l2Entries = this.clusterSize / 8;
+    this.l2Entries = this.clusterSize / QCOW2_TABLE_ENTRY_BYTES;
   }
 
   get virtualSize(): number {
@@ -161,48 +134,23 @@ export class Qcow2Reader implements DiskReader {
     if (!Number.isSafeInteger(base) || base < 0 || base > st.size) throw fail(path, `image offset ${base} lies outside the file`);
     const fileSize = options.length ?? st.size - base;
     if (!Number.isSafeInteger(fileSize) || fileSize < 0 || base + fileSize > st.size) throw fail(path, `image slice ${base}+${fileSize} runs past the end of the file`);
-    const head = Buffer.alloc(V3_MIN_HEADER_LENGTH + 8);
+    // The v3 header and the byte after it (compression_type); the decoder validates what we rely on.
+    const head = Buffer.alloc(QCOW2_V3_HEADER_LENGTH + 8);
     const bytesRead = await readUpTo(fh, head, 0, base, fileSize);
-    if (bytesRead < V2_HEADER_LENGTH || head.readUInt32BE(0) !== QCOW2_MAGIC) throw fail(path, 'not a qcow2 image (bad magic or truncated header)');
-    const version = head.readUInt32BE(H_VERSION);
-    if (version !== 2 && version !== 3) throw fail(path, `unsupported qcow2 version ${version} (2 and 3 are supported)`);
-    const clusterBits = head.readUInt32BE(H_CLUSTER_BITS);
-    if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) throw fail(path, `invalid cluster_bits ${clusterBits}`);
+    const header = decodeQcow2Header(head.subarray(0, bytesRead), path);
+    const { version, clusterBits, virtualSize, l1Size, l1TableOffset: l1Offset, headerLength } = header;
+    const { backingFileOffset: backingOffset, backingFileSize: backingSize } = header;
     const clusterSize = 2 ** clusterBits;
-    const virtualSize = u64(path, head.readUInt32BE(H_SIZE), head.readUInt32BE(H_SIZE + 4), 'virtual size');
-    if (head.readUInt32BE(H_CRYPT_METHOD) !== 0) throw fail(path, 'encrypted qcow2 images are not supported');
-    const l1Size = head.readUInt32BE(H_L1_SIZE);
-    const l1Offset = u64(path, head.readUInt32BE(H_L1_OFFSET), head.readUInt32BE(H_L1_OFFSET + 4), 'L1 table offset');
-    const backingOffset = u64(path, head.readUInt32BE(H_BACKING_OFFSET), head.readUInt32BE(H_BACKING_OFFSET + 4), 'backing file offset');
-    const backingSize = head.readUInt32BE(H_BACKING_SIZE);
-
-    let headerLength = V2_HEADER_LENGTH;
-    let zstd = false;
-    if (version === 3) {
-      if (bytesRead < V3_MIN_HEADER_LENGTH) throw fail(path, 'truncated qcow2 v3 header');
-      const incompatHi = head.readUInt32BE(H_INCOMPAT);
-      const incompat = head.readUInt32BE(H_INCOMPAT + 4);
-      if (incompatHi !== 0 || (incompat & ~INCOMPAT_KNOWN) !== 0) throw fail(path, 'qcow2 image uses unknown incompatible features');
-      if (incompat & INCOMPAT_CORRUPT) throw fail(path, 'qcow2 image is marked corrupt (repair it with `qemu-img check -r all`)');
-      if (incompat & INCOMPAT_EXTERNAL_DATA) throw fail(path, 'qcow2 images with an external data file are not supported');
-      if (incompat & INCOMPAT_EXTENDED_L2) throw fail(path, 'qcow2 images with extended L2 entries (subclusters) are not supported');
-      headerLength = head.readUInt32BE(H_HEADER_LENGTH);
-      if (headerLength < V3_MIN_HEADER_LENGTH || headerLength > clusterSize || headerLength % 8 !== 0) throw fail(path, `invalid header_length ${headerLength}`);
-      if (incompat & INCOMPAT_COMPRESSION_TYPE) {
-        const type = headerLength > H_COMPRESSION_TYPE ? head[H_COMPRESSION_TYPE]! : 0;
-        if (type === 1) zstd = true;
-        else if (type !== 0) throw fail(path, `unknown compression type ${type}`);
-      }
-    }
+    const zstd = header.compressionType === QCOW2_COMPRESSION_ZSTD;
 
     // L1 must cover the virtual size.
     const clusters = Math.ceil(virtualSize / clusterSize);
-    const l2Entries = clusterSize / 8;
+    const l2Entries = clusterSize / QCOW2_TABLE_ENTRY_BYTES;
     const needL1 = Math.ceil(clusters / l2Entries);
     if (l1Size < needL1) throw fail(path, `L1 table too small (${l1Size} entries for ${needL1} needed)`);
-    if (l1Size * 8 > MAX_L1_BYTES) throw fail(path, 'L1 table too large');
-    if (needL1 > 0 && (l1Offset % clusterSize !== 0 || l1Offset + needL1 * 8 > fileSize)) throw fail(path, 'L1 table offset is invalid or beyond the end of the file');
-    const l1 = Buffer.alloc(needL1 * 8);
+    if (l1Size * QCOW2_TABLE_ENTRY_BYTES > QCOW2_MAX_L1_BYTES) throw fail(path, 'L1 table too large');
+    if (needL1 > 0 && (l1Offset % clusterSize !== 0 || l1Offset + needL1 * QCOW2_TABLE_ENTRY_BYTES > fileSize)) throw fail(path, 'L1 table offset is invalid or beyond the end of the file');
+    const l1 = Buffer.alloc(needL1 * QCOW2_TABLE_ENTRY_BYTES);
     if (needL1 > 0) await readFully(fh, l1, l1Offset, base, fileSize);
 
     // Header extensions (only the backing format matters here).
@@ -215,9 +163,9 @@ export class Qcow2Reader implements DiskReader {
       while (p + 8 <= ext.length) {
         const type = ext.readUInt32BE(p);
         const len = ext.readUInt32BE(p + 4);
-        if (type === EXT_END) break;
+        if (type === QCOW2_EXT_END) break;
         if (p + 8 + len > ext.length) throw fail(path, 'header extension runs past the header cluster');
-        if (type === EXT_BACKING_FORMAT) backingFormat = ext.toString('utf8', p + 8, p + 8 + len);
+        if (type === QCOW2_EXT_BACKING_FORMAT) backingFormat = ext.toString('utf8', p + 8, p + 8 + len);
         p += 8 + Math.ceil(len / 8) * 8;
       }
     }
@@ -230,7 +178,7 @@ export class Qcow2Reader implements DiskReader {
       backingFile = nameBuf.toString('utf8');
     }
 
-    const info: Qcow2Info = { version: version as 2 | 3, clusterBits, virtualSize, backingFile, backingFormat };
+    const info: Qcow2Info = { version, clusterBits, virtualSize, backingFile, backingFormat };
     if (backingFile !== undefined && options.offset !== undefined) throw fail(path, `a qcow2 image inside an archive cannot have a backing file ("${backingFile}")`);
     const backing = backingFile === undefined ? undefined : await openBacking(path, backingFile, backingFormat, options.chain ?? []);
     return new Qcow2Reader(path, fh, fileSize, info, l1, zstd, backing, base);
@@ -238,34 +186,21 @@ export class Qcow2Reader implements DiskReader {
 
   /** Resolves one guest cluster in this layer only. */
   private async lookup(g: number): Promise<Mapping> {
-    const l1Index = Math.floor(g / this.l2Entries);
-    const hi = this.l1.readUInt32BE(l1Index * 8);
-    const lo = this.l1.readUInt32BE(l1Index * 8 + 4);
-    const l2Offset = u64(this.path, hi & OFFSET_MASK_HI, (lo & OFFSET_MASK_LO) >>> 0, 'L2 table offset');
+    const l2Offset = qcow2EntryHostOffset(this.l1, Math.floor(g / this.l2Entries), 'L2 table offset', this.path);
     if (l2Offset === 0) return { kind: Kind.Unallocated, host: 0, csize: 0 };
     const l2 = await this.loadL2(l2Offset);
     return this.decodeL2(l2, g % this.l2Entries);
   }
 
   private decodeL2(l2: Buffer, index: number): Mapping {
-    const hi = l2.readUInt32BE(index * 8);
-    const lo = l2.readUInt32BE(index * 8 + 4);
-    if (hi & FLAG_COMPRESSED_HI) return this.decodeCompressed(hi, lo);
-    if (this.info.version === 3 && lo & FLAG_ZERO_LO) return { kind: Kind.Zero, host: 0, csize: 0 };
-    const host = u64(this.path, hi & OFFSET_MASK_HI, (lo & OFFSET_MASK_LO) >>> 0, 'data cluster offset');
+    const hi = l2.readUInt32BE(index * QCOW2_TABLE_ENTRY_BYTES);
+    const lo = l2.readUInt32BE(index * QCOW2_TABLE_ENTRY_BYTES + 4);
+    if (hi & QCOW2_OFLAG_COMPRESSED_HIGH_WORD) return { kind: Kind.Compressed, ...decodeQcow2CompressedEntry(hi, lo, this.info.clusterBits) };
+    if (this.info.version === 3 && lo & QCOW2_OFLAG_ZERO_LOW_WORD) return { kind: Kind.Zero, host: 0, csize: 0 };
+    const host = qcow2EntryHostOffset(l2, index, 'data cluster offset', this.path);
     if (host === 0) return { kind: Kind.Unallocated, host: 0, csize: 0 };
     if (host % this.clusterSize !== 0) throw fail(this.path, `data cluster offset ${host} is not cluster aligned`);
     return { kind: Kind.Data, host, csize: 0 };
-  }
-
-  /** Compressed cluster descriptor: x = 62 - (cluster_bits - 8) low bits of offset, then extra sectors. */
-  private decodeCompressed(hi: number, lo: number): Mapping {
-    const entry = (BigInt(hi) << 32n) | BigInt(lo >>> 0);
-    const x = BigInt(62 - (this.info.clusterBits - 8));
-    const host = Number(entry & ((1n << x) - 1n));
-    const extraSectors = Number((entry >> x) & ((1n << BigInt(this.info.clusterBits - 8)) - 1n));
-    const csize = (extraSectors + 1) * SECTOR - (host % SECTOR);
-    return { kind: Kind.Compressed, host, csize };
   }
 
   private async loadL2(offset: number): Promise<Buffer> {
@@ -387,9 +322,7 @@ export class Qcow2Reader implements DiskReader {
     while (pos < end) {
       const l1Index = Math.floor(pos / regionBytes);
       const regionEnd = Math.min(end, (l1Index + 1) * regionBytes);
-      const hi = this.l1.readUInt32BE(l1Index * 8);
-      const lo = this.l1.readUInt32BE(l1Index * 8 + 4);
-      const l2Offset = u64(this.path, hi & OFFSET_MASK_HI, (lo & OFFSET_MASK_LO) >>> 0, 'L2 table offset');
+      const l2Offset = qcow2EntryHostOffset(this.l1, l1Index, 'L2 table offset', this.path);
       if (l2Offset === 0) {
         yield* add.call(this, Kind.Unallocated, pos, regionEnd);
         pos = regionEnd;

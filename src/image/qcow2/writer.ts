@@ -30,7 +30,6 @@ import { WriterGuard } from '../writer-guard';
 import {
   QCOW2_CLUSTER_SIZE,
   QCOW2_MAX_VIRTUAL_SIZE,
-  encodeQcow2Header,
   encodeQcow2L1Table,
   encodeQcow2RefcountTable,
   fillQcow2L2Table,
@@ -43,6 +42,7 @@ import {
   type Qcow2Geometry,
   type Qcow2Placement,
 } from './layout';
+import { encodeQcow2Header } from './format';
 import type { BufferLease, DiskImageWriter, ImageWriteResult } from '../../io/disk';
 import type { RandomAccessTarget, SequentialTarget } from '../../output/target';
 import { WriteQueue } from '../write-queue';

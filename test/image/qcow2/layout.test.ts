@@ -5,12 +5,9 @@
 import { CLUSTER_SIZE } from '../../../src/image/types';
 import { AllocationMap } from '../../../src/image/allocation-map';
 import {
-  QCOW2_CLUSTER_BITS,
   QCOW2_CLUSTER_SIZE,
   QCOW2_L2_ENTRIES,
   QCOW2_REFCOUNTS_PER_BLOCK,
-  decodeQcow2Header,
-  encodeQcow2Header,
   encodeQcow2L1Table,
   encodeQcow2RefcountTable,
   fillQcow2L2Table,
@@ -25,6 +22,7 @@ import {
   qcow2RefcountMetadata,
   qcow2RequiredSize,
 } from '../../../src/image/qcow2/layout';
+import { QCOW2_CLUSTER_BITS } from '../../../src/image/qcow2/format';
 import { GiB, MiB, qemuMeasure } from '../oracle';
 
 const cs = QCOW2_CLUSTER_SIZE;
@@ -35,36 +33,6 @@ describe('qcow2 constants (§1.2, §1.4, §1.5)', () => {
     expect(QCOW2_CLUSTER_SIZE).toBe(65536);
     expect(QCOW2_L2_ENTRIES).toBe(8192);
     expect(QCOW2_REFCOUNTS_PER_BLOCK).toBe(32768);
-  });
-});
-
-describe('qcow2 header (§1.2)', () => {
-  const fields = { virtualSize: 5 * GiB + 512, l1Size: 11, l1TableOffset: 7 * cs, refcountTableOffset: 9 * cs, refcountTableClusters: 1 };
-
-  test('version 3: 104-byte header, refcount_order 4, then an 8-byte end-of-extensions marker', () => {
-    const h = encodeQcow2Header({ version: 3, ...fields });
-    expect(h.length).toBe(104 + 8);
-    expect(h.subarray(0, 4)).toEqual(Buffer.from([0x51, 0x46, 0x49, 0xfb]));
-    expect(h.readUInt32BE(4)).toBe(3);
-    expect(h.readUInt32BE(20)).toBe(16); // cluster_bits
-    expect(h.readUInt32BE(96)).toBe(4); // refcount_order
-    expect(h.readUInt32BE(100)).toBe(104); // header_length
-    expect(h.subarray(72, 96).every((b) => b === 0)).toBe(true); // no feature bits (never dirty/corrupt)
-    expect(h.subarray(104).every((b) => b === 0)).toBe(true); // end of extensions
-    expect(decodeQcow2Header(h)).toMatchObject({ version: 3, clusterBits: 16, refcountOrder: 4, headerLength: 104, incompatibleFeatures: 0, ...fields });
-  });
-
-  test('version 2 (compat 0.10): exactly 72 header bytes', () => {
-    const h = encodeQcow2Header({ version: 2, ...fields });
-    expect(h.length).toBe(72 + 8);
-    expect(h.readUInt32BE(4)).toBe(2);
-    expect(h.subarray(72).every((b) => b === 0)).toBe(true);
-    expect(decodeQcow2Header(h)).toMatchObject({ version: 2, ...fields });
-  });
-
-  test('u64 fields hold values beyond 32 bits', () => {
-    const h = encodeQcow2Header({ version: 3, ...fields, virtualSize: 2 ** 44 + 512 * 3 });
-    expect(h.readBigUInt64BE(24)).toBe(BigInt(2 ** 44 + 512 * 3));
   });
 });
 
