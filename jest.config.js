@@ -5,4 +5,6 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
   testTimeout: 120000,
+  // Compiles src/xva/xxh64.wat when it changed since the last build (the tests run from the sources).
+  globalSetup: '<rootDir>/scripts/build-wasm.js',
 };

@@ -137,6 +137,7 @@ function buildCases(c, small) {
     { group: 'floor', name: 'floor-gunzip', desc: 'gunzip -c x.xva.gz > /dev/null (the pipe producer alone)', steps: () => [{ argv: ['gunzip', '-c', c.gz], stdout: 'null' }], slow: true },
     { group: 'floor', name: 'floor-read', desc: 'Node fs read loop of x.xva (1 MiB)', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'read', c.xva] }] },
     { group: 'floor', name: 'floor-xxh64', desc: 'read + XXH64 (hash-wasm) of every chunk', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'xxh64', c.xva] }] },
+    { group: 'floor', name: 'floor-xxh64-in-place', desc: 'read + XXH64 (ours, in place) of every chunk', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'xxh64-in-place', c.xva] }] },
   ];
   if (small) {
     cases.push({

@@ -4,7 +4,8 @@
  *
  *   node bench/floors.js inflate <file.gz>       node:zlib gunzip to a sink that discards
  *   node bench/floors.js read <file>             fs read loop, 1 MiB page-aligned buffer, nothing else
- *   node bench/floors.js xxh64 <file.xva>        XXH64 of every data entry (hash-wasm, as the reader)
+ *   node bench/floors.js xxh64 <file.xva>        XXH64 of every data entry (hash-wasm)
+ *   node bench/floors.js xxh64-in-place <file.xva>   the same by our in-place XXH64, as the reader
  *   node bench/floors.js sha1 <file.xva>         SHA-1 of every data entry (node:crypto, as the reader)
  *
  * The hash floors read the XVA from the page cache with positioned reads of each entry into a
@@ -62,7 +63,13 @@ function tarSize(h) {
 
 async function hashEntries(kind, file) {
   let hasher;
-  if (kind === 'xxh64') {
+  if (kind === 'xxh64-in-place') {
+    const chunkHasher = await require('../dist/xva/checksum.js').createChunkHasher('xxh64');
+    hasher = (data) => {
+      chunkHasher.update(data);
+      return chunkHasher.digestHex();
+    };
+  } else if (kind === 'xxh64') {
     const { createXXHash64 } = require('hash-wasm');
     const wasm = await createXXHash64(0, 0);
     hasher = (data) => {
@@ -104,9 +111,9 @@ async function main([mode, file]) {
   let result;
   if (mode === 'inflate') result = await inflate(file);
   else if (mode === 'read') result = read(file);
-  else if (mode === 'xxh64' || mode === 'sha1') result = await hashEntries(mode, file);
+  else if (mode === 'xxh64' || mode === 'xxh64-in-place' || mode === 'sha1') result = await hashEntries(mode, file);
   else {
-    console.error('usage: floors.js inflate|read|xxh64|sha1 <file>');
+    console.error('usage: floors.js inflate|read|xxh64|xxh64-in-place|sha1 <file>');
     process.exit(1);
   }
   process.stdout.write(`${JSON.stringify(result)}\n`);

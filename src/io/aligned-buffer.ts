@@ -12,7 +12,8 @@
  * one, at 4 KiB boundaries. Slabs are only ever appended to, never reused: a slab is freed by the
  * garbage collector once no buffer cut from it is referenced, so callers that want reuse keep
  * their own pool (as the tar walker does). If the engine refuses a slab (address-space limits),
- * an ordinary buffer is returned: correct, only slower.
+ * or has no WebAssembly at all (`node --jitless`), an ordinary buffer is returned: correct, only
+ * slower.
  *
  * Slabs are shared memories (SharedArrayBuffer) where the engine allows it, so that the image
  * writer thread (output/writer-thread.ts) can write chunk data straight from them; otherwise
@@ -28,9 +29,10 @@ const SLAB_BYTES = 16 * 1024 * 1024;
 export interface WasmMemory {
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
 }
+/** Undefined where the runtime has no WebAssembly (`node --jitless`): ordinary buffers then. */
 const WasmMemoryCtor = (globalThis as unknown as {
-  WebAssembly: { Memory: new (d: { initial: number; maximum: number; shared?: boolean }) => WasmMemory };
-}).WebAssembly.Memory;
+  WebAssembly?: { Memory: new (d: { initial: number; maximum: number; shared?: boolean }) => WasmMemory };
+}).WebAssembly?.Memory;
 
 /** The memory behind each slab, so that WebAssembly code can work on the buffers in place. */
 const memories = new WeakMap<ArrayBuffer | SharedArrayBuffer, WasmMemory>();
@@ -42,6 +44,7 @@ function newSlab(bytes: number): ArrayBuffer | SharedArrayBuffer | undefined {
   const shared = allocSharedMemory(bytes);
   if (shared) return shared.buffer;
   const pages = Math.ceil(bytes / WASM_PAGE);
+  if (!WasmMemoryCtor) return undefined;
   try {
     const memory = new WasmMemoryCtor({ initial: pages, maximum: pages });
     memories.set(memory.buffer, memory);
@@ -64,6 +67,7 @@ export function wasmMemoryOf(data: Uint8Array): WasmMemory | undefined {
  */
 export function allocSharedMemory(bytes: number): WasmMemory | undefined {
   const pages = Math.ceil(bytes / WASM_PAGE);
+  if (!WasmMemoryCtor) return undefined;
   try {
     const memory = new WasmMemoryCtor({ initial: pages, maximum: pages, shared: true });
     memories.set(memory.buffer, memory);

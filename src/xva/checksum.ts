@@ -11,8 +11,9 @@
  */
 import type { Hash } from 'node:crypto';
 import type { IHasher } from 'hash-wasm';
-import { allocAligned, wasmMemoryOf } from '../io/aligned-buffer';
+import { allocAligned } from '../io/aligned-buffer';
 import type { ChecksumKind } from './format';
+import { xxh64BigInt } from './xxh64-bigint';
 import { xxh64InPlace } from './xxh64-in-place';
 
 export interface ChunkHasher {
@@ -40,12 +41,26 @@ export function checksumsEqual(expectedFileContent: string | Uint8Array, compute
 /** First scratch size of an Xxh64Hasher; it grows to the largest input gathered. */
 const SCRATCH_START = 64 * 1024;
 
+/** An XXH64 function and the buffers it accepts. */
+interface Xxh64Engine {
+  /** XXH64 (seed 0) of `data`; undefined where `data` does not lie where it can hash it. */
+  hash(data: Uint8Array): bigint | undefined;
+  /** A scratch buffer that `hash` accepts (or, where it cannot be had, one it declines). */
+  alloc(size: number): Buffer;
+}
+
+/** Our own WebAssembly function over our own memories (xxh64-in-place.ts). */
+const IN_PLACE: Xxh64Engine = { hash: xxh64InPlace, alloc: allocAligned };
+/** Plain JavaScript, where the runtime has no WebAssembly at all (xxh64-bigint.ts). */
+const BIGINT: Xxh64Engine = { hash: xxh64BigInt, alloc: (size) => Buffer.allocUnsafe(size) };
+
 /**
  * XXH64 computed in place by our own WebAssembly function (xxh64-in-place.ts). A chunk given in
  * one piece in one of our buffers (every chunk the reader gives) is hashed where it lies. Input
  * given in several pieces, or in ordinary buffers (the XVA writer's), is first gathered into a
  * scratch buffer cut from our own WebAssembly memory: one copy, as hash-wasm makes into its own
- * memory. This keeps hash-wasm (and its ~0.3 MB of code to load) off the common path.
+ * memory. This keeps hash-wasm (and its ~0.3 MB of code to load) off the common path. Without
+ * WebAssembly, the same with the BigInt engine (any buffer will do).
  */
 class Xxh64Hasher implements ChunkHasher {
   readonly kind = 'xxh64' as const;
@@ -54,8 +69,11 @@ class Xxh64Hasher implements ChunkHasher {
   /** Bytes gathered into `scratch` since the last digest. */
   private gathered = 0;
 
-  /** `scratch` must lie in one of our WebAssembly memories (see createChunkHasher). */
-  constructor(private scratch: Buffer) {}
+  /** `scratch` must be a buffer `engine.hash` accepts (see createChunkHasher). */
+  constructor(
+    private readonly engine: Xxh64Engine,
+    private scratch: Buffer,
+  ) {}
 
   update(data: Uint8Array): void {
     if (data.length === 0) return;
@@ -67,10 +85,10 @@ class Xxh64Hasher implements ChunkHasher {
     this.gather(data);
   }
   digestHex(): string {
-    let value = this.pending !== undefined ? xxh64InPlace(this.pending) : undefined;
+    let value = this.pending !== undefined ? this.engine.hash(this.pending) : undefined;
     if (value === undefined) {
       this.gatherPending();
-      value = xxh64InPlace(this.scratch.subarray(0, this.gathered));
+      value = this.engine.hash(this.scratch.subarray(0, this.gathered));
     }
     this.reset();
     if (value === undefined) throw new Error('XXH64: scratch buffer outside WebAssembly memory'); // see gather()
@@ -91,10 +109,10 @@ class Xxh64Hasher implements ChunkHasher {
     if (need > this.scratch.length) {
       let size = this.scratch.length * 2;
       while (size < need) size *= 2;
-      const bigger = allocAligned(size);
-      // allocAligned hands out an ordinary buffer only when the engine refuses a memory; a hash
+      const bigger = this.engine.alloc(size);
+      // allocAligned hands out an ordinary buffer only when the runtime refuses a memory; a hash
       // could not be computed in place there, so that is reported, not hashed wrongly.
-      if (!wasmMemoryOf(bigger)) throw new Error(`XXH64: cannot allocate ${size} bytes of WebAssembly memory`);
+      if (this.engine.hash(bigger.subarray(0, 0)) === undefined) throw new Error(`XXH64: cannot allocate ${size} bytes of WebAssembly memory`);
       this.scratch.copy(bigger, 0, 0, this.gathered);
       this.scratch = bigger;
     }
@@ -145,16 +163,24 @@ class Sha1Hasher implements ChunkHasher {
   }
 }
 
-/** Creates a reusable hasher. Async because hash-wasm, where needed, is instantiated on demand. */
+/**
+ * Creates a reusable hasher. Async because hash-wasm, where needed, is instantiated on demand.
+ * XXH64 by the first that can run: our in-place WebAssembly, hash-wasm (WebAssembly works but
+ * no memory of our own can be had), plain JavaScript (no WebAssembly at all).
+ */
 export async function createChunkHasher(kind: ChecksumKind): Promise<ChunkHasher> {
   switch (kind) {
     case 'xxh64': {
-      const scratch = allocAligned(SCRATCH_START);
-      if (xxh64InPlace(scratch.subarray(0, 0)) !== undefined) return new Xxh64Hasher(scratch);
-      // No WebAssembly memory of our own (or no WebAssembly): hash-wasm, required only here.
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { createXXHash64 } = require('hash-wasm') as typeof import('hash-wasm');
-      return new HashWasmXxh64Hasher(await createXXHash64(0, 0));
+      const scratch = IN_PLACE.alloc(SCRATCH_START);
+      if (IN_PLACE.hash(scratch.subarray(0, 0)) !== undefined) return new Xxh64Hasher(IN_PLACE, scratch);
+      try {
+        // hash-wasm is required only here.
+        // eslint-disable-next-line @typescript-eslint/no-require-imports
+        const { createXXHash64 } = require('hash-wasm') as typeof import('hash-wasm');
+        return new HashWasmXxh64Hasher(await createXXHash64(0, 0));
+      } catch {
+        return new Xxh64Hasher(BIGINT, BIGINT.alloc(SCRATCH_START));
+      }
     }
     case 'sha1':
       return new Sha1Hasher();
