@@ -8,17 +8,16 @@
  * the writer uses (`qcow2ExactFileSize`), so without `fast` the required size equals the size
  * of the file `convertXva` then writes, to the byte.
  */
-import { XvaError } from '../errors';
 import { AllocationMap, AllocationMapBuilder, allocatedGuestBytes } from '../image/allocation-map';
 import { qcow2ExactFileSize, qcow2FullyAllocatedSize } from '../image/qcow2/layout';
 import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
 import { vmdkFullyAllocatedSize, vmdkUpperBoundSize } from '../image/vmdk/writer';
-import { openInput } from '../input/open';
 import { checkChoice } from '../option-checks';
 import type { InputSource, OpenInputOptions } from '../input/types';
 import { selectDisks } from '../xva/select-disks';
 import type { DiskInfo } from '../xva/metadata/model';
 import { readXva } from '../xva/reader';
+import { withXvaInput } from './with-xva-input';
 
 export interface MeasureOptions extends OpenInputOptions {
   format?: ImageFormat;
@@ -67,11 +66,10 @@ export function sizesFor(format: ImageFormat, map: AllocationMap): Pick<DiskMeas
 export async function measureXva(input: string | InputSource, options: MeasureOptions = {}): Promise<MeasureResult> {
   const format = checkChoice(options.format, IMAGE_FORMATS, 'format') ?? 'qcow2';
   const fast = !!options.fast;
-  const source = typeof input === 'string' ? await openInput(input, options) : input;
-  const maps = new Map<string, AllocationMap>();
-  const builders = new Map<string, AllocationMapBuilder>();
-  let selected: DiskInfo[] = [];
-  try {
+  return withXvaInput(input, options, async (source) => {
+    const maps = new Map<string, AllocationMap>();
+    const builders = new Map<string, AllocationMapBuilder>();
+    let selected: DiskInfo[] = [];
     const read = await readXva(
       source,
       {
@@ -110,10 +108,5 @@ export async function measureXva(input: string | InputSource, options: MeasureOp
       };
     });
     return { input: source.name, format, fast, disks, warnings: read.warnings };
-  } catch (err) {
-    if (err instanceof XvaError) err.at({ input: source.name });
-    throw err;
-  } finally {
-    await source.close();
-  }
+  });
 }

@@ -7,17 +7,17 @@
  * this module does not depend on the conversion that calls it.
  * A source that cannot be read twice (standard input) is refused with an explanation.
  */
-import { UsageError, XvaError } from '../errors';
+import { UsageError } from '../errors';
 import { AllocationMapBuilder, type AllocationMap } from '../image/allocation-map';
 import type { Qcow2Compat } from '../image/qcow2/layout';
 import { Qcow2StreamWriter } from '../image/qcow2/stream-writer';
-import { openInput } from '../input/open';
 import type { InputSource, OpenInputOptions } from '../input/types';
 import type { DiskImageWriter } from '../io/disk';
 import type { SequentialTarget } from '../output/target';
 import type { DiskInfo } from '../xva/metadata/model';
 import { readXva, type BadChunkPolicy } from '../xva/reader';
 import { selectDisks } from '../xva/select-disks';
+import { withXvaInput } from './with-xva-input';
 
 /** What the first pass needs of the conversion's options. */
 export interface Qcow2PipeOptions extends OpenInputOptions {
@@ -64,9 +64,8 @@ export async function allocationMapsFirstPass(
 ): Promise<Map<string, AllocationMap>> {
   const maps = new Map<string, AllocationMap>();
   let selected: DiskInfo[] = [];
-  const first = await openInput(input, options);
-  try {
-    await readXva(
+  await withXvaInput(input, options, (first) =>
+    readXva(
       first,
       {
         onMetadata: (meta) => {
@@ -81,12 +80,7 @@ export async function allocationMapsFirstPass(
         },
       },
       { onBadChunk: options.onBadChunk, signal: options.signal },
-    );
-  } catch (err) {
-    if (err instanceof XvaError) err.at({ input: first.name });
-    throw err;
-  } finally {
-    await first.close();
-  }
+    ),
+  );
   return maps;
 }
