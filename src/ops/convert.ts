@@ -21,7 +21,7 @@ import { QCOW2_COMPATS, qcow2ExactFileSize, type Qcow2Compat } from '../image/qc
 import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
 import type { DiskImageWriter, ImageWriteResult } from '../io/disk';
 import type { SequentialTarget } from '../output/target';
-import { checkInputOptions, openInput } from '../input/open';
+import { checkInputOptions } from '../input/open';
 import { checkChoice } from '../option-checks';
 import type { InputSource, OpenInputOptions } from '../input/types';
 import { diskBaseName, insideDir, NameAllocator, sanitizeName } from '../output/naming';
@@ -33,6 +33,7 @@ import type { DiskInfo, XvaMetadata } from '../xva/metadata/model';
 import { BAD_CHUNK_POLICIES, readXva, type BadChunk, type BadChunkPolicy, type DiskReadStats, type XvaProgress } from '../xva/reader';
 import { selectDisks } from '../xva/select-disks';
 import { allocationMapsFirstPass, twoPassQcow2ToStream } from './qcow2-to-pipe';
+import { withXvaInput } from './with-xva-input';
 
 export interface ConvertOptions extends OpenInputOptions {
   /** Output directory (default: current directory). Created if missing. */
@@ -207,151 +208,149 @@ async function convertPass(input: string | InputSource, options: ConvertOptions,
   }
   const makeWriter = (disk: DiskInfo, target: SequentialTarget): DiskImageWriter =>
     options.createWriter ? options.createWriter(disk, target) : createImageWriter(format, target, disk.virtualSize, options);
-  const source = typeof input === 'string' ? await openInput(input, options) : input;
-  const parts: PartFile[] = [];
-  const inPlace = new Map<string, InPlaceOutput>(); // ref -> opened device or file
-  const inPlaceStarted = new Set<InPlaceOutput>();
-  const results = new Map<string, { path: string | null; res?: ImageWriteResult; stats?: DiskReadStats }>();
-  let selected: DiskInfo[] = [];
-  let unselected: string[] = [];
-  const planned = new Map<string, string>(); // ref -> final path
-  let streamTarget: StreamTarget | undefined;
-  try {
-    const read = await readXva(
-      source,
-      {
-        onMetadata: (meta) => {
-          options.onMetadata?.(meta);
-          const selectors = options.targets?.map((t) => t.disk) ?? options.disks;
-          selected = selectDisks(meta, selectors, options.includeSuspendImage);
-          unselected = meta.disks.filter((d) => !d.isSuspendImage && !selected.includes(d)).map((d) => d.userdevice);
-          if (selected.length === 0) {
-            // A metadata-only export, or an ova.xml that attaches no disk to the VM: exiting 0
-            // with no image would look like success.
-            throw new XvaFormatError('XVA_MISSING_DISK', `VM "${meta.vm.name}" has no data disk in this archive (metadata-only export, or only CD drives): nothing to convert`);
-          }
-          if ((options.stdout || options.outFile) && selected.length !== 1) {
-            const list = selected.map((d) => d.userdevice).join(', ');
-            throw new UsageError(`this VM has ${selected.length} disks (${list}); choose one with --disk to write a single output`);
-          }
-          if (options.targets) {
-            selected.forEach((d, i) => {
-              if (selected.indexOf(d) !== i) throw new UsageError(`--target names disk ${d.userdevice} (${d.ref}) twice`);
-            });
-            options.targets.forEach((t, i) => planned.set(selected[i]!.ref, t.path));
-          } else if (options.outFile) {
-            planned.set(selected[0].ref, outFileInPlace(options.outFile, !!options.noCreate) ? options.outFile : path.resolve(options.outFile));
-          } else if (!options.stdout) {
-            let dir = options.outDir ?? '.';
-            const vmName = sanitizeName(meta.vm.name);
-            if (options.perVmSubdir) dir = path.join(dir, vmName);
-            try {
-              fs.mkdirSync(dir, { recursive: true });
-            } catch (err) {
-              throw new OutputError('OUTPUT_IO', `cannot create output directory ${dir}: ${(err as Error).message}`);
+  return withXvaInput(input, options, async (source) => {
+    const parts: PartFile[] = [];
+    const inPlace = new Map<string, InPlaceOutput>(); // ref -> opened device or file
+    const inPlaceStarted = new Set<InPlaceOutput>();
+    const results = new Map<string, { path: string | null; res?: ImageWriteResult; stats?: DiskReadStats }>();
+    let selected: DiskInfo[] = [];
+    let unselected: string[] = [];
+    const planned = new Map<string, string>(); // ref -> final path
+    let streamTarget: StreamTarget | undefined;
+    try {
+      const read = await readXva(
+        source,
+        {
+          onMetadata: (meta) => {
+            options.onMetadata?.(meta);
+            const selectors = options.targets?.map((t) => t.disk) ?? options.disks;
+            selected = selectDisks(meta, selectors, options.includeSuspendImage);
+            unselected = meta.disks.filter((d) => !d.isSuspendImage && !selected.includes(d)).map((d) => d.userdevice);
+            if (selected.length === 0) {
+              // A metadata-only export, or an ova.xml that attaches no disk to the VM: exiting 0
+              // with no image would look like success.
+              throw new XvaFormatError('XVA_MISSING_DISK', `VM "${meta.vm.name}" has no data disk in this archive (metadata-only export, or only CD drives): nothing to convert`);
             }
-            const names = options.names ?? new NameAllocator();
-            for (const d of selected) {
-              const base = diskBaseName(meta.vm.name, d.userdevice);
-              planned.set(d.ref, insideDir(dir, names.allocate(base, imageExtension(format))));
+            if ((options.stdout || options.outFile) && selected.length !== 1) {
+              const list = selected.map((d) => d.userdevice).join(', ');
+              throw new UsageError(`this VM has ${selected.length} disks (${list}); choose one with --disk to write a single output`);
             }
-          }
-          if (options.targets || (options.outFile && outFileInPlace(options.outFile, !!options.noCreate))) {
-            // Open and size-check every device now: a busy or small one is refused before any byte.
-            for (const d of selected) {
-              const p = planned.get(d.ref)!;
-              const out = InPlaceOutput.open(p, { targetIsZero: options.targetIsZero, policy: imageWritePolicy(options) });
-              inPlace.set(d.ref, out);
-              checkInPlaceCapacity(format, d, p, out.capacity, measuredQcow2.get(d.ref));
+            if (options.targets) {
+              selected.forEach((d, i) => {
+                if (selected.indexOf(d) !== i) throw new UsageError(`--target names disk ${d.userdevice} (${d.ref}) twice`);
+              });
+              options.targets.forEach((t, i) => planned.set(selected[i]!.ref, t.path));
+            } else if (options.outFile) {
+              planned.set(selected[0].ref, outFileInPlace(options.outFile, !!options.noCreate) ? options.outFile : path.resolve(options.outFile));
+            } else if (!options.stdout) {
+              let dir = options.outDir ?? '.';
+              const vmName = sanitizeName(meta.vm.name);
+              if (options.perVmSubdir) dir = path.join(dir, vmName);
+              try {
+                fs.mkdirSync(dir, { recursive: true });
+              } catch (err) {
+                throw new OutputError('OUTPUT_IO', `cannot create output directory ${dir}: ${(err as Error).message}`);
+              }
+              const names = options.names ?? new NameAllocator();
+              for (const d of selected) {
+                const base = diskBaseName(meta.vm.name, d.userdevice);
+                planned.set(d.ref, insideDir(dir, names.allocate(base, imageExtension(format))));
+              }
             }
-            return;
-          }
-          // Refuse existing outputs now, before reading gigabytes.
-          if (!options.force) {
-            for (const p of planned.values()) {
-              if (fs.existsSync(p)) throw new OutputError('OUTPUT_EXISTS', `${p} already exists (use --force to overwrite)`);
+            if (options.targets || (options.outFile && outFileInPlace(options.outFile, !!options.noCreate))) {
+              // Open and size-check every device now: a busy or small one is refused before any byte.
+              for (const d of selected) {
+                const p = planned.get(d.ref)!;
+                const out = InPlaceOutput.open(p, { targetIsZero: options.targetIsZero, policy: imageWritePolicy(options) });
+                inPlace.set(d.ref, out);
+                checkInPlaceCapacity(format, d, p, out.capacity, measuredQcow2.get(d.ref));
+              }
+              return;
             }
-          }
+            // Refuse existing outputs now, before reading gigabytes.
+            if (!options.force) {
+              for (const p of planned.values()) {
+                if (fs.existsSync(p)) throw new OutputError('OUTPUT_EXISTS', `${p} already exists (use --force to overwrite)`);
+              }
+            }
+          },
+          openDisk: async (disk): Promise<DiskImageWriter | undefined> => {
+            if (!selected.includes(disk)) return undefined;
+            if (options.stdout) {
+              streamTarget = new StreamTarget(options.stdout, 'standard output');
+              results.set(disk.ref, { path: '-' });
+              return makeWriter(disk, streamTarget);
+            }
+            // The device or the .part file is committed right after its writer completes (the reader calls finish()).
+            const device = inPlace.get(disk.ref);
+            if (device) inPlaceStarted.add(device);
+            const output = device ?? (await PartFile.create(planned.get(disk.ref)!, !!options.force, imageWritePolicy(options)));
+            if (output instanceof PartFile) parts.push(output);
+            results.set(disk.ref, { path: planned.get(disk.ref)! });
+            const writer = makeWriter(disk, output.target);
+            return {
+              write: (o, d, lease) => writer.write(o, d, lease),
+              finish: async () => {
+                const res = await writer.finish();
+                await output.commit(options.sync !== false);
+                return res;
+              },
+            };
+          },
+          onDiskDone: (disk, stats, res) => {
+            const r = results.get(disk.ref) ?? { path: null };
+            results.set(disk.ref, { ...r, res, stats });
+          },
+          onProgress: options.onProgress,
+          onWarning: options.onWarning,
         },
-        openDisk: async (disk): Promise<DiskImageWriter | undefined> => {
-          if (!selected.includes(disk)) return undefined;
-          if (options.stdout) {
-            streamTarget = new StreamTarget(options.stdout, 'standard output');
-            results.set(disk.ref, { path: '-' });
-            return makeWriter(disk, streamTarget);
-          }
-          // The device or the .part file is committed right after its writer completes (the reader calls finish()).
-          const device = inPlace.get(disk.ref);
-          if (device) inPlaceStarted.add(device);
-          const output = device ?? (await PartFile.create(planned.get(disk.ref)!, !!options.force, imageWritePolicy(options)));
-          if (output instanceof PartFile) parts.push(output);
-          results.set(disk.ref, { path: planned.get(disk.ref)! });
-          const writer = makeWriter(disk, output.target);
+        { onBadChunk: options.onBadChunk, signal: options.signal },
+      );
+      if (streamTarget) await streamTarget.end();
+      const meta = read.metadata;
+      const disks: ConvertedDisk[] = meta.disks
+        .filter((d) => selected.includes(d))
+        .map((d) => {
+          const r = results.get(d.ref);
           return {
-            write: (o, d, lease) => writer.write(o, d, lease),
-            finish: async () => {
-              const res = await writer.finish();
-              await output.commit(options.sync !== false);
-              return res;
-            },
+            ref: d.ref,
+            name: d.vdi.name,
+            userdevice: d.userdevice,
+            bootable: d.bootable,
+            virtualSize: d.virtualSize,
+            path: r?.path ?? null,
+            format,
+            checksum: r?.stats?.checksum ?? null,
+            chunks: r?.stats?.chunks ?? 0,
+            keepAlives: r?.stats?.keepAlives ?? 0,
+            bytesWritten: r?.res?.bytesWritten ?? 0,
+            zeroBytesSkipped: r?.res?.zeroBytesSkipped ?? 0,
+            imageSize: r?.res?.imageSize ?? 0,
+            inPlace: inPlaceResult(inPlace.get(d.ref), r?.res, !!options.targetIsZero),
           };
-        },
-        onDiskDone: (disk, stats, res) => {
-          const r = results.get(disk.ref) ?? { path: null };
-          results.set(disk.ref, { ...r, res, stats });
-        },
-        onProgress: options.onProgress,
-        onWarning: options.onWarning,
-      },
-      { onBadChunk: options.onBadChunk, signal: options.signal },
-    );
-    if (streamTarget) await streamTarget.end();
-    const meta = read.metadata;
-    const disks: ConvertedDisk[] = meta.disks
-      .filter((d) => selected.includes(d))
-      .map((d) => {
-        const r = results.get(d.ref);
-        return {
-          ref: d.ref,
-          name: d.vdi.name,
-          userdevice: d.userdevice,
-          bootable: d.bootable,
-          virtualSize: d.virtualSize,
-          path: r?.path ?? null,
-          format,
-          checksum: r?.stats?.checksum ?? null,
-          chunks: r?.stats?.chunks ?? 0,
-          keepAlives: r?.stats?.keepAlives ?? 0,
-          bytesWritten: r?.res?.bytesWritten ?? 0,
-          zeroBytesSkipped: r?.res?.zeroBytesSkipped ?? 0,
-          imageSize: r?.res?.imageSize ?? 0,
-          inPlace: inPlaceResult(inPlace.get(d.ref), r?.res, !!options.targetIsZero),
-        };
-      });
-    return {
-      input: source.name,
-      compression: source.compression,
-      codec: source.codec,
-      vm: summaryVm(meta),
-      disks,
-      unselectedDisks: unselected,
-      cdroms: meta.cdroms,
-      vifs: meta.vifs,
-      checksum: read.checksum ?? null,
-      badChunks: read.badChunks,
-      warnings: read.warnings,
-      tarBytes: read.tarBytes,
-      seconds: (Date.now() - started) / 1000,
-    };
-  } catch (err) {
-    await Promise.all([...parts.map((p) => p.abort()), ...[...inPlace.values()].map((o) => o.abort())]);
-    if (err instanceof XvaError) {
-      err.at({ input: source.name });
-      err.message += keptInPlaceNote([...inPlaceStarted].map((o) => o.path), 'before the failure');
+        });
+      return {
+        input: source.name,
+        compression: source.compression,
+        codec: source.codec,
+        vm: summaryVm(meta),
+        disks,
+        unselectedDisks: unselected,
+        cdroms: meta.cdroms,
+        vifs: meta.vifs,
+        checksum: read.checksum ?? null,
+        badChunks: read.badChunks,
+        warnings: read.warnings,
+        tarBytes: read.tarBytes,
+        seconds: (Date.now() - started) / 1000,
+      };
+    } catch (err) {
+      await Promise.all([...parts.map((p) => p.abort()), ...[...inPlace.values()].map((o) => o.abort())]);
+      // withXvaInput adds the input's name.
+      if (err instanceof XvaError) err.message += keptInPlaceNote([...inPlaceStarted].map((o) => o.path), 'before the failure');
+      throw err;
+    } finally {
+      for (const o of inPlace.values()) o.closeSync(); // committed or aborted already; never left open
     }
-    throw err;
-  } finally {
-    for (const o of inPlace.values()) o.closeSync(); // committed or aborted already; never left open
-    await source.close();
-  }
+  });
 }

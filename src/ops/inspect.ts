@@ -11,8 +11,7 @@
  * input is decompressed but never hashed. It is the same reader code either way, so both give
  * the same numbers under the same structure rules.
  */
-import { XvaError, XvaFormatError } from '../errors';
-import { openInput } from '../input/open';
+import { XvaFormatError } from '../errors';
 import type { Compression, InputSource, OpenInputOptions } from '../input/types';
 import { openTarHeaderWalker, walkerTarReader, type TarHeaderWalker } from '../tar/header-walker';
 import { blockTarReader, inputBlocks } from '../tar/block-reader';
@@ -21,6 +20,7 @@ import { kindFromSuffix, OVA_XML_ENTRY, parseChunkName, type ChecksumKind } from
 import type { XvaMetadata } from '../xva/metadata/model';
 import { MAX_OVA_XML_BYTES, parseOvaXml } from '../xva/metadata/parse';
 import { MAX_CHUNK_BYTES, readXva, type DiskReadStats, type XvaProgress } from '../xva/reader';
+import { withXvaInput } from './with-xva-input';
 
 export interface InspectOptions extends OpenInputOptions {
   /** Walk every chunk header to count per-disk chunks and allocated bytes. */
@@ -201,10 +201,9 @@ function peekKind(dataName: string | undefined, sumName: string | undefined): Ch
 
 export async function inspectXva(input: string | InputSource, options: InspectOptions = {}): Promise<XvaInfo> {
   const started = Date.now();
-  const source = typeof input === 'string' ? await openInput(input, options) : input;
-  // A plain regular file needs no byte stream at all: its headers are read where they sit.
-  const seek = source.seekablePath !== undefined && !options.noSeek;
-  try {
+  return withXvaInput(input, options, async (source) => {
+    // A plain regular file needs no byte stream at all: its headers are read where they sit.
+    const seek = source.seekablePath !== undefined && !options.noSeek;
     let info: XvaInfo;
     if (options.chunks) {
       info = await inspectChunks(source, seek, options);
@@ -216,12 +215,7 @@ export async function inspectXva(input: string | InputSource, options: InspectOp
     }
     info.seconds = (Date.now() - started) / 1000;
     return info;
-  } catch (err) {
-    if (err instanceof XvaError) err.at({ input: source.name });
-    throw err;
-  } finally {
-    await source.close();
-  }
+  });
 }
 
 /** ova.xml (+ a peek at the first checksum entry name). */

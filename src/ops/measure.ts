@@ -8,17 +8,14 @@
  * the writer uses (`qcow2ExactFileSize`), so without `fast` the required size equals the size
  * of the file `convertXva` then writes, to the byte.
  */
-import { XvaError } from '../errors';
-import { AllocationMap, AllocationMapBuilder, allocatedGuestBytes } from '../image/allocation-map';
+import { allocatedGuestBytes, type AllocationMap } from '../image/allocation-map';
 import { qcow2ExactFileSize, qcow2FullyAllocatedSize } from '../image/qcow2/layout';
 import { IMAGE_FORMATS, type ImageFormat } from '../image/types';
 import { vmdkFullyAllocatedSize, vmdkUpperBoundSize } from '../image/vmdk/size';
-import { openInput } from '../input/open';
 import { checkChoice } from '../option-checks';
 import type { InputSource, OpenInputOptions } from '../input/types';
-import { selectDisks } from '../xva/select-disks';
-import type { DiskInfo } from '../xva/metadata/model';
-import { readXva } from '../xva/reader';
+import { readAllocationMaps } from './allocation-maps';
+import { withXvaInput } from './with-xva-input';
 
 export interface MeasureOptions extends OpenInputOptions {
   format?: ImageFormat;
@@ -67,36 +64,8 @@ export function sizesFor(format: ImageFormat, map: AllocationMap): Pick<DiskMeas
 export async function measureXva(input: string | InputSource, options: MeasureOptions = {}): Promise<MeasureResult> {
   const format = checkChoice(options.format, IMAGE_FORMATS, 'format') ?? 'qcow2';
   const fast = !!options.fast;
-  const source = typeof input === 'string' ? await openInput(input, options) : input;
-  const maps = new Map<string, AllocationMap>();
-  const builders = new Map<string, AllocationMapBuilder>();
-  let selected: DiskInfo[] = [];
-  try {
-    const read = await readXva(
-      source,
-      {
-        onMetadata: (meta) => {
-          selected = selectDisks(meta, options.disks, options.includeSuspendImage);
-          for (const d of selected) maps.set(d.ref, new AllocationMap(d.virtualSize));
-        },
-        openDisk: (disk) => {
-          if (fast || !selected.includes(disk)) return undefined;
-          const b = new AllocationMapBuilder(disk.virtualSize);
-          builders.set(disk.ref, b);
-          maps.set(disk.ref, b.map);
-          return b;
-        },
-        onChunk: fast
-          ? (disk, _entry, offset, length) => {
-              const map = maps.get(disk.ref);
-              if (!map || length === 0) return;
-              const last = Math.floor((offset + length - 1) / map.clusterSize);
-              for (let c = Math.floor(offset / map.clusterSize); c <= last; c++) map.add(c);
-            }
-          : undefined,
-      },
-      { skipData: fast, signal: options.signal },
-    );
+  return withXvaInput(input, options, async (source) => {
+    const { selected, maps, warnings } = await readAllocationMaps(source, { disks: options.disks, includeSuspendImage: options.includeSuspendImage, fast, signal: options.signal });
     const disks = selected.map((d): DiskMeasure => {
       const map = maps.get(d.ref)!;
       return {
@@ -109,11 +78,6 @@ export async function measureXva(input: string | InputSource, options: MeasureOp
         exact: format === 'raw' || (format === 'qcow2' && !fast),
       };
     });
-    return { input: source.name, format, fast, disks, warnings: read.warnings };
-  } catch (err) {
-    if (err instanceof XvaError) err.at({ input: source.name });
-    throw err;
-  } finally {
-    await source.close();
-  }
+    return { input: source.name, format, fast, disks, warnings };
+  });
 }

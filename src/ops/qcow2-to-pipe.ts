@@ -7,17 +7,17 @@
  * this module does not depend on the conversion that calls it.
  * A source that cannot be read twice (standard input) is refused with an explanation.
  */
-import { UsageError, XvaError } from '../errors';
-import { AllocationMapBuilder, type AllocationMap } from '../image/allocation-map';
+import { UsageError } from '../errors';
+import type { AllocationMap } from '../image/allocation-map';
 import type { Qcow2Compat } from '../image/qcow2/layout';
 import { Qcow2StreamWriter } from '../image/qcow2/stream-writer';
-import { openInput } from '../input/open';
 import type { InputSource, OpenInputOptions } from '../input/types';
 import type { DiskImageWriter } from '../io/disk';
 import type { SequentialTarget } from '../output/target';
 import type { DiskInfo } from '../xva/metadata/model';
-import { readXva, type BadChunkPolicy } from '../xva/reader';
-import { selectDisks } from '../xva/select-disks';
+import type { BadChunkPolicy } from '../xva/reader';
+import { readAllocationMaps } from './allocation-maps';
+import { withXvaInput } from './with-xva-input';
 
 /** What the first pass needs of the conversion's options. */
 export interface Qcow2PipeOptions extends OpenInputOptions {
@@ -62,31 +62,7 @@ export async function allocationMapsFirstPass(
   options: Qcow2PipeOptions,
   onSelected?: (selected: DiskInfo[]) => void,
 ): Promise<Map<string, AllocationMap>> {
-  const maps = new Map<string, AllocationMap>();
-  let selected: DiskInfo[] = [];
-  const first = await openInput(input, options);
-  try {
-    await readXva(
-      first,
-      {
-        onMetadata: (meta) => {
-          selected = selectDisks(meta, options.disks, options.includeSuspendImage);
-          onSelected?.(selected);
-        },
-        openDisk: (disk) => {
-          if (!selected.includes(disk)) return undefined;
-          const builder = new AllocationMapBuilder(disk.virtualSize);
-          maps.set(disk.ref, builder.map);
-          return builder;
-        },
-      },
-      { onBadChunk: options.onBadChunk, signal: options.signal },
-    );
-  } catch (err) {
-    if (err instanceof XvaError) err.at({ input: first.name });
-    throw err;
-  } finally {
-    await first.close();
-  }
+  const pass = { disks: options.disks, includeSuspendImage: options.includeSuspendImage, onBadChunk: options.onBadChunk, signal: options.signal };
+  const { maps } = await withXvaInput(input, options, (first) => readAllocationMaps(first, pass, onSelected));
   return maps;
 }
