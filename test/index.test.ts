@@ -4,6 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import * as api from '../src/index';
 import { builtDist } from './cli/_cli';
@@ -65,6 +66,30 @@ describe('the public option types', () => {
     // @ts-expect-error ovaXmlMtime is packXva's internal second argument
     const mtime: api.PackOptions = { ovaXmlMtime: 0 };
     expect([uuids, date, mtime]).toHaveLength(3);
+  });
+
+  it('carry no seek switch: a plain file is read as a stream by passing a stream-kind InputSource', () => {
+    // @ts-expect-error noSeek is gone from InspectOptions (tests pass asStreamSource(source) instead)
+    const noSeek: api.InspectOptions = { noSeek: true };
+    expect(noSeek).toBeDefined();
+  });
+
+  it('InputSource is a union by kind, not optional fields to probe', () => {
+    const facts = { name: 'x', compression: 'none' as const, codec: 'none', stream: Readable.from([]), rawBytesRead: () => 0, close: async () => {} };
+    const where = (s: api.InputSource): string => {
+      // @ts-expect-error seekablePath is gone: a plain file is kind 'file' with a path
+      void s.seekablePath;
+      // @ts-expect-error blocks exist on kind 'blocks' only
+      void s.blocks;
+      return s.kind === 'file' ? s.path : s.kind;
+    };
+    // @ts-expect-error a source says which kind it is
+    const kindless: api.InputSource = facts;
+    // @ts-expect-error kind 'blocks' comes with its blocks
+    const blockless: api.InputSource = { ...facts, kind: 'blocks' };
+    expect(where({ ...facts, kind: 'file', path: '/vm.xva' })).toBe('/vm.xva');
+    expect(where({ ...facts, kind: 'stream' })).toBe('stream');
+    expect([kindless, blockless]).toHaveLength(2);
   });
 });
 

@@ -4,7 +4,12 @@
  * node:zlib ('inflate'), or from a child codec's output ('child'). Each block goes to the main
  * thread with a message; a block is filled again only once the main thread has given it back
  * (its state word is 0 again).
+ *
+ * This module is the worker's entry: loaded there, it runs the thread (last line). The main
+ * thread imports only its types, so it never loads it.
  */
+import fs from 'node:fs';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { WasmMemory } from '../io/aligned-buffer';
 
 /** What the thread is given (structured-cloned; the memory and control array are shared). */
@@ -37,13 +42,11 @@ export type ThreadMessage =
   | { type: 'error'; kind: 'read' | 'gzip' | 'child' | 'spawn'; detail: string; offset: number; code?: string };
 
 /**
- * The thread's code. It runs from source text (`eval` worker), so that the same code serves the
- * compiled package and the TypeScript tests: it must not use anything from this module's scope.
+ * The thread's code. The modules only one mode needs (net, zlib, child_process, crypto) are
+ * required where that mode starts, so a thread loads only what it uses.
  */
-export function decoderThreadMain(): void {
+function decoderThreadMain(): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
-  const { workerData, parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
-  const fs = require('node:fs') as typeof import('node:fs');
   const data = workerData as ThreadData;
   const port = parentPort!;
   const { control, blockBytes, blocks } = data;
@@ -379,3 +382,4 @@ export function decoderThreadMain(): void {
   else viaStdoutPipe();
 }
 
+if (!isMainThread) decoderThreadMain();

@@ -35,7 +35,8 @@ import { cannotRun, CHILD_STDERR_LIMIT, type ChildCodec } from './child-codec';
 import { gzipError, loadZlib } from './gzip';
 import { unreadable } from '../io/open-file';
 import type { BlockSource } from './types';
-import { type ChildTransport, decoderThreadMain, type ThreadData, type ThreadMessage } from './decoder-thread-main';
+import path from 'node:path';
+import type { ChildTransport, ThreadData, ThreadMessage } from './decoder-thread-main';
 
 export type { ChildTransport };
 
@@ -65,6 +66,21 @@ const STOP_GRACE_MS = 2000;
  */
 const MAX_IDLE_RINGS = 2;
 const idleRings: WasmMemory[] = [];
+
+/** The thread's code: the module decoder-thread-main.ts, compiled beside this one. */
+const THREAD_MODULE = path.join(__dirname, 'decoder-thread-main.js');
+/** Makes what the worker runs instead of THREAD_MODULE (threadFromCode). */
+let threadCode: (() => string) | undefined;
+
+/**
+ * Runs the thread from the text `code()` returns (decoder-thread-main as JavaScript; asked for
+ * when a thread starts) instead of the compiled module. For the tests, which run these sources
+ * as TypeScript that a worker cannot load (test/setup/decoder-thread.ts); the package's API does
+ * not reach it.
+ */
+export function threadFromCode(code: () => string): void {
+  threadCode = code;
+}
 
 /** Rings waiting for reuse (for tests). */
 export function idleRingCount(): number {
@@ -180,7 +196,7 @@ export class DecoderThread implements BlockSource {
     // Required here, not at the top: plain-file conversions never start a thread (start-up time).
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { Worker: WorkerThread } = require('node:worker_threads') as typeof import('node:worker_threads');
-    this.#worker = new WorkerThread(`(${decoderThreadMain.toString()})()`, { eval: true, workerData });
+    this.#worker = new WorkerThread(threadCode?.() ?? THREAD_MODULE, { eval: threadCode !== undefined, workerData });
     this.#worker.on('message', (m: ThreadMessage) => this.#onMessage(m));
     this.#worker.on('error', (err) => this.#fail(new InputError('BAD_COMPRESSION', `decoder thread failed: ${errorText(err)}`, { input: o.input }, { cause: err })));
     this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));

@@ -15,7 +15,7 @@ import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { InputError, UsageError } from '../errors';
 import { checkChoice } from '../option-checks';
-import { GZIP_CODECS, ZSTD_CODECS, type BlockSource, type Compression, type InputSource, type OpenInputOptions } from './types';
+import { GZIP_CODECS, ZSTD_CODECS, type BlockSource, type BlocksInputSource, type Compression, type FileInputSource, type InputSource, type OpenInputOptions, type StreamInputSource } from './types';
 import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder } from './decoder';
 import { errorText } from '../errors';
 import { openFd, unreadable } from '../io/open-file';
@@ -83,7 +83,7 @@ async function decodeSource(source: RawSource, options: OpenInputOptions): Promi
  * If no decoder can be made, the pump is destroyed and the error thrown; releasing the source
  * is the caller's.
  */
-function wireDecoder(source: RawSource, pump: RawPump, compression: Compression, options: OpenInputOptions): InputSource {
+function wireDecoder(source: RawSource, pump: RawPump, compression: Compression, options: OpenInputOptions): StreamInputSource {
   const out = new DecodedStream();
   const ctx = makeContext(source.name, out, () => pump.bytesRead, () => pump.resume());
   let decoder: Decoder;
@@ -101,11 +101,11 @@ function wireDecoder(source: RawSource, pump: RawPump, compression: Compression,
   });
   pump.connect(decoder.sink, ctx.fail);
   return {
+    kind: 'stream',
     name: source.name,
     compression,
     codec: decoder.codec,
     rawSize: source.rawSize,
-    seekablePath: compression === 'none' ? source.regularFilePath : undefined,
     stream: out,
     rawBytesRead: () => pump.bytesRead,
     close,
@@ -188,12 +188,12 @@ async function openFileInput(path: string, options: OpenInputOptions): Promise<I
 }
 
 /**
- * A plain (uncompressed) regular file. Its readers seek: readXva opens it by `seekablePath` and
+ * A plain (uncompressed) regular file. Its readers seek: readXva opens it by `path` and
  * reads it in aligned blocks, or only its headers. The stream is therefore made only when a
  * caller asks for it. Made up front, it read ahead three 2 MiB buffers that nobody used, per
  * conversion: 6 MB of reads and 6 MB of memory for the collector.
  */
-function plainFileInput(path: string, fd: number, stat: fs.Stats, readSize: number, options: OpenInputOptions): InputSource {
+function plainFileInput(path: string, fd: number, stat: fs.Stats, readSize: number, options: OpenInputOptions): FileInputSource {
   let wired: InputSource | undefined;
   let closed: Promise<void> | undefined;
   const wire = (): InputSource => {
@@ -203,11 +203,12 @@ function plainFileInput(path: string, fd: number, stat: fs.Stats, readSize: numb
     return (wired = wireDecoder(source, new RawPump(source), 'none', options));
   };
   return {
+    kind: 'file',
+    path,
     name: path,
     compression: 'none',
     codec: 'none',
     rawSize: stat.size,
-    seekablePath: path,
     get stream() {
       return (wired ?? wire()).stream;
     },
@@ -217,7 +218,7 @@ function plainFileInput(path: string, fd: number, stat: fs.Stats, readSize: numb
 }
 
 /** A regular gzip or zstd file given to its child codec as its stdin, decoded on the main thread. */
-function childOnFile(path: string, fd: number, stat: fs.Stats, compression: Compression, child: ChildCodec): InputSource {
+function childOnFile(path: string, fd: number, stat: fs.Stats, compression: Compression, child: ChildCodec): StreamInputSource {
   const out = new DecodedStream();
   const progress = childReadProgress(fd);
   const rawBytesRead = progress.read;
@@ -228,6 +229,7 @@ function childOnFile(path: string, fd: number, stat: fs.Stats, compression: Comp
     await fsClose(fd).catch(() => {});
   });
   return {
+    kind: 'stream',
     name: path,
     compression,
     codec: decoder.codec,
@@ -259,11 +261,12 @@ function threadedFileInput(path: string, fd: number, stat: fs.Stats, compression
  * An input read as `blocks` (a decoder thread's ring); its stream, for callers that want one,
  * is made from them on demand. `release` frees what is behind the blocks (once, after the stream).
  */
-function blockInput(facts: Pick<InputSource, 'name' | 'compression' | 'codec' | 'rawSize'>, blocks: BlockSource & { rawBytesRead(): number }, release: () => Promise<void>): InputSource {
+function blockInput(facts: Pick<InputSource, 'name' | 'compression' | 'codec' | 'rawSize'>, blocks: BlockSource & { rawBytesRead(): number }, release: () => Promise<void>): BlocksInputSource {
   let closed: Promise<void> | undefined;
   let stream: Readable | undefined;
   return {
     ...facts,
+    kind: 'blocks',
     blocks,
     get stream() {
       return (stream ??= blocksAsStream(blocks));
@@ -315,7 +318,6 @@ function fileSource(path: string, fd: number, stat: fs.Stats, readSize: number):
     name: path,
     stream,
     rawSize: regular ? stat.size : undefined,
-    regularFilePath: regular ? path : undefined,
     mapError: (err, bytesRead) => unreadable(path, `read error at byte ${bytesRead}`, err),
     release: () => closeReadStream(stream),
   };

@@ -31,8 +31,6 @@ export interface RawSource {
   rawSize?: number;
   /** Bytes the source promised (Content-Length): ending short of it is a truncation error. */
   expectedBytes?: number;
-  /** Path of a regular file (candidate for `seekablePath` if it turns out uncompressed). */
-  regularFilePath?: string;
   /** Turns a source stream error (or a short read) into a typed error. */
   mapError(err: unknown, bytesRead: number): InputError;
   /** Releases the descriptor/socket; resolves once it is closed. Idempotent. */

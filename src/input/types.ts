@@ -60,11 +60,18 @@ export interface OpenInputOptions {
 }
 
 /**
- * An opened input: the decompressed tar byte stream plus facts about the raw source.
- * `stream` yields Buffers; `rawBytesRead()` counts bytes consumed from the source before
- * decompression (for progress against `rawSize`).
+ * An opened input: the decompressed tar byte stream plus facts about the raw source, in one of
+ * three kinds that say how it can be read (switch on `kind`):
+ * - 'file': a plain (uncompressed) regular file at `path`, which readers may seek in;
+ * - 'blocks': blocks that can be lent without a copy (a decoder thread's ring);
+ * - 'stream': only the byte stream.
+ * Every kind has `stream`, which yields Buffers; `rawBytesRead()` counts bytes consumed from the
+ * source before decompression (for progress against `rawSize`).
  */
-export interface InputSource {
+export type InputSource = FileInputSource | BlocksInputSource | StreamInputSource;
+
+/** What every kind of InputSource has. */
+export interface InputSourceFacts {
   /** As the user named it: a path, "-" or a URL (credentials removed). */
   name: string;
   compression: Compression;
@@ -72,17 +79,30 @@ export interface InputSource {
   codec: string;
   /** Size of the raw (possibly compressed) source when known (file size, Content-Length). */
   rawSize?: number;
-  /** Path of a plain (uncompressed) regular file, for fast paths that seek. */
-  seekablePath?: string;
   stream: Readable;
-  /**
-   * The same bytes as blocks that can be lent to writers without a copy, when the input has them
-   * (a decoder thread's ring). Read either this or `stream`, never both.
-   */
-  blocks?: BlockSource;
   rawBytesRead(): number;
   /** Releases resources (file descriptors, child processes, sockets). Safe to call twice. */
   close(): Promise<void>;
+}
+
+/** A plain (uncompressed) regular file, for fast paths that seek. */
+export interface FileInputSource extends InputSourceFacts {
+  kind: 'file';
+  compression: 'none';
+  /** Path of the file, to open it again for positional reads. */
+  path: string;
+}
+
+/** An input whose bytes come as lendable blocks (a decoder thread's ring). */
+export interface BlocksInputSource extends InputSourceFacts {
+  kind: 'blocks';
+  /** The same bytes as `stream`, as blocks that can be lent to writers without a copy. Read either this or `stream`, never both. */
+  blocks: BlockSource;
+}
+
+/** An input read only as a byte stream (URLs, pipes, decoders on the main thread). */
+export interface StreamInputSource extends InputSourceFacts {
+  kind: 'stream';
 }
 
 /** A source of consecutive blocks of the input. */

@@ -25,8 +25,6 @@ import { withXvaInput } from './with-xva-input';
 export interface InspectOptions extends OpenInputOptions {
   /** Walk every chunk header to count per-disk chunks and allocated bytes. */
   chunks?: boolean;
-  /** Never use the seek fast path (tests; the streaming path is used anyway for compressed input). */
-  noSeek?: boolean;
   signal?: AbortSignal;
   onProgress?(progress: XvaProgress): void;
   onWarning?(message: string): void;
@@ -202,15 +200,15 @@ function peekKind(dataName: string | undefined, sumName: string | undefined): Ch
 export async function inspectXva(input: string | InputSource, options: InspectOptions = {}): Promise<XvaInfo> {
   const started = Date.now();
   return withXvaInput(input, options, async (source) => {
-    // A plain regular file needs no byte stream at all: its headers are read where they sit.
-    const seek = source.seekablePath !== undefined && !options.noSeek;
     let info: XvaInfo;
     if (options.chunks) {
-      info = await inspectChunks(source, seek, options);
+      info = await inspectChunks(source, options);
     } else {
-      const tar = seek
-        ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal }))
-        : blockTarReader(inputBlocks(source), { input: source.name, signal: options.signal });
+      // A plain regular file needs no byte stream at all: its headers are read where they sit.
+      const tar =
+        source.kind === 'file'
+          ? walkerTarReader(await openTarHeaderWalker(source.path, { input: source.name, signal: options.signal }))
+          : blockTarReader(inputBlocks(source), { input: source.name, signal: options.signal });
       info = await inspectHead(source, tar);
     }
     info.seconds = (Date.now() - started) / 1000;
@@ -249,7 +247,7 @@ async function inspectHead(source: InputSource, tar: TarReader): Promise<XvaInfo
  * Counts chunks with the reader in structure-only mode (no hashing, no data kept): on a plain
  * file it only walks the headers, seeking over the data.
  */
-async function inspectChunks(source: InputSource, seek: boolean, options: InspectOptions): Promise<XvaInfo> {
+async function inspectChunks(source: InputSource, options: InspectOptions): Promise<XvaInfo> {
   let info: XvaInfo | undefined;
   const result = await readXva(
     source,
@@ -260,12 +258,12 @@ async function inspectChunks(source: InputSource, seek: boolean, options: Inspec
       onProgress: options.onProgress,
       onWarning: options.onWarning,
     },
-    { skipData: true, seek, signal: options.signal },
+    { skipData: true, signal: options.signal },
   );
   info ??= infoFrom(source, result.metadata);
   applyStats(info, result.disks);
   info.checksum = result.checksum ?? null;
-  info.chunkScan = seek ? 'seek' : 'stream';
+  info.chunkScan = source.kind === 'file' ? 'seek' : 'stream';
   info.tarBytes = result.tarBytes;
   info.warnings = result.warnings;
   return info;

@@ -185,7 +185,7 @@ export function streamBlockSource(stream: Readable): BlockSource {
 
 /** The decoded bytes of an opened input as blocks: its own when it has them, else its stream's chunks. */
 export function inputBlocks(source: InputSource): BlockSource {
-  return source.blocks ?? streamBlockSource(source.stream);
+  return source.kind === 'blocks' ? source.blocks : streamBlockSource(source.stream);
 }
 
 /** Entry data handed out by the cursor: valid until `release()`; `lease` lets writers hold it longer. */

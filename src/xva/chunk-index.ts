@@ -165,11 +165,11 @@ export interface XvaIndex {
 }
 
 /**
- * Indexes a plain XVA file (`source.seekablePath` set): one pass over its tar headers, with the
+ * Indexes a plain XVA file (`source.kind` 'file'): one pass over its tar headers, with the
  * converter's structure checks (a truncated or misordered archive fails here, as it would there).
  */
 export async function indexXva(source: InputSource, options: { signal?: AbortSignal; onWarning?(message: string): void } = {}): Promise<XvaIndex> {
-  if (source.seekablePath === undefined) throw new TypeError('indexXva needs a plain regular file');
+  if (source.kind !== 'file') throw new TypeError('indexXva needs a plain regular file');
   const builders = new Map<string, DiskChunkIndexBuilder>();
   const result = await readXva(
     source,

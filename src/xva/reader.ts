@@ -145,12 +145,12 @@ export async function readXva(source: InputSource, consumer: XvaConsumer = {}, o
   // for structure-only passes, only where its headers sit (header-walker.ts). Anything else
   // (compressed, stdin, HTTP) is parsed from the decoded stream's chunks as they come. All three
   // decode headers with the same walkTarEntries.
-  const seek = options.seek !== false && source.seekablePath !== undefined;
+  const seek = options.seek !== false && source.kind === 'file';
   const tar = !seek
     ? blockTarReader(inputBlocks(source), { input: source.name, signal: options.signal })
     : options.skipData
-      ? walkerTarReader(await openTarHeaderWalker(source.seekablePath!, { input: source.name, signal: options.signal }))
-      : blockTarReader(await openFileBlockSource(source.seekablePath!, source.name), { input: source.name, signal: options.signal });
+      ? walkerTarReader(await openTarHeaderWalker(source.path, { input: source.name, signal: options.signal }))
+      : blockTarReader(await openFileBlockSource(source.path, source.name), { input: source.name, signal: options.signal });
   try {
     return await readEntries(source, tar, consumer, options);
   } catch (err) {
@@ -221,7 +221,7 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
     if (!force && now - lastProgress < 100) return;
     lastProgress = now;
     consumer.onProgress({
-      rawBytesRead: source.seekablePath !== undefined && options.seek !== false ? tar.bytesConsumed() : source.rawBytesRead(),
+      rawBytesRead: source.kind === 'file' && options.seek !== false ? tar.bytesConsumed() : source.rawBytesRead(),
       rawSize: source.rawSize,
       tarBytes: tar.bytesConsumed(),
       diskBytesDone: diskBytesDone + (active ? Math.min(active.placer.position, active.info.virtualSize) : 0),

@@ -35,14 +35,18 @@ export class DiskPipe implements DiskByteSource, DiskImageWriter {
   private readWanted = -1;
   private waiters: Array<() => void> = [];
   private dataBytes = 0;
-  /** Peak bytes queued (tests assert the bound). */
-  peakQueued = 0;
+  private peak = 0;
 
   constructor(
     readonly ref: string,
     readonly virtualSize: number,
     private readonly highWater = DEFAULT_PIPE_HIGH_WATER,
   ) {}
+
+  /** Peak bytes queued (tests assert the bound); read-only to everyone else. */
+  get peakQueued(): number {
+    return this.peak;
+  }
 
   get isFinished(): boolean {
     return this.finished;
@@ -87,7 +91,7 @@ export class DiskPipe implements DiskByteSource, DiskImageWriter {
     // The reader reuses `data` once we return: keep a copy.
     this.segments.push({ offset, data: Buffer.from(data.subarray(0, end - offset)) });
     this.queued += end - offset;
-    this.peakQueued = Math.max(this.peakQueued, this.queued);
+    this.peak = Math.max(this.peak, this.queued);
     this.dataBytes += end - offset;
     this.writeCursor = end;
     this.known = end;

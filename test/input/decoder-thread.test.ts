@@ -10,7 +10,7 @@ import path from 'node:path';
 import { InputError } from '../../src/errors';
 import { gzipThreadAvailable, idleRingCount, RING_BLOCK_BYTES, RING_BLOCKS, startDecoderThread, type ChildTransport } from '../../src/input/decoder-thread';
 import { openInput } from '../../src/input/open';
-import type { InputSource, OpenInputOptions } from '../../src/input/types';
+import type { BlockSource, InputSource, OpenInputOptions } from '../../src/input/types';
 import { findZstdBinary, zstdChild } from '../../src/input/zstd';
 import { xxh64InPlace } from '../../src/xva/xxh64-in-place';
 import { hasTool } from '../helpers/system-tools';
@@ -31,10 +31,16 @@ beforeAll(() => {
 });
 afterAll(() => removeDir(dir));
 
+/** The blocks of a source read on a decoder thread. */
+function blocksOf(src: InputSource): BlockSource {
+  if (src.kind !== 'blocks') throw new Error(`expected a source of blocks, got kind ${src.kind}`);
+  return src.blocks;
+}
+
 /** Every block of the source, copied, each released at once. */
 async function readBlocks(src: InputSource): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for (let b = await src.blocks!.next(); b; b = await src.blocks!.next()) {
+  for (let b = await blocksOf(src).next(); b; b = await blocksOf(src).next()) {
     parts.push(Buffer.from(b.buf));
     b.release();
   }
@@ -66,8 +72,8 @@ describe.each([
     const src = await openInput(file, options);
     expect(src.compression).toBe(codec);
     expect(src.codec).toBe(decoder);
-    expect(src.blocks?.lendsBlocks).toBe(true);
-    const first = (await src.blocks!.next())!;
+    expect(blocksOf(src).lendsBlocks).toBe(true);
+    const first = (await blocksOf(src).next())!;
     expect(first.buf.length).toBe(RING_BLOCK_BYTES);
     expect(first.buf.buffer).toBeInstanceOf(SharedArrayBuffer);
     expect(xxh64InPlace(first.buf)).not.toBeUndefined();
@@ -82,8 +88,8 @@ describe.each([
     const file = writeFile(dir, `ab.${codec}`, Buffer.concat([make(A), make(B)]));
     const threaded = await openInput(file, options);
     const main = await openInput(file, { ...options, decodeThread: false });
-    expect(threaded.blocks).toBeDefined();
-    expect(main.blocks).toBeUndefined();
+    expect(threaded.kind).toBe('blocks');
+    expect(main.kind).toBe('stream');
     const [x, y] = await Promise.all([readAll(threaded), readAll(main)]);
     expect(x.equals(Buffer.concat([A, B]))).toBe(true);
     expect(y.equals(x)).toBe(true);
@@ -95,7 +101,7 @@ describe.each([
     const file = writeFile(dir, `big.${codec}`, make(big));
     const src = await openInput(file, options);
     const held = [];
-    for (let i = 0; i < RING_BLOCKS; i++) held.push((await src.blocks!.next())!);
+    for (let i = 0; i < RING_BLOCKS; i++) held.push((await blocksOf(src).next())!);
     await new Promise((r) => setTimeout(r, 300));
     // The thread has nowhere to write: the held blocks still hold the first 24 MiB.
     for (let i = 0; i < RING_BLOCKS; i++) {
@@ -103,7 +109,7 @@ describe.each([
     }
     expect(src.rawBytesRead()).toBeLessThan(fs.statSync(file).size);
     for (const b of held) b.release();
-    expect((await src.blocks!.next())!.buf.equals(big.subarray(RING_BLOCKS * RING_BLOCK_BYTES, (RING_BLOCKS + 1) * RING_BLOCK_BYTES))).toBe(true);
+    expect((await blocksOf(src).next())!.buf.equals(big.subarray(RING_BLOCKS * RING_BLOCK_BYTES, (RING_BLOCKS + 1) * RING_BLOCK_BYTES))).toBe(true);
     await src.close();
   });
 
@@ -112,7 +118,7 @@ describe.each([
     // batch, a library caller) take the same one instead of piling up new ones.
     const file = writeFile(dir, `reuse.${codec}`, make(A));
     const first = await openInput(file, options);
-    const kept = await first.blocks!.next();
+    const kept = await blocksOf(first).next();
     const ringsBefore = idleRingCount();
     await readBlocks(first);
     await first.close();
@@ -121,7 +127,7 @@ describe.each([
     expect(idleRingCount()).toBe(ringsBefore + 1);
     const second = await openInput(file, options);
     expect(idleRingCount()).toBe(ringsBefore);
-    const b = (await second.blocks!.next())!;
+    const b = (await blocksOf(second).next())!;
     expect(b.buf.buffer).toBe(kept!.buf.buffer);
     b.release();
     expect((await readBlocks(second)).length).toBe(A.length - RING_BLOCK_BYTES);
@@ -132,7 +138,7 @@ describe.each([
   run('a block held by a writer (lease) is not refilled until the hold is released', async () => {
     const file = writeFile(dir, `lease.${codec}`, make(A));
     const src = await openInput(file, options);
-    const b = (await src.blocks!.next())!;
+    const b = (await blocksOf(src).next())!;
     const letGo = b.lease.hold();
     b.release();
     const copy = Buffer.from(b.buf);
@@ -160,7 +166,7 @@ describe('node:zlib gzip errors on the decoder thread are the main thread\'s err
     // Each read as soon as it is open: a stream that fails before anyone listens would report
     // its error as unhandled.
     const threaded = await openInput(file, { gzipCodec: 'zlib' });
-    expect(threaded.blocks).toBeDefined();
+    expect(threaded.kind).toBe('blocks');
     const e1 = await blocksError(threaded);
     const main = await openInput(file, { gzipCodec: 'zlib', decodeThread: false });
     const e2 = await readError(main);
@@ -201,13 +207,13 @@ describe('node:zlib gzip errors on the decoder thread are the main thread\'s err
     const before = new Set(childZstdPids());
     const file = writeFile(dir, 'kill.zst', tool('zstd', ['-1', '-q', '-c'], sampleBytes(32 << 20, 44)));
     const src = await openInput(file, { zstdCodec: 'binary' });
-    const b = (await src.blocks!.next())!;
+    const b = (await blocksOf(src).next())!;
     b.release();
     const pids = childZstdPids().filter((p) => !before.has(p));
     expect(pids).toHaveLength(1);
     await src.close();
     expect(await waitFor(() => !isAlive(pids[0]))).toBe(true);
-    expect(await src.blocks!.next()).toBeNull();
+    expect(await blocksOf(src).next()).toBeNull();
     await src.close(); // idempotent
   });
 });
@@ -259,11 +265,11 @@ describe('node:zlib gzip errors on the decoder thread are the main thread\'s err
 it('close() in the middle of a gzip file stops the thread and closes the file', async () => {
   const file = writeFile(dir, 'stop.gz', tool('gzip', ['-1', '-c'], sampleBytes(32 << 20, 45)));
   const src = await openInput(file, { gzipCodec: 'zlib' });
-  (await src.blocks!.next())!.release();
+  (await blocksOf(src).next())!.release();
   const fdsBefore = fs.readdirSync('/proc/self/fd').length;
   await src.close();
   expect(fs.readdirSync('/proc/self/fd').length).toBeLessThan(fdsBefore);
-  expect(await src.blocks!.next()).toBeNull();
+  expect(await blocksOf(src).next()).toBeNull();
 });
 
 describe('a pipe copied into the ring (standard input)', () => {

@@ -105,12 +105,12 @@ beforeEach(() => {
 });
 
 describe('openInput: URLs', () => {
-  it('reads a plain body with rawSize from Content-Length and no seekablePath', async () => {
+  it('reads a plain body with rawSize from Content-Length, as a stream (no seeking)', async () => {
     const src = await openInput(`${base}/plain.xva`);
     expect(src.name).toBe(`${base}/plain.xva`);
     expect(src.compression).toBe('none');
     expect(src.rawSize).toBe(DATA.length);
-    expect(src.seekablePath).toBeUndefined();
+    expect(src.kind).toBe('stream');
     expect((await readAll(src)).equals(DATA)).toBe(true);
     expect(src.rawBytesRead()).toBe(DATA.length);
     await src.close();

@@ -32,13 +32,13 @@ beforeAll(() => {
 afterAll(() => removeDir(dir));
 
 describe('openInput: files', () => {
-  it('reads a plain file as is, with rawSize, seekablePath and a byte counter', async () => {
+  it('reads a plain file as is, with rawSize, its path to seek in and a byte counter', async () => {
     const src = await openInput(plainPath);
     expect(src.name).toBe(plainPath);
     expect(src.compression).toBe('none');
     expect(src.codec).toBe('none');
     expect(src.rawSize).toBe(DATA.length);
-    expect(src.seekablePath).toBe(plainPath);
+    expect(src).toMatchObject({ kind: 'file', path: plainPath });
     const out = await readAll(src);
     expect(sha256(out)).toBe(sha256(DATA));
     expect(src.rawBytesRead()).toBe(DATA.length);
@@ -75,7 +75,7 @@ describe('openInput: files', () => {
   it('detects compression by content, not by name', async () => {
     const gz = await openInput(gzPath);
     expect(gz.compression).toBe('gzip');
-    expect(gz.seekablePath).toBeUndefined();
+    expect(gz.kind).not.toBe('file');
     expect(gz.rawSize).toBe(fs.statSync(gzPath).size);
     expect((await readAll(gz)).equals(DATA)).toBe(true);
     expect(gz.rawBytesRead()).toBe(fs.statSync(gzPath).size);
@@ -208,7 +208,7 @@ describe('openInput: stdin', () => {
     expect(src.name).toBe('-');
     expect(src.compression).toBe('none');
     expect(src.rawSize).toBeUndefined();
-    expect(src.seekablePath).toBeUndefined();
+    expect(src.kind).toBe('stream');
     expect((await readAll(src)).equals(DATA)).toBe(true);
     expect(src.rawBytesRead()).toBe(DATA.length);
     await src.close();

@@ -83,7 +83,7 @@ describe('same entries as the tar-stream reader', () => {
       const disks = new Map<string, Buffer>();
       const source = await openInput(file);
       try {
-        expect(source.seekablePath).toBe(file);
+        expect(source).toMatchObject({ kind: 'file', path: file });
         await readXva(
           source,
           {
