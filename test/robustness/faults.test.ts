@@ -194,12 +194,27 @@ function startPiped(args: string[]): { child: ChildProcess; stderr: () => string
   return { child, stderr: () => err, done };
 }
 
-async function waitFor(pred: () => boolean, ms = 20000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/**
+ * Resolves when a `.part` appears in `dir` (the CLI writes one as soon as a disk's conversion is
+ * under way): an fs.watch event, and one look once the watcher is up, for a file already there.
+ */
+function partAppears(dir: string, ms = 20000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const watcher = fs.watch(dir);
+    const timer = setTimeout(() => end(new Error(`no .part in ${dir} within ${ms} ms`)), ms);
+    const end = (err?: Error): void => {
+      clearTimeout(timer);
+      watcher.close();
+      if (err) reject(err);
+      else resolve();
+    };
+    const look = (): void => {
+      if (fs.readdirSync(dir).some((f) => f.endsWith('.part'))) end();
+    };
+    watcher.on('change', look);
+    watcher.on('error', end);
+    look();
+  });
 }
 
 describe('interruption', () => {
@@ -209,7 +224,7 @@ describe('interruption', () => {
     const p = startPiped(['-', '-o', dir, '-q']);
     // Half the archive, then wait until the .part exists (conversion under way).
     p.child.stdin!.write(bytes.subarray(0, 6 * MiB));
-    await waitFor(() => listing(dir).some((f) => f.endsWith('.part')));
+    await partAppears(dir);
     p.child.kill(sig);
     const r = await p.done;
     expect(r.code).toBe(130);
@@ -235,8 +250,8 @@ describe('pipes and stalls', () => {
     const bytes = fs.readFileSync(smallXva);
     const p = startPiped(['-', '-o', dir, '-q']);
     p.child.stdin!.write(bytes.subarray(0, MiB + 4096));
-    await waitFor(() => listing(dir).some((f) => f.endsWith('.part')));
-    await new Promise((r) => setTimeout(r, 1000)); // stall
+    await partAppears(dir);
+    await new Promise((r) => setTimeout(r, 1000)); // the stall under test: no data for a second
     expect(p.child.exitCode).toBeNull(); // still waiting, not crashed
     p.child.stdin!.end();
     const r = await p.done;
