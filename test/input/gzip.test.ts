@@ -12,7 +12,6 @@ import { GZIP_CODECS, type GzipCodec } from '../../src/input/types';
 import { itWithTools } from '../helpers/system-tools';
 import {
   chunkedStream,
-  hasTool,
   makeTempDir,
   readAll,
   readError,
@@ -86,8 +85,7 @@ describe.each(CODECS)('gzip via $codec', ({ codec, name, exitNote, tools }) => {
     await src.close();
   });
 
-  it('decodes pigz output', async () => {
-    if (!hasTool('pigz')) return;
+  itWithTools(...tools, 'pigz')('decodes pigz output', async () => {
     const pigz = tool('pigz', ['-c', '-b', '128', '-p', '2'], A);
     const src = await openInput('-', { gzipCodec: codec, stdin: chunkedStream(splitAt(pigz, [], 65536)) });
     expect((await readAll(src)).equals(A)).toBe(true);
