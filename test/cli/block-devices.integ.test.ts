@@ -8,7 +8,7 @@
  * Every device is filled with PATTERN first, so any byte the conversion should have written and
  * did not shows up as 0xa5.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -51,6 +51,28 @@ afterAll(() => {
   loops.detachAll();
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+/**
+ * Resolves once `child` holds `file` open (a link to it under /proc/PID/fd). Another process's
+ * open() raises no event we can wait on, so this polls; it fails when the child ends first.
+ */
+async function untilHeldOpen(child: ChildProcess, file: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const fdDir = `/proc/${child.pid}/fd`;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the CLI ended before it opened ${file}`);
+    const links = fs.readdirSync(fdDir).map((fd) => {
+      try {
+        return fs.readlinkSync(path.join(fdDir, fd));
+      } catch {
+        return ''; // closed meanwhile
+      }
+    });
+    if (links.includes(file)) return;
+    if (Date.now() > deadline) throw new Error(`the CLI did not open ${file} within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 /** `length` bytes of a device or file from `offset`. */
 function readAt(p: string, offset: number, length: number): Buffer {
@@ -227,7 +249,8 @@ describe('interrupted', () => {
     const done = collectOutput(child);
     // Half the archive (ova.xml and the first chunks), then the reader waits for more: interrupt it.
     child.stdin.write(xva.subarray(0, Math.floor(xva.length / 2)));
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Once the device is open the signal handler knows it (InPlaceOutput registers it in the same tick).
+    await untilHeldOpen(child, device);
     child.kill('SIGINT');
     const r = await done;
     expect(r.code).toBe(130);

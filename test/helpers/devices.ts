@@ -3,7 +3,7 @@
  * have written and did not shows up as 0xa5), and real block devices, loop devices over such
  * files (`losetup -f --show FILE`, root only). `itWithLoopDevices` follows the system-tools policy:
  * where losetup is missing or refused, the tests fail in CI and are skipped locally with the
- * reason printed. Every device attached is detached by `detachAll()` (call it in afterAll).
+ * reason printed; `tmpfsMountsUnusable` is the same probe for tmpfs mounts (pass it to itUnless). Every device attached is detached by `detachAll()` (call it in afterAll).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -35,6 +35,27 @@ export function loopDevicesUnusable(): string | null {
     if (r.status !== 0) return (probed = `needs loop devices (losetup -f refused: ${(r.stderr || r.error?.message || '').trim()}; run as root)`);
     spawnSync('losetup', ['-d', r.stdout.trim()]);
     return (probed = null);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+let tmpfsProbed: string | null | undefined;
+
+/**
+ * Why tmpfs cannot be mounted here (read-only media, a small full filesystem), or null when it
+ * can (mounts and unmounts one). Like loop devices this needs root, and CI runs as root.
+ */
+export function tmpfsMountsUnusable(): string | null {
+  if (tmpfsProbed !== undefined) return tmpfsProbed;
+  const missing = ['mount', 'umount'].filter((t) => !hasTool(t));
+  if (missing.length) return (tmpfsProbed = `needs ${missing.join(', ')} on the PATH`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmpfs-probe-'));
+  try {
+    const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { encoding: 'utf8' });
+    if (r.status !== 0) return (tmpfsProbed = `needs tmpfs mounts (mount -t tmpfs refused: ${(r.stderr || r.error?.message || '').trim()}; run as root)`);
+    spawnSync('umount', [dir]);
+    return (tmpfsProbed = null);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

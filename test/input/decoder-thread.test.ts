@@ -11,14 +11,13 @@ import { InputError } from '../../src/errors';
 import { gzipThreadAvailable, idleRingCount, RING_BLOCK_BYTES, RING_BLOCKS, startDecoderThread, type ChildTransport } from '../../src/input/decoder-thread';
 import { openInput } from '../../src/input/open';
 import type { BlockSource, InputSource, OpenInputOptions } from '../../src/input/types';
-import { findZstdBinary, zstdChild } from '../../src/input/zstd';
+import { zstdChild } from '../../src/input/zstd';
 import { xxh64InPlace } from '../../src/xva/xxh64-in-place';
-import { hasTool } from '../helpers/system-tools';
+import { itWithTools } from '../helpers/system-tools';
 import { childZstdPids, isAlive, makeTempDir, readAll, readError, removeDir, sampleBytes, tool, waitFor, writeFile } from './helpers';
 
 const A = sampleBytes(9 << 20, 41); // more than two ring blocks
 const B = sampleBytes(300 << 10, 42);
-const HAS_ZSTD = findZstdBinary() !== null;
 
 let dir: string;
 let gzA: Buffer;
@@ -61,11 +60,11 @@ test('this runtime can decode gzip on a thread', () => {
 });
 
 describe.each([
-  { codec: 'gzip' as const, decoder: 'node:zlib', options: { gzipCodec: 'zlib' }, make: (data: Buffer) => tool('gzip', ['-c'], data), available: true },
-  { codec: 'gzip' as const, decoder: 'igzip', options: { gzipCodec: 'igzip' }, make: (data: Buffer) => tool('gzip', ['-c'], data), available: hasTool('igzip') },
-  { codec: 'zstd' as const, decoder: 'zstd binary', options: { zstdCodec: 'binary' }, make: (data: Buffer) => tool('zstd', ['-3', '-q', '-c'], data), available: HAS_ZSTD },
-] satisfies Array<{ options: OpenInputOptions } & Record<string, unknown>>)('$codec file on a decoder thread ($decoder)', ({ codec, decoder, options, make, available }) => {
-  const run = available ? it : it.skip;
+  { codec: 'gzip' as const, decoder: 'node:zlib', options: { gzipCodec: 'zlib' }, make: (data: Buffer) => tool('gzip', ['-c'], data), tools: [] },
+  { codec: 'gzip' as const, decoder: 'igzip', options: { gzipCodec: 'igzip' }, make: (data: Buffer) => tool('gzip', ['-c'], data), tools: ['igzip'] },
+  { codec: 'zstd' as const, decoder: 'zstd binary', options: { zstdCodec: 'binary' }, make: (data: Buffer) => tool('zstd', ['-3', '-q', '-c'], data), tools: ['zstd'] },
+] satisfies Array<{ options: OpenInputOptions } & Record<string, unknown>>)('$codec file on a decoder thread ($decoder)', ({ codec, decoder, options, make, tools }) => {
+  const run = itWithTools(...tools);
 
   run('gives the bytes as blocks of the ring, lent and hashable in place', async () => {
     const file = writeFile(dir, `a.${codec}`, make(A));
@@ -192,7 +191,8 @@ describe('node:zlib gzip errors on the decoder thread are the main thread\'s err
   });
 });
 
-(HAS_ZSTD ? describe : describe.skip)('zstd on a decoder thread: the child', () => {
+describe('zstd on a decoder thread: the child', () => {
+  const it = itWithTools('zstd');
   it('reports corrupt data with zstd\'s own message and exit status', async () => {
     const zst = tool('zstd', ['-3', '-q', '-c'], A);
     const bad = Buffer.from(zst);
@@ -218,7 +218,8 @@ describe('node:zlib gzip errors on the decoder thread are the main thread\'s err
   });
 });
 
-(HAS_ZSTD ? describe.each : describe.skip.each)(['socket-pair', 'stdout-pipe'] as ChildTransport[])('zstd output over the %s', (transport) => {
+describe.each(['socket-pair', 'stdout-pipe'] as ChildTransport[])('zstd output over the %s', (transport) => {
+  const it = itWithTools('zstd');
   const open = (file: string) => {
     const fd = fs.openSync(file, 'r');
     const thread = startDecoderThread({ decoder: zstdChild()!, fd, input: file, readSize: 1 << 20, transport })!;

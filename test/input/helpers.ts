@@ -141,12 +141,3 @@ export async function waitFor(check: () => boolean, timeoutMs = 5000): Promise<b
   }
   return check();
 }
-
-export function hasTool(name: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}

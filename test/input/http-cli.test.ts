@@ -28,8 +28,9 @@ function sendFile(res: http.ServerResponse, file: string, opts: { chunked?: bool
   res.setHeader('content-type', 'application/octet-stream');
   if (!opts.chunked) res.setHeader('content-length', String(bytes.length));
   if (opts.cutAt !== undefined) {
-    // Promise the whole file, send part of it, then drop the connection.
-    res.write(bytes.subarray(0, opts.cutAt), () => setTimeout(() => res.socket?.destroy(), 50));
+    // Promise the whole file, send part of it, then close the connection: a FIN after the data,
+    // which the client reads in full before it sees the end (a reset could discard it unread).
+    res.write(bytes.subarray(0, opts.cutAt), () => res.socket?.end());
     return;
   }
   res.end(bytes);

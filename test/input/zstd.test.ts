@@ -4,7 +4,7 @@ import { openInput } from '../../src/input/open';
 import type { ZstdCodec } from '../../src/input/types';
 import { findZstdBinary, loadZstdZlib, resolveZstdCodec } from '../../src/input/zstd';
 import { ZstdFrameWalker } from '../../src/input/zstd-frames';
-import { itWithTools } from '../helpers/system-tools';
+import { itWithTools, missingTools } from '../helpers/system-tools';
 import {
   childZstdPids,
   chunkedStream,
@@ -52,10 +52,14 @@ function skippableFrame(content: string): Buffer {
 
 afterAll(() => removeDir(dir));
 
-const CODECS: { codec: Exclude<ZstdCodec, 'auto'>; name: string; available: boolean; why: string }[] = [
-  { codec: 'zlib', name: 'node:zlib', available: HAS_ZLIB_ZSTD, why: `node:zlib has no zstd in Node ${process.version} (needs >= 22.15)` },
-  { codec: 'binary', name: 'zstd binary', available: HAS_BINARY, why: 'no zstd program on PATH' },
-  { codec: 'fzstd', name: 'fzstd', available: true, why: '' },
+/**
+ * `available`/`why`: whether this Node has the codec (node:zlib zstd: a Node version, skipped with
+ * the reason where it lacks it); `tools`: the programs it needs (the system-tools policy).
+ */
+const CODECS: { codec: Exclude<ZstdCodec, 'auto'>; name: string; available: boolean; why: string; tools: string[] }[] = [
+  { codec: 'zlib', name: 'node:zlib', available: HAS_ZLIB_ZSTD, why: `node:zlib has no zstd in Node ${process.version} (needs >= 22.15)`, tools: [] },
+  { codec: 'binary', name: 'zstd binary', available: true, why: '', tools: ['zstd'] },
+  { codec: 'fzstd', name: 'fzstd', available: true, why: '', tools: [] },
 ];
 
 describe('zstd fixture sanity', () => {
@@ -66,9 +70,9 @@ describe('zstd fixture sanity', () => {
   });
 });
 
-describe.each(CODECS)('zstd via $codec', ({ codec, name, available, why }) => {
+describe.each(CODECS)('zstd via $codec', ({ codec, name, available, why, tools }) => {
   // jest has no skip-with-reason; the reason is in the test name.
-  const test = available ? it : it.skip;
+  const test = available ? itWithTools(...tools) : it.skip;
   const label = (title: string): string => (available ? title : `${title} (skipped: ${why})`);
 
   test(label('decodes a zstd file made by zstd'), async () => {
@@ -226,7 +230,7 @@ describe('zstd codec selection', () => {
   it('all available codecs produce identical bytes', async () => {
     const input = Buffer.concat([zstB, zstLong]);
     const outputs: Buffer[] = [];
-    for (const { codec } of CODECS.filter((c) => c.available)) {
+    for (const { codec } of CODECS.filter((c) => c.available && missingTools(c.tools).length === 0)) {
       const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream(splitAt(input, [], 100_000)) });
       outputs.push(await readAll(src));
       await src.close();
@@ -255,9 +259,8 @@ describe('zstd codec selection', () => {
   });
 });
 
-const binaryOnly = HAS_BINARY ? describe : describe.skip;
-
-binaryOnly('zstd binary child process lifecycle', () => {
+describe('zstd binary child process lifecycle', () => {
+  const it = itWithTools('zstd');
   let big: Buffer;
   beforeAll(() => {
     // Large enough that the child blocks on a full stdout pipe when nobody reads.

@@ -12,6 +12,7 @@ import { inspectXva, type InspectOptions, type XvaInfo } from '../../src/ops/ins
 import { openInput } from '../../src/input/open';
 import { openTarHeaderWalker, type WalkedEntry } from '../../src/tar/header-walker';
 import { readTar } from '../helpers/tar-stream-oracle';
+import { itWithTools } from '../helpers/system-tools';
 import { readXva } from '../../src/xva/reader';
 import { independentXva, pseudoRandom } from '../helpers/independent';
 import { KiB, makeXvaFile, MiB, type MakeXvaOptions } from '../helpers/xva-fixtures';
@@ -251,7 +252,7 @@ describe('--chunks: seek path and stream path agree', () => {
 });
 
 describe('header walker', () => {
-  test('PAX and GNU long names, ./ prefixes and directories: same entries as the streaming tar reader', async () => {
+  itWithTools('tar')('PAX and GNU long names, ./ prefixes and directories: same entries as the streaming tar reader', async () => {
     const src = path.join(dir, 'tree');
     const long = 'd'.repeat(120);
     fs.mkdirSync(path.join(src, 'sub', long), { recursive: true });

@@ -8,10 +8,6 @@ import * as fs from 'node:fs';
 import { FileTarget, StreamTarget } from '../../src/output/targets';
 import { collectingSink } from '../helpers/xva-fixtures';
 
-export function hasTool(name: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
-}
-
 export function run(cmd: string, args: string[], cwd?: string): string {
   return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 * 1024 * 1024 });
 }

@@ -12,10 +12,10 @@ import { FileTarget } from '../../src/output/targets';
 import { measureOva, writeOva, type OvaWriteResult, type WriteOvaOptions } from '../../src/ova/ova-writer';
 import { ovaMemberHeader } from '../../src/ova/writer/layout';
 import { parseManifest } from '../../src/ova/manifest';
-import { bsdtarNames, gnuTarList, hasTool, makeTmp, memoryPipe, openFileTarget, qemuIo, run, runStatus } from './_helpers';
+import { itWithTools } from '../helpers/system-tools';
+import { bsdtarNames, gnuTarList, makeTmp, memoryPipe, openFileTarget, qemuIo, run, runStatus } from './_helpers';
 
-const haveTools = hasTool('qemu-img') && hasTool('qemu-io') && hasTool('tar') && hasTool('bsdtar') && hasTool('sha256sum');
-const d = haveTools ? describe : describe.skip;
+const withOracles = itWithTools('qemu-img', 'qemu-io', 'tar', 'bsdtar', 'sha256sum');
 
 const MiB = 1024 * 1024;
 const MTIME = 1_700_000_000;
@@ -248,14 +248,14 @@ function checkOvirtOvf(xml: string, result: OvaWriteResult): void {
   expect(nics.map((n) => n['BootOrder'])).toEqual(['2', '0']);
 }
 
-d('OVA export from disk images (qemu-img, tar, bsdtar, sha256sum as oracles)', () => {
+describe('OVA export from disk images (qemu-img, tar, bsdtar, sha256sum as oracles)', () => {
   beforeAll(() => {
     tmp = makeTmp('ova-');
     makeSources(tmp.dir);
   });
   afterAll(() => tmp.cleanup());
 
-  test('vmware profile to a file: listing, disks, manifest, OVF sections, measure', async () => {
+  withOracles('vmware profile to a file: listing, disks, manifest, OVF sections, measure', async () => {
     const ova = path.join(tmp.dir, 'vm.ova');
     const options = diskOptions('vmware');
     const result = await writeToFile(ova, options);
@@ -267,7 +267,7 @@ d('OVA export from disk images (qemu-img, tar, bsdtar, sha256sum as oracles)', (
     expect((await measureOva(options)).size).toBe(statSync(ova).size);
   });
 
-  test('vmware profile: the pipe path (measure, then stream) equals the file path byte for byte', async () => {
+  withOracles('vmware profile: the pipe path (measure, then stream) equals the file path byte for byte', async () => {
     const fileOva = path.join(tmp.dir, 'file.ova');
     await writeToFile(fileOva, diskOptions('vmware'));
     const { bytes, result } = await writeToPipe(diskOptions('vmware'));
@@ -275,7 +275,7 @@ d('OVA export from disk images (qemu-img, tar, bsdtar, sha256sum as oracles)', (
     expect(bytes.equals(readFileSync(fileOva))).toBe(true);
   });
 
-  test('vmware profile with stored (level 0) grains: exact size from the allocation map, pipe = file', async () => {
+  withOracles('vmware profile with stored (level 0) grains: exact size from the allocation map, pipe = file', async () => {
     const fileOva = path.join(tmp.dir, 'stored.ova');
     const options = diskOptions('vmware', { vmdkCompression: 'stored' });
     const r = await writeToFile(fileOva, options);
@@ -285,7 +285,7 @@ d('OVA export from disk images (qemu-img, tar, bsdtar, sha256sum as oracles)', (
     checkArchive(fileOva, r, [top, rawDisk], tmp.dir);
   });
 
-  test('ovirt profile: qcow2 members pass qemu-img check/compare, oVirt OVF dialect, pipe = file = measure', async () => {
+  withOracles('ovirt profile: qcow2 members pass qemu-img check/compare, oVirt OVF dialect, pipe = file = measure', async () => {
     const ova = path.join(tmp.dir, 'ovirt.ova');
     const options = diskOptions('ovirt');
     const result = await writeToFile(ova, options);
@@ -298,7 +298,7 @@ d('OVA export from disk images (qemu-img, tar, bsdtar, sha256sum as oracles)', (
     expect((await measureOva(options)).size).toBe(result.size);
   });
 
-  test('ovirt profile in one pass (data-first qcow2, header patched, digest read back) has the measured size', async () => {
+  withOracles('ovirt profile in one pass (data-first qcow2, header patched, digest read back) has the measured size', async () => {
     const ova = path.join(tmp.dir, 'ovirt1.ova');
     const options = diskOptions('ovirt', { passes: 1 });
     const result = await writeToFile(ova, options);
@@ -307,7 +307,7 @@ d('OVA export from disk images (qemu-img, tar, bsdtar, sha256sum as oracles)', (
     expect((await measureOva(options)).size).toBe(result.size);
   });
 
-  test('the collapsed three-layer chain inside the OVA equals qemu-img convert of the top layer', async () => {
+  withOracles('the collapsed three-layer chain inside the OVA equals qemu-img convert of the top layer', async () => {
     const ova = path.join(tmp.dir, 'chain.ova');
     const result = await writeToFile(ova, { ...diskOptions('ovirt'), disks: [{ path: top }] } as WriteOvaOptions);
     const out = path.join(tmp.dir, 'chain-x');
@@ -318,7 +318,7 @@ d('OVA export from disk images (qemu-img, tar, bsdtar, sha256sum as oracles)', (
     expect(readFileSync(path.join(out, 'ours.raw')).equals(readFileSync(path.join(out, 'ref.raw')))).toBe(true);
   });
 
-  test('a write-only output fd: the one-pass qcow2 digest is read back through outputPath', async () => {
+  withOracles('a write-only output fd: the one-pass qcow2 digest is read back through outputPath', async () => {
     const ova = path.join(tmp.dir, 'wo.ova');
     const fd = openSync(ova, 'w');
     try {
@@ -336,7 +336,7 @@ d('OVA export from disk images (qemu-img, tar, bsdtar, sha256sum as oracles)', (
     }
   });
 
-  test('members of 8 GiB and more: one header with a GNU base-256 size that GNU tar and bsdtar read', () => {
+  withOracles('members of 8 GiB and more: one header with a GNU base-256 size that GNU tar and bsdtar read', () => {
     const size = 10 * 1024 ** 3 + 123;
     const file = path.join(tmp.dir, 'big.tar');
     const fd = openSync(file, 'w');

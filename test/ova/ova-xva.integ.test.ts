@@ -10,10 +10,10 @@ import { openInput } from '../../src/input/open';
 import { measureOva, writeOva, type OvaWriteResult, type WriteOvaOptions, type XvaOvaSource } from '../../src/ova/ova-writer';
 import { parseManifest } from '../../src/ova/manifest';
 import { makeXvaFile, MiB, type XvaFixture } from '../helpers/xva-fixtures';
-import { gnuTarList, hasTool, makeTmp, memoryPipe, openFileTarget, run, runStatus } from './_helpers';
+import { itWithTools } from '../helpers/system-tools';
+import { gnuTarList, makeTmp, memoryPipe, openFileTarget, run, runStatus } from './_helpers';
 
-const haveTools = hasTool('qemu-img') && hasTool('tar') && hasTool('sha256sum');
-const d = haveTools ? describe : describe.skip;
+const withOracles = itWithTools('qemu-img', 'tar', 'sha256sum');
 
 const MTIME = 1_700_000_000;
 
@@ -21,7 +21,7 @@ function source(file: string, reopenable = true): XvaOvaSource {
   return { name: file, reopenable, open: () => openInput(file) };
 }
 
-d('OVA export from an XVA', () => {
+describe('OVA export from an XVA', () => {
   let tmp: ReturnType<typeof makeTmp>;
   let fx: XvaFixture & { path: string };
   const rawOf = new Map<string, string>();
@@ -80,7 +80,7 @@ d('OVA export from an XVA', () => {
     return readFileSync(path.join(out, result.ovf.name), 'utf8');
   }
 
-  test('vmware profile, one pass into a file: VM from ova.xml, disks in stream order, boot disk addressed first', async () => {
+  withOracles('vmware profile, one pass into a file: VM from ova.xml, disks in stream order, boot disk addressed first', async () => {
     const { file, result } = await toFile('xva.ova', options());
     expect(result.passes).toBe(1);
     // Members follow the XVA's stream order (Ref:10 = "data" first).
@@ -109,7 +109,7 @@ d('OVA export from an XVA', () => {
     expect((await measureOva(options())).size).toBe(result.size);
   });
 
-  test('to a pipe from a re-readable XVA: measured first, identical to the file output (deflate streams on the thread pool)', async () => {
+  withOracles('to a pipe from a re-readable XVA: measured first, identical to the file output (deflate streams on the thread pool)', async () => {
     const { file } = await toFile('xva-file.ova', options({ vmdkWorkers: 2 }));
     const pipe = memoryPipe();
     const result = await writeOva(pipe.target, options({ vmdkWorkers: 2 }));
@@ -117,7 +117,7 @@ d('OVA export from an XVA', () => {
     expect((await pipe.finish()).equals(readFileSync(file))).toBe(true);
   });
 
-  test('ovirt profile: measured first from a file XVA; one pass (read back digest) from a read-once XVA; same size', async () => {
+  withOracles('ovirt profile: measured first from a file XVA; one pass (read back digest) from a read-once XVA; same size', async () => {
     const two = await toFile('xva-ovirt.ova', options({ profile: 'ovirt' }));
     expect(two.result.passes).toBe(2);
     verify(two.file, two.result, [rawOf.get('data')!, rawOf.get('system')!]);
@@ -136,7 +136,7 @@ d('OVA export from an XVA', () => {
     expect((await measureOva(options({ profile: 'ovirt' }))).size).toBe(one.result.size);
   });
 
-  test('a read-once XVA to a pipe is refused with an explanation (both profiles)', async () => {
+  withOracles('a read-once XVA to a pipe is refused with an explanation (both profiles)', async () => {
     for (const profile of ['vmware', 'ovirt'] as const) {
       const pipe = memoryPipe();
       const err = await writeOva(pipe.target, options({ profile }, false)).catch((e: unknown) => e);

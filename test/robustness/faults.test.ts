@@ -10,6 +10,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { tmpfsMountsUnusable } from '../helpers/devices';
+import { itUnless } from '../helpers/system-tools';
 import { buildXva, content, MiB } from './build';
 
 // Injected write errors: FileTarget writes with fs.write (headers, tables) and fs.writev (image
@@ -51,8 +53,8 @@ const DIST = path.resolve(__dirname, '../../dist/cli/main.js');
 let work: string;
 let bigXva: string; // one 12 MiB disk of incompressible data
 let smallXva: string; // two small disks
-let canMount = false;
-let mountWhy = '';
+/** Tests that mount a tmpfs (root only): the system-tools policy, like loop devices. */
+const mountIt = itUnless(tmpfsMountsUnusable());
 
 function run(args: string[], opts: { input?: Buffer; timeoutMs?: number } = {}): { code: number | null; signal: NodeJS.Signals | null; stderr: string; stdout: Buffer } {
   const r = spawnSync(process.execPath, [BIN, ...args], { input: opts.input, timeout: opts.timeoutMs ?? 60000, maxBuffer: 64 * MiB });
@@ -78,12 +80,7 @@ function expectOneErrorLine(stderr: string, pattern: RegExp): void {
 }
 
 function tryMount(dir: string, opts: string): boolean {
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', opts, 'tmpfs', dir]);
-  if (r.status !== 0) {
-    mountWhy = `mount -t tmpfs not permitted here: ${r.stderr.toString().trim() || `exit ${r.status}`}`;
-    return false;
-  }
-  return true;
+  return spawnSync('mount', ['-t', 'tmpfs', '-o', opts, 'tmpfs', dir]).status === 0;
 }
 
 const mounted: string[] = [];
@@ -101,10 +98,6 @@ beforeAll(async () => {
       { ref: 'Ref:14', userdevice: 1, image: content(MiB, 13) },
     ]),
   );
-  const probe = path.join(work, 'probe');
-  fs.mkdirSync(probe);
-  canMount = tryMount(probe, 'size=1m');
-  if (canMount) spawnSync('umount', [probe]);
 }, 120000);
 
 afterAll(() => {
@@ -121,11 +114,7 @@ function outDirWithBystander(name: string): { dir: string; keep: string } {
 }
 
 describe('disk full', () => {
-  test('ENOSPC on a real 8 MiB tmpfs: exit 4, one line, no .part, no output, bystander intact', () => {
-    if (!canMount) {
-      console.warn(`SKIPPED (real ENOSPC): ${mountWhy}`);
-      return;
-    }
+  mountIt('ENOSPC on a real 8 MiB tmpfs: exit 4, one line, no .part, no output, bystander intact', () => {
     const dir = path.join(work, 'tmpfs-full');
     fs.mkdirSync(dir);
     expect(tryMount(dir, 'size=8m')).toBe(true);
@@ -194,12 +183,27 @@ function startPiped(args: string[]): { child: ChildProcess; stderr: () => string
   return { child, stderr: () => err, done };
 }
 
-async function waitFor(pred: () => boolean, ms = 20000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/**
+ * Resolves when a `.part` appears in `dir` (the CLI writes one as soon as a disk's conversion is
+ * under way): an fs.watch event, and one look once the watcher is up, for a file already there.
+ */
+function partAppears(dir: string, ms = 20000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const watcher = fs.watch(dir);
+    const timer = setTimeout(() => end(new Error(`no .part in ${dir} within ${ms} ms`)), ms);
+    const end = (err?: Error): void => {
+      clearTimeout(timer);
+      watcher.close();
+      if (err) reject(err);
+      else resolve();
+    };
+    const look = (): void => {
+      if (fs.readdirSync(dir).some((f) => f.endsWith('.part'))) end();
+    };
+    watcher.on('change', look);
+    watcher.on('error', end);
+    look();
+  });
 }
 
 describe('interruption', () => {
@@ -209,7 +213,7 @@ describe('interruption', () => {
     const p = startPiped(['-', '-o', dir, '-q']);
     // Half the archive, then wait until the .part exists (conversion under way).
     p.child.stdin!.write(bytes.subarray(0, 6 * MiB));
-    await waitFor(() => listing(dir).some((f) => f.endsWith('.part')));
+    await partAppears(dir);
     p.child.kill(sig);
     const r = await p.done;
     expect(r.code).toBe(130);
@@ -235,8 +239,8 @@ describe('pipes and stalls', () => {
     const bytes = fs.readFileSync(smallXva);
     const p = startPiped(['-', '-o', dir, '-q']);
     p.child.stdin!.write(bytes.subarray(0, MiB + 4096));
-    await waitFor(() => listing(dir).some((f) => f.endsWith('.part')));
-    await new Promise((r) => setTimeout(r, 1000)); // stall
+    await partAppears(dir);
+    await new Promise((r) => setTimeout(r, 1000)); // the stall under test: no data for a second
     expect(p.child.exitCode).toBeNull(); // still waiting, not crashed
     p.child.stdin!.end();
     const r = await p.done;
@@ -281,11 +285,7 @@ describe('unusable input or output', () => {
     expect(fs.readFileSync(file, 'utf8')).toBe('x');
   });
 
-  test('read-only output directory (ro tmpfs; root ignores mode bits): exit 4, one line, nothing written', () => {
-    if (!canMount) {
-      console.warn(`SKIPPED (read-only output): ${mountWhy}`);
-      return;
-    }
+  mountIt('read-only output directory (ro tmpfs; root ignores mode bits): exit 4, one line, nothing written', () => {
     const dir = path.join(work, 'ro-out');
     fs.mkdirSync(dir);
     expect(tryMount(dir, 'size=1m')).toBe(true);

@@ -8,10 +8,23 @@ import { streamDiskImage } from '../../../src/image/disk-reader';
 import type { DiskExtent } from '../../../src/io/disk';
 import { openDiskImage, Qcow2Reader } from '../../../src/image/qcow2/reader';
 import { ImageFormatError } from '../../../src/errors';
-import { hasTool, makeTmp, MemoryDiskWriter, qemuIo, run } from '../../ova/_helpers';
+import { hasTool, itUnless, itWithTools } from '../../helpers/system-tools';
+import { makeTmp, MemoryDiskWriter, qemuIo, run, runStatus } from '../../ova/_helpers';
 
-const haveQemu = hasTool('qemu-img') && hasTool('qemu-io');
-const d = haveQemu ? describe : describe.skip;
+const withQemu = itWithTools('qemu-img', 'qemu-io');
+const withQemuZstd = itUnless(qemuZstdUnusable());
+
+/** Why qemu-img cannot make qcow2 images with compression_type=zstd here, or null when it can. */
+function qemuZstdUnusable(): string | null {
+  if (!hasTool('qemu-img')) return 'needs qemu-img on the PATH';
+  const probe = makeTmp('qcow2-zstd-probe-');
+  try {
+    const r = runStatus('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'compression_type=zstd', 'z.qcow2', '1M'], probe.dir);
+    return r.status === 0 ? null : `needs a qemu-img built with zstd (${r.stderr.trim()})`;
+  } finally {
+    probe.cleanup();
+  }
+}
 
 const MiB = 1024 * 1024;
 
@@ -56,14 +69,14 @@ async function extentsOf(file: string): Promise<DiskExtent[]> {
   return out;
 }
 
-d('qcow2 reader vs qemu-img', () => {
+describe('qcow2 reader vs qemu-img', () => {
   let tmp: ReturnType<typeof makeTmp>;
   beforeEach(() => {
     tmp = makeTmp('qcow2r-');
   });
   afterEach(() => tmp.cleanup());
 
-  test('three-layer chain made with qemu-img create -b collapses like qemu-img convert', async () => {
+  withQemu('three-layer chain made with qemu-img create -b collapses like qemu-img convert', async () => {
     const dir = tmp.dir;
     run('qemu-img', ['create', '-q', '-f', 'qcow2', 'base.qcow2', '64M'], dir);
     qemuIo(path.join(dir, 'base.qcow2'), 'qcow2', 'write -P 0x11 0 3M', 'write -P 0x12 10M 64k', 'write -P 0x13 40M 1M', 'write -P 0x14 63M 1M');
@@ -86,7 +99,7 @@ d('qcow2 reader vs qemu-img', () => {
     expect(await extentsOf(top)).toEqual(qemuDataRanges(top));
   });
 
-  test('empty overlay reads as its backing file; zero clusters hide the backing data', async () => {
+  withQemu('empty overlay reads as its backing file; zero clusters hide the backing data', async () => {
     const dir = tmp.dir;
     run('qemu-img', ['create', '-q', '-f', 'qcow2', 'base.qcow2', '8M'], dir);
     qemuIo(path.join(dir, 'base.qcow2'), 'qcow2', 'write -P 0x5a 0 8M');
@@ -102,7 +115,7 @@ d('qcow2 reader vs qemu-img', () => {
     ]);
   });
 
-  test('mixed cluster sizes, raw backing, backing shorter than the top', async () => {
+  withQemu('mixed cluster sizes, raw backing, backing shorter than the top', async () => {
     const dir = tmp.dir;
     const raw = Buffer.alloc(5 * MiB + 1000);
     for (let i = 0; i < raw.length; i += 4096) raw.fill((i / 4096) & 0xff, i, Math.min(raw.length, i + 100));
@@ -117,7 +130,7 @@ d('qcow2 reader vs qemu-img', () => {
     expect(ours.equals(qemuRaw(top, dir))).toBe(true);
   });
 
-  test('v2 (compat=0.10) and compressed images', async () => {
+  withQemu('v2 (compat=0.10) and compressed images', async () => {
     const dir = tmp.dir;
     const raw = Buffer.alloc(3 * MiB);
     for (let i = 0; i < raw.length; i++) raw[i] = (i * 7) % 251 < 60 ? (i >> 9) & 0xff : 0;
@@ -131,7 +144,7 @@ d('qcow2 reader vs qemu-img', () => {
     await v2.close();
   });
 
-  test('relative backing names resolve against the image directory, absolute ones as given', async () => {
+  withQemu('relative backing names resolve against the image directory, absolute ones as given', async () => {
     const dir = tmp.dir;
     run('mkdir', ['-p', 'a/b'], dir);
     run('qemu-img', ['create', '-q', '-f', 'qcow2', 'a/base.qcow2', '4M'], dir);
@@ -146,7 +159,7 @@ d('qcow2 reader vs qemu-img', () => {
     await expect(openDiskImage(path.join(dir, 'link.qcow2'))).rejects.toThrow(/not found/);
   });
 
-  test('refuses loops, missing backing files and unsupported features', async () => {
+  withQemu('refuses loops, missing backing files and unsupported features', async () => {
     const dir = tmp.dir;
     run('qemu-img', ['create', '-q', '-f', 'qcow2', 'a.qcow2', '1M'], dir);
     run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'a.qcow2', '-F', 'qcow2', 'b.qcow2'], dir);
@@ -166,23 +179,13 @@ d('qcow2 reader vs qemu-img', () => {
     await expect(Qcow2Reader.open(path.join(dir, 'junk.qcow2'))).rejects.toThrow(/version 7|truncated/);
   });
 
-  test('zstd compression type: plain clusters read, compressed ones are refused clearly', async () => {
+  withQemuZstd('zstd compression type: plain clusters read, compressed ones are refused clearly', async () => {
     const dir = tmp.dir;
     const raw = Buffer.alloc(1 * MiB, 0x61);
     writeFileSync(path.join(dir, 'src.raw'), raw);
-    const r = spawnOk('qemu-img', ['convert', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', 'src.raw', 'z.qcow2'], dir);
-    if (!r) return; // this qemu-img was built without zstd
+    run('qemu-img', ['convert', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', 'src.raw', 'z.qcow2'], dir);
     const reader = await openDiskImage(path.join(dir, 'z.qcow2'));
     await expect(reader.read(0, 4096)).rejects.toThrow(/zstd/);
     await reader.close();
   });
 });
-
-function spawnOk(cmd: string, args: string[], cwd: string): boolean {
-  try {
-    run(cmd, args, cwd);
-    return true;
-  } catch {
-    return false;
-  }
-}
