@@ -30,11 +30,12 @@ export function createImageWriter(format: ImageFormat, target: SequentialTarget,
         throw new OutputError('OUTPUT_UNSUPPORTED', 'qcow2 to a stream needs the allocation map first (two passes over a re-readable input)');
       }
       return new Qcow2Writer(target, { virtualSize, compat: options.qcow2Compat });
-    case 'vmdk':
+    case 'vmdk': {
       // Loaded when needed (its deflate machinery is not small): see the lazy-require note in cli/main.ts.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const { VmdkWriter } = require('./vmdk/writer') as { VmdkWriter: typeof VmdkWriterClass };
       return new VmdkWriter(target, { virtualSize });
+    }
     default:
       throw new OutputError('OUTPUT_UNSUPPORTED', `unknown output format ${String(format)}`);
   }

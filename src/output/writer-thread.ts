@@ -73,6 +73,7 @@ function writerThreadMain(): void {
     }
   });
 }
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 /** Whether every piece lies in a SharedArrayBuffer (the writer thread can write it as it is). */
 export function allShared(pieces: readonly Uint8Array[]): boolean {

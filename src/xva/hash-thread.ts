@@ -53,6 +53,7 @@ function hashThreadMain(): void {
     parentPort!.postMessage(reply);
   });
 }
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 export class HashThread {
   private readonly free: number[] = [];

@@ -63,7 +63,7 @@ describe('convert on a terminal', () => {
     expectFinishedBarThen(run, big, new RegExp(`^xva2img: ${esc(big)} \\(gzip, XXH64\\): VM "big"`));
     const summary = lineIndex(run, /^xva2img: .*VM "big"/);
     lineIndex(run, new RegExp(`^  disk 0\\* .* -> ${esc(path.join(out, 'big-0.raw'))} \\(48\\.0 MiB data, 0 B holes\\)$`), summary);
-    lineIndex(run, /^  done in \d+\.\d s \(/, summary);
+    lineIndex(run, /^ {2}done in \d+\.\d s \(/, summary);
     expect(bars(run)).toHaveLength(1);
   });
 
@@ -73,7 +73,7 @@ describe('convert on a terminal', () => {
     expect(run.code).toBe(0);
     expectFinishedBarThen(run, big, /^xva2img: .*big\.xva\.gz .*VM "big"/);
     expectFinishedBarThen(run, SAMPLE, /^xva2img: .*demo-ext4\.xva .*VM "/);
-    expect(run.lines.filter((l) => /^  done in /.test(l))).toHaveLength(2);
+    expect(run.lines.filter((l) => /^ {2}done in /.test(l))).toHaveLength(2);
     const total = lineIndex(run, /^total\s+[\u2588]+ 100% \| 2\/2 inputs \|/);
     const table = lineIndex(run, /^INPUT\s+VM\s+DISKS\s+RESULT/, total + 1);
     expect(run.lines.slice(table + 1, table + 3).every((l) => / ok /.test(l))).toBe(true);
@@ -128,7 +128,7 @@ describe('other verbs on a terminal', () => {
     const run = await runInTerminal(['pack', '--disk', disk, '-o', xva, '-f']);
     expect(run.code).toBe(0);
     expectFinishedBarThen(run, xva, new RegExp(`^xva2img: ${esc(xva)} \\(uncompressed, XXH64, ustar tar\\): VM "pack-disk"`));
-    lineIndex(run, /^  done in \d+\.\d s/);
+    lineIndex(run, /^ {2}done in \d+\.\d s/);
     expect(bars(run)).toHaveLength(1);
   });
 
@@ -137,8 +137,8 @@ describe('other verbs on a terminal', () => {
     const run = await runInTerminal(['ova', SAMPLE, '-o', ova, '-f']);
     expect(run.code).toBe(0);
     const head = lineIndex(run, new RegExp(`^xva2img: ${esc(ova)}: OVA \\(vmware\\) of VM "`));
-    lineIndex(run, /^  \S+\.ovf \(\d+ bytes\)$/, head + 1);
-    lineIndex(run, /^  \S+\.mf \(SHA256\)$/, head + 1);
+    lineIndex(run, /^ {2}\S+\.ovf \(\d+ bytes\)$/, head + 1);
+    lineIndex(run, /^ {2}\S+\.mf \(SHA256\)$/, head + 1);
     expect(bars(run)).toEqual([]);
   });
 });

@@ -53,7 +53,7 @@ describe('ClusterAligner', () => {
   });
 
   test('a partial block is held until it completes; gaps inside a block read as zeros', async () => {
-    const { aligner, emitted, push } = recorder(BS, 1000);
+    const { emitted, push } = recorder(BS, 1000);
     await push(3, bytes(2, 0)); // block 0, bytes 3-4
     expect(emitted).toHaveLength(0);
     await push(10, bytes(6, 50)); // completes block 0 (bytes 10-15), gap 5-9 stays zero

@@ -86,8 +86,10 @@ describe('OVA export from an XVA', () => {
     // Members follow the XVA's stream order (Ref:10 = "data" first).
     expect(result.vm.disks.map((x) => x.name)).toEqual(['data', 'system']);
     const ovf = verify(file, result, [rawOf.get('data')!, rawOf.get('system')!]);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed OVF, walked by element path
     const env = (new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@' }).parse(ovf) as Record<string, any>)['Envelope'];
     expect(env.VirtualSystem.Name).toBe('db server');
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed OVF, walked by element path
     const items = env.VirtualSystem.VirtualHardwareSection.Item as Array<Record<string, any>>;
     expect(items.find((i) => i['rasd:ResourceType'] === 3)!['rasd:VirtualQuantity']).toBe(4);
     expect(items.find((i) => i['rasd:ResourceType'] === 4)!['rasd:VirtualQuantity']).toBe(2048);
@@ -125,6 +127,7 @@ describe('OVA export from an XVA', () => {
     expect(one.result.passes).toBe(1);
     verify(one.file, one.result, [rawOf.get('data')!, rawOf.get('system')!]);
     expect(one.result.size).toBe(two.result.size);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed OVF, walked by element path
     const ovirtDisks = (new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@' }).parse(readFileSync(two.file).subarray(two.result.ovf.offset, two.result.ovf.offset + two.result.ovf.size).toString('utf8')) as Record<string, any>)['ovf:Envelope'].DiskSection.Disk as Array<Record<string, string>>;
     expect(ovirtDisks.map((dk) => [dk['@ovf:disk-alias'], dk['@ovf:disk-description']])).toEqual([
       ['data', ''],

@@ -42,9 +42,7 @@ jest.mock('node:fs', () => {
 // the writer thread, which writes with its own fs (its failures: test/output/page-cache-writes.test.ts;
 // the real-ENOSPC case above runs the CLI, writer thread included).
 jest.mock('../../src/output/writer-thread', () => ({ ...jest.requireActual('../../src/output/writer-thread'), writerThread: () => undefined }));
-// eslint-disable-next-line import/first
 import { convertXva } from '../../src/ops/convert';
-// eslint-disable-next-line import/first
 import { XvaError } from '../../src/errors';
 
 const BIN = path.resolve(__dirname, '../../bin/xva2img');

@@ -135,7 +135,6 @@ test.each(REGRESSIONS.length ? REGRESSIONS.map((r) => [r.name, r.c] as const) : 
 });
 
 test(`fuzz: ${RUNS} mutated XVAs either give exact images or typed errors (seed ${SEED})`, async () => {
-  // eslint-disable-next-line no-console
   console.log(`fuzz: seed ${SEED}, ${RUNS} runs (FUZZ_SEED / FUZZ_RUNS to change)`);
   const mem = (): number => {
     const m = process.memoryUsage();
@@ -166,7 +165,6 @@ test(`fuzz: ${RUNS} mutated XVAs either give exact images or typed errors (seed 
     { seed: SEED, numRuns: RUNS, verbose: 1, endOnFailure: false },
   );
   const secs = (Date.now() - started) / 1000;
-  // eslint-disable-next-line no-console
   console.log(`fuzz: ${n} cases in ${secs.toFixed(1)} s (${JSON.stringify(kinds)}); memory growth after warm-up ${(peakGrowth / 2 ** 20).toFixed(1)} MiB`);
   expect(unhandled).toEqual([]);
 }, RUNS * 60 + 120000); // jest's default 120 s would cut long runs (npm run fuzz) short
