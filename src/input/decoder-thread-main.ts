@@ -113,6 +113,8 @@ function decoderThreadMain(): void {
     let bytesRead = 0;
     let lastRead = 0;
     let idle: NodeJS.Timeout | undefined;
+    // done() may run before the socket exists: a const would be in its temporal dead zone then.
+    // eslint-disable-next-line prefer-const
     let socket: import('node:net').Socket | undefined;
     const done = (): void => {
       clearTimeout(idle);

@@ -200,7 +200,7 @@ export class DecoderThread implements BlockSource {
     this.#worker.on('message', (m: ThreadMessage) => this.#onMessage(m));
     this.#worker.on('error', (err) => this.#fail(new InputError('BAD_COMPRESSION', `decoder thread failed: ${errorText(err)}`, { input: o.input }, { cause: err })));
     this.#exited = new Promise((resolve) => this.#worker.once('exit', () => resolve()));
-    this.#exited.then(() => {
+    void this.#exited.then(() => {
       if (!this.#ended && !this.#failure && !this.#closed) this.#fail(new InputError('BAD_COMPRESSION', 'decoder thread stopped early', { input: o.input }));
     });
   }

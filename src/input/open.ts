@@ -17,7 +17,6 @@ import { InputError, UsageError } from '../errors';
 import { checkChoice } from '../option-checks';
 import { GZIP_CODECS, ZSTD_CODECS, type BlockSource, type BlocksInputSource, type Compression, type FileInputSource, type InputSource, type OpenInputOptions, type StreamInputSource } from './types';
 import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder } from './decoder';
-import { errorText } from '../errors';
 import { openFd, unreadable } from '../io/open-file';
 import { type ChildCodec, childDecoder } from './child-codec';
 import { createGzipDecoder, igzipChild, resolveGzipCodec } from './gzip';

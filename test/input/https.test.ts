@@ -21,7 +21,7 @@ let host: TestCert; // the XenServer host: self-signed
 let member: TestCert; // another host: self-signed too
 let ca: TestCert;
 let signed: TestCert; // signed by `ca`, for 127.0.0.1
-let servers: https.Server[] = [];
+const servers: https.Server[] = [];
 let hostUrl: string;
 let memberUrl: string;
 let signedUrl: string;
