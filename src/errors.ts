@@ -137,8 +137,19 @@ export function outputErrorFrom(err: unknown, what: string): XvaError {
   if (e?.code === 'ENOSPC') return new OutputError('OUTPUT_NO_SPACE', `${what}: no space left on device`, { cause: err });
   if (e?.code === 'EEXIST') return new OutputError('OUTPUT_EXISTS', `${what}: already exists (use --force to overwrite)`, { cause: err });
   if (e?.code === 'EPIPE') return new OutputError('OUTPUT_IO', `${what}: output pipe closed by the reader (EPIPE)`, { cause: err });
-  const code = e?.code ? `${e.code}: ` : '';
-  return new OutputError('OUTPUT_IO', `${what}: ${code}${e?.message ?? String(err)}`, { cause: err });
+  return new OutputError('OUTPUT_IO', `${what}: ${systemErrorText(err)}`, { cause: err });
+}
+
+/**
+ * "ENOENT: no such file or directory" from a Node system error: the code once (Node's message
+ * already starts with it) and without Node's ", open '…'" tail (the caller names the file).
+ */
+export function systemErrorText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  const text = errorText(err)
+    .replace(/^[A-Z0-9_]+: /, '')
+    .replace(/, \w+ '.*'$/, '');
+  return e?.code ? `${e.code}: ${text}` : text;
 }
 
 /** One-line text of an engine error ("unexpected end of file"). */

@@ -8,24 +8,15 @@ import fs from 'node:fs';
 import { open as openHandle, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { InputError } from '../errors';
-import { errorText } from '../errors';
+import { systemErrorText } from '../errors';
 
 const fsOpen = promisify(fs.open);
 const fsFstat = promisify(fs.fstat);
 const fsClose = promisify(fs.close);
 
-/** "ENOENT: no such file or directory" from a Node system error (without Node's ", open '…'"). */
-function errnoText(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  const text = errorText(err)
-    .replace(/^[A-Z0-9_]+: /, '')
-    .replace(/, \w+ '.*'$/, '');
-  return e?.code ? `${e.code}: ${text}` : text;
-}
-
 /** INPUT_UNREADABLE naming the input, with the system error's code and text. */
 export function unreadable(input: string, what: string, err?: unknown): InputError {
-  return new InputError('INPUT_UNREADABLE', err === undefined ? what : `${what}: ${errnoText(err)}`, { input }, { cause: err });
+  return new InputError('INPUT_UNREADABLE', err === undefined ? what : `${what}: ${systemErrorText(err)}`, { input }, { cause: err });
 }
 
 /** Opens `path` read-only and stats it, as a descriptor; `what` names the file in messages ("input"). */

@@ -75,3 +75,12 @@ describe('archives, for comparison: the same line', () => {
     expect(r.stderr).toBe(`xva2img: ${xva}: cannot open input: ENOENT: no such file or directory\n`);
   });
 });
+
+describe('an output that cannot be created: the system cause once, exit 4', () => {
+  test('convert into a directory that does not exist', async () => {
+    const target = path.join(dir, 'no-such-dir', 'disk.raw');
+    const r = await runCli(['samples/demo-ext4.xva', '-q', '-o', target]);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toBe(`xva2img: samples/demo-ext4.xva: ${target}.part: ENOENT: no such file or directory\n`);
+  });
+});
