@@ -19,7 +19,8 @@ const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 
 const ROOT = path.join(__dirname, '..');
-const BIN = path.join(ROOT, 'bin', 'xva2img');
+/** The CLI under test: this tree's, or another build's (XVA2IMG_BIN: before/after comparisons). */
+const BIN = process.env.XVA2IMG_BIN ? path.resolve(process.env.XVA2IMG_BIN) : path.join(ROOT, 'bin', 'xva2img');
 const NODE = process.execPath;
 
 /** POSIX shell single-quoting. */

@@ -23,7 +23,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 const { ensureCorpus, pruneStaleCorpora, parseSize, sizeLabel, CORPUS_ROOT } = require('./corpus');
-const { buildCases, RATIOS, RSS_LIMIT_MB, RSS_SPREAD, q } = require('./cases');
+const { BIN, buildCases, RATIOS, RSS_LIMIT_MB, RSS_SPREAD, q } = require('./cases');
 const nbdBench = require('./nbd-cases');
 const deviceBench = require('./device-cases');
 
@@ -69,6 +69,12 @@ function parseArgs(argv) {
 function sh(cmd) {
   const r = spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : '';
+}
+
+/** The commit of the tree holding the CLI under test (results say which build they measured). */
+function gitCommit(dir) {
+  const r = spawnSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
 }
 
 function machine() {
@@ -422,6 +428,7 @@ async function main() {
   // ---- JSON (small, commit-able)
   const json = {
     startedAt: started.toISOString(),
+    xva2img: { bin: BIN, commit: gitCommit(path.dirname(path.dirname(BIN))) },
     options: { size: sizeLabel(sizeBytes), smallSize: small ? sizeLabel(smallBytes) : null, runs: opts.runs, quick: opts.quick, only: opts.only, warmup: 1, order: 'rounds', pageCache: 'warm', syncBeforeEachStep: true, touchMemory: opts.touch, envRemoved: env.removed },
     machine: { ...mach, loadavgStart: load0.map((l) => Number(l.toFixed(2))), loadavgEnd: load1.map((l) => Number(l.toFixed(2))) },
     corpus: { ...m, builtAt: undefined, host: undefined },
