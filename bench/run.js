@@ -295,9 +295,13 @@ async function main() {
   if (opts.only) opts.only = opts.only.filter((n) => !nbdBench.isNbdCase(n) && !deviceBench.isDeviceCase(n));
   if (opts.list) {
     const fake = { xva: 'x.xva', sha1: 's.xva', gz: 'x.xva.gz', zst: 'x.xva.zst', raw: 'disk.raw', diskRef: 'Ref:10', meta: { key: 'small' } };
-    for (const k of buildCases(fake, fake)) console.log(`${k.name.padEnd(15)} ${k.group.padEnd(9)} ${k.slow ? 'slow ' : '     '}${k.desc}`);
-    for (const k of nbdBench.NBD_CASES) console.log(`${k.name.padEnd(20)} nbd       ${k.client} via ${k.server} (bench/nbd-cases.js)`);
-    for (const k of deviceBench.DEVICE_CASES) console.log(`${k.name.padEnd(20)} device    (bench/device-cases.js, root, only when named)`);
+    const listed = [
+      ...buildCases(fake, fake).map((k) => [k.name, k.group, `${k.slow ? 'slow ' : '     '}${k.desc}`]),
+      ...nbdBench.NBD_CASES.map((k) => [k.name, 'nbd', `     ${k.client} via ${k.server} (bench/nbd-cases.js)`]),
+      ...deviceBench.DEVICE_CASES.map((k) => [k.name, 'device', '     (bench/device-cases.js, root, only when named)']),
+    ];
+    const width = Math.max(...listed.map(([name]) => name.length));
+    for (const [name, group, text] of listed) console.log(`${name.padEnd(width)}  ${group.padEnd(9)} ${text}`);
     return;
   }
   if (!fs.existsSync(path.join(__dirname, '..', 'dist', 'xva', 'writer.js'))) throw new Error('dist/ is missing: run `npm run build` (npm run bench does)');
