@@ -11,6 +11,9 @@
  * a few steps makes the scheduler give the producer a core whenever it can run, and us the
  * rest; when cores are free (or the producer waits for its own input) nice changes nothing.
  *
+ * Only where the process's owner asked for it (`enableCpuYield`: the command line does): a
+ * library call must not change the scheduling of the program that embeds it.
+ *
  * Linux only: there `setpriority` on a thread id changes that thread alone, and threads and
  * child processes inherit the nice value of the thread that creates them. So this runs after
  * the producer has been started (a child spawned later would inherit our nice value too) and
@@ -28,11 +31,17 @@ import os from 'node:os';
  */
 export const YIELD_NICE_STEPS = 5;
 
+let enabled = false;
 let yielded = false;
+
+/** Lets yieldCpuToProducer act in this process (the CLI calls it; the library leaves it off). */
+export function enableCpuYield(): void {
+  enabled = true;
+}
 
 /** Raises every thread's nice value by YIELD_NICE_STEPS (once per process; a no-op off Linux). */
 export function yieldCpuToProducer(): void {
-  if (yielded || process.platform !== 'linux') return;
+  if (!enabled || yielded || process.platform !== 'linux') return;
   yielded = true;
   const steps = yieldSteps();
   if (steps === 0) return;
