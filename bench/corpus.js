@@ -252,8 +252,8 @@ function deterministicUuids() {
 
 async function writeXva(paths, out, checksum) {
   const { writeXvaFile } = require('../dist/xva/writer.js');
-  const { rawFileSource } = require('../dist/xva/disk-sources.js');
-  const source = await rawFileSource(paths.raw);
+  const { RawReader } = require('../dist/image/raw/reader.js');
+  const source = await RawReader.open(paths.raw);
   try {
     const spec = {
       vm: { name: 'bench-ext4', vcpus: 2, memoryBytes: 2 * GiB },

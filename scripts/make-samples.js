@@ -24,7 +24,8 @@ if (!fs.existsSync(path.join(dist, 'xva', 'writer.js'))) {
   process.exit(1);
 }
 const { writeXvaFile } = require(path.join(dist, 'xva', 'writer.js'));
-const { bufferSource, rawFileSource } = require(path.join(dist, 'xva', 'disk-sources.js'));
+const { bufferSource } = require(path.join(dist, 'xva', 'disk-sources.js'));
+const { RawReader } = require(path.join(dist, 'image', 'raw', 'reader.js'));
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -141,7 +142,7 @@ async function main() {
     // (a)
     const img = makeExt4Image(work);
     const ext4 = fs.readFileSync(img);
-    const source = await rawFileSource(img);
+    const source = await RawReader.open(img);
     const aSummary = await writeXvaFile(
       {
         ...common,

@@ -74,6 +74,19 @@ describe('the public option types', () => {
     expect(noSeek).toBeDefined();
   });
 
+  it('keep the disk-reader seam internal: the verbs read disks, callers pass paths', () => {
+    // DiskReader (src/io/disk.ts) is the one shape of every disk source; the adapters it replaced
+    // are gone. None is part of the public API, so the seam can change without breaking callers.
+    // @ts-expect-error DiskReader is internal
+    const reader: api.DiskReader | undefined = undefined;
+    // @ts-expect-error DiskByteSource is gone (the XVA writer reads DiskReaders)
+    const byteSource: api.DiskByteSource | undefined = undefined;
+    // @ts-expect-error OvaDiskReader is gone (an OVA disk is a DiskReader with format 'vmdk')
+    const ovaDisk: api.OvaDiskReader | undefined = undefined;
+    expect([reader, byteSource, ovaDisk]).toEqual([undefined, undefined, undefined]);
+    expect(['diskReaderSource', 'rawFileSource', 'bufferSource', 'streamSource'].filter((k) => k in api)).toEqual([]);
+  });
+
   it('InputSource is a union by kind, not optional fields to probe', () => {
     const facts = { name: 'x', compression: 'none' as const, codec: 'none', stream: Readable.from([]), rawBytesRead: () => 0, close: async () => {} };
     const where = (s: api.InputSource): string => {

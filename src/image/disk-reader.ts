@@ -1,5 +1,5 @@
 /**
- * Helpers around DiskReader (io/disk.ts: raw files, qcow2 files and their backing chains): the
+ * Helpers around DiskReader (io/disk.ts; here: raw, qcow2 with its backing chain, VMDK): the
  * pump that feeds a reader's data into a DiskImageWriter, opening and probing image files.
  *
  * Writers still decide what is a hole: `streamDiskImage` additionally skips all-zero blocks it

@@ -1,7 +1,8 @@
 /**
  * The two seams every disk goes through, so that sources and image formats never import each
  * other: a DiskImageWriter takes a disk's bytes in ascending order (from an XVA's chunks, a disk
- * image being packed, an OVA member), a DiskReader gives a disk image's bytes at any offset.
+ * image being packed, an OVA member), a DiskReader gives a disk's bytes and where its data is
+ * (raw, qcow2 and VMDK images, a buffer, a stream, the repack pipe).
  */
 
 /**
@@ -55,25 +56,53 @@ export interface DiskExtent {
 }
 
 /**
- * A random-access disk image (raw, a qcow2 chain, an OVA member). It answers two questions: "what
- * are the bytes at [offset, offset+length)" and "which ranges may hold data" (everything outside
- * `allocatedExtents()` reads as zeros).
+ * How a DiskReader's bytes are stored: 'qcow2' and 'vmdk' images map guest ranges to their
+ * clusters/grains; 'raw' is the guest bytes as they are (a raw file or a slice of one, a buffer,
+ * a byte stream, the repack pipe), as qemu's raw driver reads any file or pipe.
+ */
+export type DiskReaderFormat = 'raw' | 'qcow2' | 'vmdk';
+
+/**
+ * A disk to read, in the manner of qemu's block drivers: its bytes at any offset (`read`,
+ * `readInto`) and its block status (`allocatedExtents`: everything outside reads as zeros, so a
+ * consumer need not read it). Every disk source implements it: the image readers (raw, qcow2
+ * with its backing chain, VMDK; src/image/), the in-memory and stream sources
+ * (src/xva/disk-sources.ts) and the repack pipe (src/xva/repack.ts). Consumers: the XVA writer
+ * (pack), streamDiskImage (ova --disk), a qcow2 image's backing file.
+ *
+ * Reads stay inside [0, virtualSize): past it the image readers return zeros, the other
+ * sources reject with a RangeError. A buffer returned by `read` is the caller's to keep (the
+ * reader never reuses it) but not to write into: it may be a view of the reader's own memory
+ * or of shared zeros.
  */
 export interface DiskReader {
-  /** The image as the user named it (for messages). */
-  readonly path: string;
-  readonly format: 'raw' | 'qcow2';
+  /** For messages: the image as the user named it (a path, `ova: member`), or what the bytes come from. */
+  readonly name: string;
+  readonly format: DiskReaderFormat;
   /** Guest-visible size in bytes. */
   readonly virtualSize: number;
-  /** Fills `buf` with the guest bytes at `offset` (zeros past the virtual size). */
+  /**
+   * True for a source that can only be read front to back (a byte stream, the repack pipe):
+   * every read must start at or after the end of the one before (bytes skipped are consumed),
+   * and `allocatedExtents()` is the whole disk. Absent or false: any offset, in any order.
+   */
+  readonly sequential?: boolean;
+  /** Fills `buf` with the guest bytes at `offset`. */
   readInto(buf: Buffer, offset: number): Promise<void>;
-  /** Reads `length` guest bytes at `offset` into a new buffer. */
+  /** Reads `length` guest bytes at `offset` into a buffer of its own. */
   read(offset: number, length: number): Promise<Buffer>;
   /**
-   * Ascending, non-overlapping, merged ranges within [start, end) that may hold data; anything
-   * else reads as zeros. Defaults: the whole disk.
+   * Block status: ascending, non-overlapping, merged ranges within [start, end) that may hold
+   * data; anything else reads as zeros. Defaults: the whole disk. A source that cannot tell
+   * reports everything (wholeDisk).
    */
   allocatedExtents(start?: number, end?: number): AsyncGenerator<DiskExtent>;
-  /** Releases file handles (also of backing files). Safe to call twice. */
+  /** Releases what the reader holds (file handles, backing files, a stream). Safe to call twice. */
   close(): Promise<void>;
+}
+
+/** The block status of a reader that cannot tell holes from data: [start, min(end, size)). */
+export async function* wholeDisk(virtualSize: number, start = 0, end = virtualSize): AsyncGenerator<DiskExtent> {
+  const e = Math.min(end, virtualSize);
+  if (e > start) yield { offset: start, length: e - start };
 }

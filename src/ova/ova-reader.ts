@@ -16,7 +16,7 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { ImageFormatError } from '../errors';
 import { openImageFile } from '../image/disk-reader';
 import { QCOW2_MAGIC } from '../image/qcow2/format';
-import type { DiskReader } from '../io/disk';
+import type { DiskReader, DiskReaderFormat } from '../io/disk';
 import { RawReader } from '../image/raw/reader';
 import { Qcow2Reader } from '../image/qcow2/reader';
 import { isVmdkMagic } from '../image/vmdk/format';
@@ -27,8 +27,6 @@ import { parseOvf, type OvfVmInfo } from './ovf/parse';
 
 /** Largest OVF descriptor we read. */
 const MAX_OVF_BYTES = 16 * 1024 * 1024;
-
-export type OvaInputDiskFormat = 'vmdk' | 'qcow2' | 'raw';
 
 export interface OvaMember {
   name: string;
@@ -44,9 +42,6 @@ export interface OvaFileInfo {
   /** Member of each disk, in `vm.disks` order. */
   diskMembers: OvaMember[];
 }
-
-/** A reader of one OVA disk (DiskReader with 'vmdk' as a possible format). */
-export type OvaDiskReader = Omit<DiskReader, 'format'> & { readonly format: OvaInputDiskFormat };
 
 function bad(path: string, message: string): ImageFormatError {
   return new ImageFormatError(message, { input: path });
@@ -86,7 +81,7 @@ export async function readOvaFile(path: string): Promise<OvaFileInfo> {
 }
 
 /** The disk format of a member: magic first, then the OVF format URI. */
-async function memberFormat(ova: string, member: OvaMember, uri: string): Promise<OvaInputDiskFormat> {
+async function memberFormat(ova: string, member: OvaMember, uri: string): Promise<DiskReaderFormat> {
   const head = Buffer.alloc(8);
   const { handle: fh } = await openImageFile(ova, `${ova}: ${member.name}`);
   try {
@@ -104,7 +99,7 @@ async function memberFormat(ova: string, member: OvaMember, uri: string): Promis
 }
 
 /** Opens disk `index` of an OVA read by readOvaFile. */
-export async function openOvaDisk(info: OvaFileInfo, index: number): Promise<OvaDiskReader> {
+export async function openOvaDisk(info: OvaFileInfo, index: number): Promise<DiskReader> {
   const disk = info.vm.disks[index]!;
   const member = info.diskMembers[index]!;
   const label = `${info.path}: ${member.name}`;

@@ -1,70 +1,53 @@
 /**
- * Where the XVA writer gets a disk's bytes (writer.ts): a `DiskByteSource` is read with
- * ascending, non-overlapping offsets, so a buffer, a file read by offset, a byte stream or the
- * repack pipe (repack.ts) can back it.
+ * DiskReaders that are not image files, for the XVA writer (writer.ts) and its callers: a disk
+ * held in memory (fixtures, samples) and a disk arriving as a byte stream. Image files are read
+ * by the image readers (src/image/: raw, qcow2, VMDK), an XVA being repacked by the repack pipe
+ * (repack.ts). Both sources here report the whole disk as allocated (io/disk.ts, wholeDisk); the
+ * writer finds the all-zero chunks by looking at them.
  */
-import { promises as fsp } from 'node:fs';
+import { wholeDisk, type DiskExtent, type DiskReader } from '../io/disk';
 
-/**
- * A disk's bytes. The writer calls `read` with strictly ascending, non-overlapping offsets
- * (so a sequential stream can back it). Reads past `virtualSize` must not happen; a source
- * shorter than its virtual size returns zeros for the missing part. The returned Buffer
- * belongs to the caller (it may be queued in a stream after read returns: do not reuse it).
- */
-export interface DiskByteSource {
-  readonly virtualSize: number;
-  read(offset: number, length: number): Promise<Buffer>;
-  close?(): Promise<void>;
-}
-
-function checkRead(offset: number, length: number, size: number): void {
+function checkRead(name: string, offset: number, length: number, size: number): void {
   if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
-    throw new RangeError(`disk source: read(${offset}, ${length}) outside 0..${size}`);
+    throw new RangeError(`${name}: read(${offset}, ${length}) outside 0..${size}`);
   }
 }
 
-/** A disk held in memory. `virtualSize` may exceed the buffer (the rest reads as zeros). */
-export function bufferSource(data: Uint8Array, virtualSize = data.length): DiskByteSource {
+/**
+ * A disk held in memory. `virtualSize` may exceed the buffer (the rest reads as zeros). `read`
+ * returns views of `data` where it can: the caller must not write into them.
+ */
+export function bufferSource(data: Uint8Array, virtualSize = data.length, name = 'disk source'): DiskReader {
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const readInto = async (out: Buffer, offset: number): Promise<void> => {
+    checkRead(name, offset, out.length, virtualSize);
+    const n = Math.max(0, Math.min(out.length, buf.length - offset));
+    if (n > 0) buf.copy(out, 0, offset, offset + n);
+    out.fill(0, n);
+  };
   return {
+    name,
+    format: 'raw',
     virtualSize,
+    readInto,
     async read(offset, length) {
-      checkRead(offset, length, virtualSize);
+      checkRead(name, offset, length, virtualSize);
       if (offset + length <= buf.length) return buf.subarray(offset, offset + length);
       const out = Buffer.alloc(length);
-      if (offset < buf.length) buf.copy(out, 0, offset, buf.length);
+      await readInto(out, offset);
       return out;
     },
-  };
-}
-
-/** A raw image file read by offset; `virtualSize` defaults to the file size. */
-export async function rawFileSource(path: string, virtualSize?: number): Promise<DiskByteSource & { close(): Promise<void> }> {
-  const fh = await fsp.open(path, 'r');
-  const fileSize = (await fh.stat()).size;
-  const size = virtualSize ?? fileSize;
-  return {
-    virtualSize: size,
-    async read(offset, length) {
-      checkRead(offset, length, size);
-      const out = Buffer.alloc(length);
-      let done = 0;
-      while (done < length && offset + done < fileSize) {
-        const { bytesRead } = await fh.read(out, done, length - done, offset + done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
-      }
-      return out; // bytes past the end of the file stay zero
-    },
-    close: () => fh.close(),
+    allocatedExtents: (start?: number, end?: number): AsyncGenerator<DiskExtent> => wholeDisk(virtualSize, start, end),
+    async close() {},
   };
 }
 
 /**
- * A disk arriving as a byte stream (stdin, a decompressor, another reader). Reads must be
- * ascending; skipped ranges are consumed and discarded; a stream that ends early reads as zeros.
+ * A disk arriving as a byte stream (stdin, a decompressor, another reader): a sequential
+ * DiskReader. Reads must ascend; skipped ranges are consumed and discarded; a stream that ends
+ * early reads as zeros. `close` ends the stream's iteration.
  */
-export function streamSource(stream: AsyncIterable<Uint8Array>, virtualSize: number): DiskByteSource {
+export function streamSource(stream: AsyncIterable<Uint8Array>, virtualSize: number, name = 'stream source'): DiskReader {
   const it = stream[Symbol.asyncIterator]();
   let pending: Buffer = Buffer.alloc(0);
   let position = 0; // stream offset of pending[0]
@@ -92,34 +75,27 @@ export function streamSource(stream: AsyncIterable<Uint8Array>, virtualSize: num
     return got;
   }
 
+  const readInto = async (out: Buffer, offset: number): Promise<void> => {
+    checkRead(name, offset, out.length, virtualSize);
+    if (offset < position) throw new RangeError(`${name}: cannot read backwards (offset ${offset}, already at ${position})`);
+    await take(offset - position);
+    const got = await take(out.length, out);
+    out.fill(0, got);
+  };
   return {
+    name,
+    format: 'raw',
     virtualSize,
+    sequential: true,
+    readInto,
     async read(offset, length) {
-      checkRead(offset, length, virtualSize);
-      if (offset < position) throw new RangeError(`stream source: cannot read backwards (offset ${offset}, already at ${position})`);
-      await take(offset - position);
       const out = Buffer.alloc(length);
-      await take(length, out);
+      await readInto(out, offset);
       return out;
     },
+    allocatedExtents: (start?: number, end?: number): AsyncGenerator<DiskExtent> => wholeDisk(virtualSize, start, end),
     async close() {
       await it.return?.();
-    },
-  };
-}
-
-/** Zero-extends (never truncates) a source to `size` bytes. */
-export function extendSource(source: DiskByteSource, size: number): DiskByteSource {
-  if (size <= source.virtualSize) return source;
-  return {
-    virtualSize: size,
-    async read(offset, length) {
-      checkRead(offset, length, size);
-      const inside = Math.max(0, Math.min(offset + length, source.virtualSize) - offset);
-      if (inside === length) return source.read(offset, length);
-      const out = Buffer.alloc(length);
-      if (inside > 0) (await source.read(offset, inside)).copy(out);
-      return out;
     },
   };
 }

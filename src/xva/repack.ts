@@ -1,7 +1,8 @@
 /**
  * The bridge between the XVA reader (push: `DiskImageWriter.write(offset, data)`, ascending,
- * gaps = zeros) and the XVA writer (pull: `DiskByteSource.read(offset, length)`, ascending,
- * contiguous): one `DiskPipe` per disk, a small bounded queue.
+ * gaps = zeros) and the XVA writer (pull: `DiskReader.read(offset, length)`, ascending,
+ * contiguous; a sequential DiskReader, io/disk.ts): one `DiskPipe` per disk, a small bounded
+ * queue.
  *
  *   reader ──write(o, d)──▶ [ queued copies, ≤ highWater bytes ] ──read(o, n)──▶ writer
  *
@@ -11,9 +12,8 @@
  * copies. Memory per disk is bounded by `highWater` plus one reader entry (≤ 1 MiB for XAPI).
  * `fail(err)` wakes both sides with the error (the other side of a repack failed).
  */
-import type { DiskImageWriter, ImageWriteResult } from '../io/disk';
+import { wholeDisk, type DiskExtent, type DiskImageWriter, type DiskReader, type ImageWriteResult } from '../io/disk';
 import { zeros } from '../io/zero';
-import type { DiskByteSource } from './disk-sources';
 
 /** Default bytes queued per disk before the reader waits. */
 export const DEFAULT_PIPE_HIGH_WATER = 4 * 1024 * 1024;
@@ -23,7 +23,10 @@ interface Segment {
   data: Buffer;
 }
 
-export class DiskPipe implements DiskByteSource, DiskImageWriter {
+export class DiskPipe implements DiskReader, DiskImageWriter {
+  /** The disk's bytes as they are; read front to back only. */
+  readonly format = 'raw' as const;
+  readonly sequential = true;
   private readonly segments: Segment[] = [];
   private queued = 0;
   /** Every byte below this is known: data queued (or consumed) or a hole. */
@@ -42,6 +45,10 @@ export class DiskPipe implements DiskByteSource, DiskImageWriter {
     readonly virtualSize: number,
     private readonly highWater = DEFAULT_PIPE_HIGH_WATER,
   ) {}
+
+  get name(): string {
+    return `disk ${this.ref}`;
+  }
 
   /** Peak bytes queued (tests assert the bound); read-only to everyone else. */
   get peakQueued(): number {
@@ -107,7 +114,19 @@ export class DiskPipe implements DiskByteSource, DiskImageWriter {
     return { bytesWritten: this.dataBytes, zeroBytesSkipped: 0, imageSize: this.virtualSize };
   }
 
-  // --- writer side (DiskByteSource) --------------------------------------------------------
+  // --- writer side (DiskReader) ------------------------------------------------------------
+
+  /** Which bytes are data is known only as they arrive: the whole disk. */
+  allocatedExtents(start?: number, end?: number): AsyncGenerator<DiskExtent> {
+    return wholeDisk(this.virtualSize, start, end);
+  }
+
+  async readInto(buf: Buffer, offset: number): Promise<void> {
+    (await this.read(offset, buf.length)).copy(buf);
+  }
+
+  /** Nothing to release: the reader side ends the pipe (finish, fail). */
+  async close(): Promise<void> {}
 
   async read(offset: number, length: number): Promise<Buffer> {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.virtualSize) {

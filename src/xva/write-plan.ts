@@ -1,16 +1,18 @@
 /**
  * What the writer writes of each disk (docs/xva-format.md §2.2, §4): the size declared in ova.xml,
- * the bytes its chunks cover, where zero-length keep-alive chunks go and which checksum entries
- * a fixture leaves out.
+ * the bytes its chunks cover and how they are read from the disk's DiskReader, where zero-length
+ * keep-alive chunks go and which checksum entries a fixture leaves out.
  */
+import type { DiskExtent, DiskReader } from '../io/disk';
+import { zeros } from '../io/zero';
 import { TAR_BLOCK } from '../tar/header';
-import { extendSource, type DiskByteSource } from './disk-sources';
 import { XVA_CHUNK_SIZE } from './format';
 import type { OvaXmlDiskSpec } from './metadata/spec';
 import type { DiskSelector, XvaProducerQuirks } from './producer-quirks';
 
 export interface XvaDiskInput extends Omit<OvaXmlDiskSpec, 'virtualSize'> {
-  source: DiskByteSource;
+  /** The disk's bytes, read once front to back (so a sequential reader will do). */
+  source: DiskReader;
   /** Size to declare; default `source.virtualSize` (the source is zero-extended if larger). */
   virtualSize?: number;
 }
@@ -35,7 +37,46 @@ export interface DiskPlan {
   coveredSize: number;
   /** Chunk positions in [0, coveredSize), 1 MiB each but the last. */
   chunkCount: number;
-  source: DiskByteSource;
+  /** Reads chunk positions in ascending order (chunkReader). */
+  readChunk: ChunkReader;
+}
+
+/** Reads [offset, offset + length) of a disk; calls ascend and do not overlap. */
+export type ChunkReader = (offset: number, length: number) => Promise<Buffer>;
+
+/**
+ * How the writer reads a disk's chunks, in ascending order: block status first, so a chunk
+ * outside the reader's allocatedExtents() is zeros without a read (`pack` never reads what a
+ * qcow2 or VMDK image does not allocate, docs/xva-format.md §4.2); bytes past the reader's
+ * virtual size (a size rounded up to 512, a padded last chunk) are zeros. The extents are walked
+ * once, alongside the reads.
+ */
+export function chunkReader(reader: DiskReader): ChunkReader {
+  const size = reader.virtualSize;
+  const extents = reader.allocatedExtents()[Symbol.asyncIterator]();
+  let current: DiskExtent | undefined;
+  let exhausted = false;
+  const advance = async (offset: number): Promise<void> => {
+    while (!exhausted && (!current || current.offset + current.length <= offset)) {
+      const r = await extents.next();
+      if (r.done) {
+        exhausted = true;
+        current = undefined;
+      } else {
+        current = r.value;
+      }
+    }
+  };
+  return async (offset, length) => {
+    const inside = Math.max(0, Math.min(offset + length, size) - offset);
+    if (inside === 0) return Buffer.alloc(length);
+    await advance(offset);
+    const hole = !current || current.offset >= offset + inside;
+    if (inside === length) return hole ? zeros(length) : reader.read(offset, length);
+    const out = Buffer.alloc(length);
+    if (!hole) await reader.readInto(out.subarray(0, inside), offset);
+    return out;
+  };
 }
 
 function roundUp(n: number, multiple: number): number {
@@ -60,7 +101,7 @@ export function planDisk(input: XvaDiskInput, index: number, quirks: XvaProducer
     declaredSize: declared,
     coveredSize: covered,
     chunkCount: Math.ceil(covered / XVA_CHUNK_SIZE),
-    source: extendSource(input.source, Math.max(covered, input.source.virtualSize)),
+    readChunk: chunkReader(input.source),
   };
 }
 

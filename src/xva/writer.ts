@@ -14,7 +14,10 @@
  * is not a multiple of 1 MiB. The counter of a chunk is its index plus the number of
  * zero-length keep-alive entries written before it (§4.3) — it is NOT an offset.
  *
- * Around it: disk-sources.ts (where the bytes come from), write-plan.ts (sizes, keep-alives),
+ * Each disk is a DiskReader (io/disk.ts: an image reader, disk-sources.ts, the repack pipe), read
+ * once front to back; what it does not allocate is never read (write-plan.ts, chunkReader).
+ *
+ * Around it: disk-sources.ts (disks in memory or in a stream), write-plan.ts (sizes, keep-alives),
  * write-output.ts (compression and the sink), producer-quirks.ts (other producers' habits,
  * for fixtures: padded last chunk, dropped tail, missing checksums, misordered disks, …).
  *
@@ -54,6 +57,8 @@ export interface WriteXvaOptions extends TarOutputOptions {
   signal?: AbortSignal;
   /** Called after each chunk position is processed. */
   onProgress?: (p: { disk: string; bytesDone: number; bytesTotal: number }) => void;
+  /** Called when a chunk read from a disk holds data (not all zeros), before it is written. */
+  onData?: (disk: string) => void;
 }
 
 export interface DiskWriteSummary {
@@ -157,10 +162,12 @@ export async function writeXva(spec: XvaWriteSpec, sink: Writable, options: Writ
         }
         const offset = i * XVA_CHUNK_SIZE;
         const length = Math.min(XVA_CHUNK_SIZE, plan.coveredSize - offset);
-        const data = await plan.source.read(offset, length);
+        const data = await plan.readChunk(offset, length);
         if (data.length !== length) throw new RangeError(`disk ${ref}: source returned ${data.length} bytes for read(${offset}, ${length})`);
         const forced = i === 0 || i === chunkCount - 1 || opts.writeAllChunks === true;
-        if (forced || !isAllZero(data)) {
+        const zero = (!forced || opts.onData !== undefined) && isAllZero(data);
+        if (!zero) opts.onData?.(ref);
+        if (forced || !zero) {
           const name = chunkEntryName(ref, counter);
           await writeEntry(name, data, chunkMtime);
           if (!omitChecksum(plan, counter)) await writeChecksum(name, data);

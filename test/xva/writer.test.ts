@@ -7,10 +7,13 @@ import * as zlib from 'node:zlib';
 import fc from 'fast-check';
 import { xxhash64 } from 'hash-wasm';
 import { OutputError } from '../../src/errors';
+import type { DiskExtent, DiskReader } from '../../src/io/disk';
+import { RawReader } from '../../src/image/raw/reader';
 import { decodeTarHeader, TAR_BLOCK, tarPadding, type TarHeader } from '../../src/tar/header';
 import { hashChunk } from '../../src/xva/checksum';
-import { bufferSource, rawFileSource, streamSource } from '../../src/xva/disk-sources';
+import { bufferSource, streamSource } from '../../src/xva/disk-sources';
 import { chunkEntryName, compareRefs, kindFromSuffix } from '../../src/xva/format';
+import { DiskPipe } from '../../src/xva/repack';
 import { writeXva } from '../../src/xva/writer';
 import { itWithTools } from '../helpers/system-tools';
 import { collectingSink, type FixtureWriteOptions, KiB, makeXvaBuffer, makeXvaFile, MiB, sparseDisk, type MakeXvaOptions } from '../helpers/xva-fixtures';
@@ -396,7 +399,7 @@ describe('sources and sinks', () => {
       const fromBuffer = await write(bufferSource(content));
       const file = path.join(dir, 'disk.raw');
       fs.writeFileSync(file, content);
-      const raw = await rawFileSource(file);
+      const raw = await RawReader.open(file);
       expect(raw.virtualSize).toBe(content.length);
       expect((await write(raw)).equals(fromBuffer)).toBe(true);
       await raw.close();
@@ -412,7 +415,7 @@ describe('sources and sinks', () => {
     try {
       const file = path.join(dir, 'short.raw');
       fs.writeFileSync(file, content.subarray(0, 5000));
-      const raw = await rawFileSource(file, 2 * MiB);
+      const raw = await RawReader.open(file, { offset: 0, length: 2 * MiB }); // a disk larger than its file
       const chunk = await raw.read(0, MiB);
       expect(chunk.subarray(0, 5000).equals(content.subarray(0, 5000))).toBe(true);
       expect(chunk.subarray(5000).every((b) => b === 0)).toBe(true);
@@ -460,6 +463,47 @@ describe('sources and sinks', () => {
     expect(sink.writableEnded).toBe(false);
     sink.write('tail');
     expect(result().subarray(-4).toString()).toBe('tail');
+  });
+
+  test('block status: chunks outside a reader\'s allocated extents are never read, and read as zeros', async () => {
+    // Allocated: MiB 0 (partly) and the tail; the data at 1 MiB + 5 lies outside every extent,
+    // so the writer must not see it (the DiskReader contract: outside the extents reads as zeros).
+    const data = Buffer.from(content);
+    data[MiB + 5] = 0x77;
+    const extents: DiskExtent[] = [{ offset: 0, length: 4096 }, { offset: 3 * MiB, length: 512 }];
+    const reads: Array<[number, number]> = [];
+    const inner = bufferSource(data);
+    const reader: DiskReader = {
+      ...inner,
+      name: 'mapped',
+      read: (offset, length) => (reads.push([offset, length]), inner.read(offset, length)),
+      readInto: (buf, offset) => (reads.push([offset, buf.length]), inner.readInto(buf, offset)),
+      async *allocatedExtents() {
+        yield* extents;
+      },
+    };
+    const expected = Buffer.from(content);
+    expected.fill(0, 4096, 3 * MiB); // what the extents leave out
+    expect((await write(reader)).equals(await write(bufferSource(expected)))).toBe(true);
+    // chunk 0 and the last chunk (512 bytes at 3 MiB); chunks 1 and 2 are holes, never read
+    expect(reads).toEqual([
+      [0, MiB],
+      [3 * MiB, 512],
+    ]);
+  });
+
+  test('a stream source and the repack pipe are sequential readers; buffers and raw files are not', async () => {
+    const dir = tmpDir();
+    try {
+      const file = path.join(dir, 'disk.raw');
+      fs.writeFileSync(file, content);
+      const raw: DiskReader = await RawReader.open(file);
+      expect([streamSource(Readable.from([]), 1).sequential, new DiskPipe('Ref:1', 1).sequential]).toEqual([true, true]);
+      expect([bufferSource(content).sequential ?? false, raw.sequential ?? false]).toEqual([false, false]);
+      await raw.close();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -113,6 +113,11 @@ export class Qcow2Reader implements DiskReader {
     return this.info.virtualSize;
   }
 
+  /** For messages: the image file (the OVA for an image inside one). */
+  get name(): string {
+    return this.path;
+  }
+
   /** Number of images in the chain, this one included. */
   get chainLength(): number {
     return 1 + (this.backing instanceof Qcow2Reader ? this.backing.chainLength : this.backing ? 1 : 0);

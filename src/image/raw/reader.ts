@@ -1,5 +1,5 @@
 /**
- * Raw image files as DiskReaders.
+ * Raw image files (or a slice of one: a raw member of an OVA) as DiskReaders, read by offset.
  *
  * Holes: Node exposes no lseek(SEEK_DATA/SEEK_HOLE) binding, so a sparse raw file cannot be
  * asked where its data is. The whole file is reported as one allocated extent and holes are
@@ -9,21 +9,25 @@
 import type { FileHandle } from 'node:fs/promises';
 import { ImageFormatError } from '../../errors';
 import { openImageFile } from '../disk-reader';
-import type { DiskExtent, DiskReader } from '../../io/disk';
+import { wholeDisk, type DiskExtent, type DiskReader } from '../../io/disk';
 
 export class RawReader implements DiskReader {
   readonly format = 'raw' as const;
   private closed = false;
 
   private constructor(
-    readonly path: string,
+    /** The path, or the slice's label. */
+    readonly name: string,
     private readonly fh: FileHandle,
     readonly virtualSize: number,
     /** Byte offset of the image inside the file (an OVA member); 0 for a plain image file. */
     private readonly base: number,
   ) {}
 
-  /** With `offset`/`length` the image is a slice of the file (e.g. a raw member inside an OVA). */
+  /**
+   * With `offset`/`length` the image is a slice of the file (e.g. a raw member inside an OVA);
+   * a `length` past the end of the file reads as zeros there (a disk larger than its file).
+   */
   static async open(path: string, slice?: { offset: number; length: number; label?: string }): Promise<RawReader> {
     const { handle: fh, stat: st } = await openImageFile(path);
     if (!st.isFile()) {
@@ -52,9 +56,8 @@ export class RawReader implements DiskReader {
     return buf;
   }
 
-  async *allocatedExtents(start = 0, end = this.virtualSize): AsyncGenerator<DiskExtent> {
-    const e = Math.min(end, this.virtualSize);
-    if (e > start) yield { offset: start, length: e - start };
+  allocatedExtents(start = 0, end = this.virtualSize): AsyncGenerator<DiskExtent> {
+    return wholeDisk(this.virtualSize, start, end);
   }
 
   async close(): Promise<void> {

@@ -70,8 +70,8 @@ export interface VmdkOpenOptions {
   label?: string;
 }
 
-/** A DiskReader over a sparse VMDK; `format` is 'vmdk'. */
-export class VmdkStreamReader implements Omit<DiskReader, 'format'> {
+/** A DiskReader over a sparse VMDK extent (a file, or a slice of one: an OVA member). */
+export class VmdkStreamReader implements DiskReader {
   readonly format = 'vmdk' as const;
   readonly virtualSize: number;
   private readonly grainBytes: number;
@@ -81,7 +81,8 @@ export class VmdkStreamReader implements Omit<DiskReader, 'format'> {
 
   private constructor(
     readonly path: string,
-    private readonly label: string,
+    /** For messages (VmdkOpenOptions.label, default the path). */
+    readonly name: string,
     private readonly fh: FileHandle,
     private readonly base: number,
     private readonly length: number,
@@ -123,7 +124,7 @@ export class VmdkStreamReader implements Omit<DiskReader, 'format'> {
   }
 
   private fail(message: string): ImageFormatError {
-    return new ImageFormatError(message, { input: this.label });
+    return new ImageFormatError(message, { input: this.name });
   }
 
   private async gt(index: number): Promise<Uint32Array | undefined> {

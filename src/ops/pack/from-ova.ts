@@ -3,7 +3,8 @@ import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { UsageError } from '../../errors';
 import { checkInteger } from '../../option-checks';
-import { looksLikeOva, openOvaDisk, readOvaFile, type OvaDiskReader, type OvaFileInfo } from '../../ova/ova-reader';
+import type { DiskReader } from '../../io/disk';
+import { looksLikeOva, openOvaDisk, readOvaFile, type OvaFileInfo } from '../../ova/ova-reader';
 import { MAX_VCPUS, MIN_MEMORY } from '../../xva/metadata/model';
 import { DEFAULT_MEMORY, DEFAULT_VCPUS, nicSpecs, OVA_NEEDS_FILE } from './options';
 import { packReaders, type ReaderDisk } from './readers';
@@ -40,7 +41,7 @@ export async function ovaFromPath(from: PackOptions['from']): Promise<string | u
 export async function packFromOva(options: PackRun, ovaPath: string, common: PackCommon, warn: (m: string) => void): Promise<PackSummary> {
   const info: OvaFileInfo = await readOvaFile(ovaPath);
   const ovf = info.vm;
-  const readers: OvaDiskReader[] = [];
+  const readers: DiskReader[] = [];
   try {
     for (let i = 0; i < ovf.disks.length; i++) readers.push(await openOvaDisk(info, i));
     const anyBoot = ovf.disks.some((d) => d.boot === true);

@@ -31,7 +31,6 @@ import { checkLevel, compressionFromPath, DEFAULT_TAR_FORMAT, validate } from '.
 import type { PackDeterminism, PackOptions, PackRun, PackSummary } from './types';
 
 export { DEFAULT_MEMORY, DEFAULT_NETWORK, DEFAULT_TAR_FORMAT, DEFAULT_VCPUS, KEEP_ALIVE_SECONDS, compressionFromPath, randomMac } from './options';
-export { diskReaderSource } from './readers';
 export type { PackDeterminism, PackDisk, PackedDisk, PackNic, PackOptions, PackSummary, PackVm } from './types';
 
 /** Packs disk images or repacks an XVA into a new XVA. See the module comment. */

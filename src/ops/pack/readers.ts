@@ -4,16 +4,14 @@
  * long runs of zeros (docs/xva-format.md §4.3), and the summary.
  */
 import { UsageError } from '../../errors';
-import type { DiskExtent, DiskReader } from '../../io/disk';
-import { isAllZero, zeros } from '../../io/zero';
+import type { DiskReader } from '../../io/disk';
 import { imageVirtualSize } from '../../image/types';
-import type { DiskByteSource } from '../../xva/disk-sources';
 import type { OvaXmlSpec, OvaXmlVifSpec } from '../../xva/metadata/spec';
 import type { XvaDiskInput } from '../../xva/write-plan';
 import { writeXva } from '../../xva/writer';
 import { KEEP_ALIVE_SECONDS } from './options';
 import { diskSummary, openOutput, writerOptions, type Output } from './output';
-import type { PackCommon, PackedDisk, PackRun, PackSummary } from './types';
+import type { PackCommon, PackRun, PackSummary } from './types';
 
 /** Export-local refs of packed disks: zero-padded so string order = argument order (as XO does). */
 function diskRefs(count: number): string[] {
@@ -21,41 +19,9 @@ function diskRefs(count: number): string[] {
   return Array.from({ length: count }, (_, i) => `Ref:${String(i).padStart(width, '0')}`);
 }
 
-/**
- * A DiskReader as the writer's DiskByteSource: reads ascend, so the allocation map is walked
- * once; a chunk the image does not allocate is answered with zeros without reading anything.
- */
-export function diskReaderSource(reader: Omit<DiskReader, 'format'>, onData?: () => void): DiskByteSource {
-  const extents = reader.allocatedExtents()[Symbol.asyncIterator]();
-  let current: DiskExtent | undefined;
-  let exhausted = false;
-  const advance = async (offset: number): Promise<void> => {
-    while (!exhausted && (!current || current.offset + current.length <= offset)) {
-      const r = await extents.next();
-      if (r.done) {
-        exhausted = true;
-        current = undefined;
-      } else {
-        current = r.value;
-      }
-    }
-  };
-  return {
-    virtualSize: reader.virtualSize,
-    async read(offset, length) {
-      await advance(offset);
-      if (!current || current.offset >= offset + length) return zeros(length);
-      const data = await reader.read(offset, length);
-      if (onData && !isAllZero(data)) onData();
-      return data;
-    },
-    close: () => reader.close(),
-  };
-}
-
 /** One disk to write from a reader (disks mode and OVA mode). */
 export interface ReaderDisk {
-  reader: Omit<DiskReader, 'format'> & { readonly format: PackedDisk['format'] };
+  reader: DiskReader;
   /** For messages and the summary. */
   source: string;
   name: string;
@@ -80,6 +46,10 @@ export async function packReaders(options: PackRun, common: PackCommon, warn: (m
     keepAlivesWritten++;
     return 1;
   };
+  // The writer read a chunk that holds data: the clock of the keep-alives starts again.
+  const onData = (): void => {
+    lastData = Date.now();
+  };
   let out: Output | undefined;
   try {
     const disks: XvaDiskInput[] = inputs.map((d, i) => {
@@ -95,9 +65,7 @@ export async function packReaders(options: PackRun, common: PackCommon, warn: (m
         userdevice: d.userdevice,
         bootable: d.bootable,
         readOnly: d.readOnly,
-        source: diskReaderSource(d.reader, () => {
-          lastData = Date.now();
-        }),
+        source: d.reader,
       };
     });
     const userdevices = disks.map((d) => String(d.userdevice));
@@ -112,7 +80,7 @@ export async function packReaders(options: PackRun, common: PackCommon, warn: (m
     const totalBytes = disks.reduce((a, d) => a + imageVirtualSize(d.source.virtualSize), 0);
 
     out = await openOutput(options);
-    const summary = await writeXva(spec, out.sink, { ...writerOptions(options, out, common.compression, totalBytes), keepAlives });
+    const summary = await writeXva(spec, out.sink, { ...writerOptions(options, out, common.compression, totalBytes), keepAlives, onData });
     await out.commit();
     if (keepAlivesWritten > 0) warn(`${keepAlivesWritten} zero-length keep-alive chunk(s) written during long runs of zeros`);
     return {

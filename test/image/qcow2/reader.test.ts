@@ -134,7 +134,7 @@ describe('streamDiskImage', () => {
   /** A reader with given extents over a buffer. */
   function mockReader(data: Buffer, extents: DiskExtent[]): DiskReader {
     return {
-      path: 'mock',
+      name: 'mock',
       format: 'raw',
       virtualSize: data.length,
       async readInto(buf, offset) {
