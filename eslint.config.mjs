@@ -4,10 +4,10 @@
  * TypeScript (src/, test/): typescript-eslint's `recommended` plus the type-aware rules that catch
  * promise bugs — a promise nobody awaits or catches, a promise where a callback's void is expected,
  * an await on a non-promise. The whole `recommendedTypeChecked` set was measured and left out: its
- * findings here are deliberate patterns, not bugs (`!` on indexed reads known to be in range, with
- * no `noUncheckedIndexedAccess` in tsconfig; tests reading JSON.parse'd CLI output as `any`; async
- * interface methods without an await, so that a throw becomes a rejection; rethrowing a stored
- * `unknown` failure).
+ * findings here are deliberate patterns, not bugs (tests reading JSON.parse'd CLI output as `any`;
+ * async interface methods without an await, so that a throw becomes a rejection; rethrowing a
+ * stored `unknown` failure). Its many findings of `!` on indexed reads went away with
+ * `noUncheckedIndexedAccess` in tsconfig, which makes those `!` necessary.
  * JavaScript (bench/, scripts/, test/helpers/*.js, configs): CommonJS under Node, `js` recommended.
  */
 import js from '@eslint/js';

@@ -61,7 +61,7 @@ describe('package-lock.json', () => {
 
   it('is a version 3 lock whose root entry matches package.json', () => {
     expect(lock.lockfileVersion).toBe(3);
-    const root = lock.packages[''];
+    const root = lock.packages['']!;
     expect({ name: root.name, version: root.version }).toEqual({ name: pkg.name, version: pkg.version });
     expect(root.dependencies ?? {}).toEqual(pkg.dependencies ?? {});
     expect(root.devDependencies ?? {}).toEqual(pkg.devDependencies ?? {});

@@ -105,9 +105,9 @@ export class AllocationMap implements Qcow2ClusterSource {
     const inRegion = cluster - region * CLUSTERS_PER_REGION;
     const word = inRegion >>> WORD_SHIFT;
     const mask = 1 << (inRegion & WORD_MASK);
-    if ((bits[word] & mask) !== 0) return;
-    bits[word] |= mask;
-    this.perRegion[region]++;
+    if ((bits[word]! & mask) !== 0) return;
+    bits[word]! |= mask;
+    this.perRegion[region]!++;
     this.allocated++;
   }
 
@@ -117,7 +117,7 @@ export class AllocationMap implements Qcow2ClusterSource {
     const bits = this.bitmaps[region];
     if (bits === undefined) return false;
     const inRegion = cluster - region * CLUSTERS_PER_REGION;
-    return (bits[inRegion >>> WORD_SHIFT] & (1 << (inRegion & WORD_MASK))) !== 0;
+    return (bits[inRegion >>> WORD_SHIFT]! & (1 << (inRegion & WORD_MASK))) !== 0;
   }
 
   /** Allocated clusters in region `region`. */
@@ -135,11 +135,11 @@ export class AllocationMap implements Qcow2ClusterSource {
       const start = Math.max(0, from - base);
       let word = start >>> WORD_SHIFT;
       // Mask off bits below `start` in its word.
-      let w = bits[word] & ~((1 << (start & WORD_MASK)) - 1);
+      let w = bits[word]! & ~((1 << (start & WORD_MASK)) - 1);
       for (;;) {
         if (w !== 0) return base + (word << WORD_SHIFT) + lowestBit(w);
         if (++word >= WORDS_PER_REGION) break;
-        w = bits[word];
+        w = bits[word]!;
       }
     }
     return -1;
@@ -156,7 +156,7 @@ export class AllocationMap implements Qcow2ClusterSource {
     if (bits === undefined) return;
     const base = region * CLUSTERS_PER_REGION;
     for (let word = 0; word < WORDS_PER_REGION; word++) {
-      let w = bits[word];
+      let w = bits[word]!;
       while (w !== 0) {
         fn(base + (word << WORD_SHIFT) + lowestBit(w));
         w &= w - 1;
@@ -167,7 +167,7 @@ export class AllocationMap implements Qcow2ClusterSource {
   /** Ascending indices of the regions (L2 tables) that hold data. */
   usedRegionIndices(): number[] {
     const out: number[] = [];
-    for (let region = 0; region < this.regionCount; region++) if (this.perRegion[region] > 0) out.push(region);
+    for (let region = 0; region < this.regionCount; region++) if (this.perRegion[region]! > 0) out.push(region);
     return out;
   }
 
@@ -209,14 +209,14 @@ export class AllocationMap implements Qcow2ClusterSource {
   rank(cluster: number): number {
     const region = Math.floor(cluster / CLUSTERS_PER_REGION);
     let n = 0;
-    for (let r = 0; r < region && r < this.regionCount; r++) n += this.perRegion[r];
+    for (let r = 0; r < region && r < this.regionCount; r++) n += this.perRegion[r]!;
     const bits = this.bitmaps[region];
     if (bits === undefined) return n;
     const inRegion = cluster - region * CLUSTERS_PER_REGION;
     const word = inRegion >>> WORD_SHIFT;
-    for (let w = 0; w < word; w++) n += popcount(bits[w]);
+    for (let w = 0; w < word; w++) n += popcount(bits[w]!);
     const partial = inRegion & WORD_MASK;
-    if (partial > 0) n += popcount(bits[word] & ((1 << partial) - 1));
+    if (partial > 0) n += popcount(bits[word]! & ((1 << partial) - 1));
     return n;
   }
 }

@@ -213,8 +213,8 @@ function decoderThreadMain(): void {
       let inLen = n;
       for (;;) {
         handle.writeSync(flush, input, inOff, inLen, out, fill, blockBytes - fill);
-        const availOut = state[0];
-        const availIn = state[1];
+        const availOut = state[0]!;
+        const availIn = state[1]!;
         inflated += inLen - availIn;
         if (zlibError !== undefined) {
           post({ type: 'error', kind: 'gzip', detail: zlibError, offset: inflated });

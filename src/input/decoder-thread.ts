@@ -208,7 +208,7 @@ export class DecoderThread implements BlockSource {
 
   /** Raw (compressed) bytes consumed so far. */
   rawBytesRead(): number {
-    return this.#o.rawBytesRead?.() ?? this.#progress[0];
+    return this.#o.rawBytesRead?.() ?? this.#progress[0]!;
   }
 
   next(): Promise<PooledBuffer | null> {

@@ -201,7 +201,7 @@ export abstract class SliceDecoder implements Decoder, ChunkSink {
     this.#busy = true;
     try {
       while (this.#queue.length > 0 && this.#wantMore && !this.#destroyed) {
-        const chunk = this.#queue[0];
+        const chunk = this.#queue[0]!;
         let slice = chunk;
         if (chunk.length > this.#sliceSize) {
           slice = chunk.subarray(0, this.#sliceSize);

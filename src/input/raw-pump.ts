@@ -111,8 +111,8 @@ export class RawPump {
   }
 
   #headBytes(limit: number): Buffer {
-    if (this.#head.length === 0) return Buffer.alloc(0);
     const first = this.#head[0];
+    if (first === undefined) return Buffer.alloc(0);
     if (first.length >= limit || this.#head.length === 1) return first.subarray(0, limit);
     return Buffer.concat(this.#head).subarray(0, limit);
   }

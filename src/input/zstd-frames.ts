@@ -90,7 +90,7 @@ export class ZstdFrameWalker {
         if (this.#skip === 0) this.#then(this.#next);
       } else {
         // `>>> 0` keeps 4-byte values unsigned.
-        this.#fieldValue = (this.#fieldValue | (chunk[i] << (8 * this.#fieldGot))) >>> 0;
+        this.#fieldValue = (this.#fieldValue | (chunk[i]! << (8 * this.#fieldGot))) >>> 0;
         i++;
         this.offset = start + i;
         if (++this.#fieldGot === this.#fieldSize) this.#fieldDone();
@@ -115,8 +115,8 @@ export class ZstdFrameWalker {
         this.#checksum = (value & 0x04) !== 0;
         this.#skipThen(
           (singleSegment ? 0 : 1) + // Window_Descriptor
-            DICTIONARY_ID_SIZES[value & 0x03] +
-            (contentSizeFlag === 0 && singleSegment ? 1 : CONTENT_SIZE_SIZES[contentSizeFlag]),
+            DICTIONARY_ID_SIZES[value & 0x03]! +
+            (contentSizeFlag === 0 && singleSegment ? 1 : CONTENT_SIZE_SIZES[contentSizeFlag]!),
           Next.BlockHeader,
         );
         return;

@@ -241,7 +241,7 @@ async function convertPass(input: string | InputSource, options: ConvertOptions,
               });
               options.targets.forEach((t, i) => planned.set(selected[i]!.ref, t.path));
             } else if (options.outFile) {
-              planned.set(selected[0].ref, outFileInPlace(options.outFile, !!options.noCreate) ? options.outFile : path.resolve(options.outFile));
+              planned.set(selected[0]!.ref, outFileInPlace(options.outFile, !!options.noCreate) ? options.outFile : path.resolve(options.outFile));
             } else if (!options.stdout) {
               let dir = options.outDir ?? '.';
               const vmName = sanitizeName(meta.vm.name);

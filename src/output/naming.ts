@@ -22,7 +22,7 @@ export function sanitizeName(raw: string, fallback = 'vm', maxBytes = MAX_NAME_B
   if (bytes.length > maxBytes) {
     // Cut on a character boundary.
     let cut = maxBytes;
-    while (cut > 0 && (bytes[cut] & 0xc0) === 0x80) cut--;
+    while (cut > 0 && (bytes[cut]! & 0xc0) === 0x80) cut--;
     bytes = bytes.subarray(0, cut);
     s = bytes.toString('utf8').replace(/[.\s]+$/, '');
   }

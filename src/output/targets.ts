@@ -53,9 +53,9 @@ function writevAll(fd: number, chunks: Uint8Array[], position: number, split: bo
         // Drop the bytes written: whole chunks, then the front of a partly written one.
         let rest = n;
         let i = 0;
-        while (i < list.length && rest >= list[i].length) rest -= list[i++].length;
+        while (i < list.length && rest >= list[i]!.length) rest -= list[i++]!.length;
         const left = list.slice(i);
-        if (rest > 0) left[0] = left[0].subarray(rest);
+        if (rest > 0) left[0] = left[0]!.subarray(rest);
         step(left, at + n);
       });
     };

@@ -307,7 +307,7 @@ class BlockEntryBodies {
   /** Counts a pulled entry and lets go of the bodies handed out LEND_PULLS pulls ago. */
   pulled(): void {
     this.pulls++;
-    while (this.lent.length > 0 && this.lent[0].atPull <= this.pulls - LEND_PULLS) this.lent.shift()!.release();
+    while (this.lent.length > 0 && this.lent[0]!.atPull <= this.pulls - LEND_PULLS) this.lent.shift()!.release();
   }
 
   async take(e: WalkedEntry): Promise<TakenData> {

@@ -32,7 +32,7 @@ export function chunkEntryName(ref: string, counter: number): string {
 export function parseChunkName(name: string): { dir: string; counter: number; suffix: '' | '.xxhash' | '.checksum' | string } | undefined {
   const m = CHUNK_NAME.exec(name);
   if (!m) return undefined;
-  return { dir: m[1], counter: Number(m[2]), suffix: m[3] ?? '' };
+  return { dir: m[1]!, counter: Number(m[2]), suffix: m[3] ?? '' };
 }
 
 /**

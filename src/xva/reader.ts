@@ -383,7 +383,7 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
         const msg = `${entry.name}: ${label} mismatch (expected ${shown}, got ${actual})`;
         if (policy === 'fail') throw new ChecksumError(msg, { ...loc, disk: active.info.ref });
         zeroed = policy === 'zero';
-        result.badChunks.push({
+        const bad: BadChunk = {
           disk: active.info.ref,
           entry: entry.name,
           offset: placement.offset,
@@ -391,8 +391,9 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
           expected: shown,
           actual,
           action: zeroed ? 'zeroed' : 'kept',
-        });
-        consumer.onBadChunk?.(result.badChunks[result.badChunks.length - 1], `${msg}; ${zeroed ? 'replaced by zeros' : 'kept as is'}`);
+        };
+        result.badChunks.push(bad);
+        consumer.onBadChunk?.(bad, `${msg}; ${zeroed ? 'replaced by zeros' : 'kept as is'}`);
       }
     }
 

@@ -59,7 +59,7 @@ export function xxh64BigInt(data: Uint8Array, seed = 0n): bigint {
     h = ((rotl(h ^ ((BigInt(view.getUint32(p, true)) * P1) & MASK), 23n) * P2) + P3) & MASK;
     p += 4;
   }
-  for (; p < len; p++) h = (rotl(h ^ ((BigInt(data[p]) * P5) & MASK), 11n) * P1) & MASK;
+  for (; p < len; p++) h = (rotl(h ^ ((BigInt(data[p]!) * P5) & MASK), 11n) * P1) & MASK;
   h = ((h ^ (h >> 33n)) * P2) & MASK;
   h = ((h ^ (h >> 29n)) * P3) & MASK;
   return h ^ (h >> 32n);

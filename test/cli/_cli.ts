@@ -76,7 +76,7 @@ export async function corruptEntries(file: string, names: string[], out: string)
   await w.close();
   if (found.length !== names.length) throw new Error(`entries not found: ${names.join(', ')}`);
   const bytes = fs.readFileSync(file);
-  for (const e of found) bytes[e.dataOffset + Math.min(100, e.size - 1)] ^= 0xff;
+  for (const e of found) bytes[e.dataOffset + Math.min(100, e.size - 1)]! ^= 0xff;
   fs.writeFileSync(out, bytes);
   return found;
 }

@@ -27,7 +27,7 @@ test.each(['--direct-io', '--no-direct-io'])('%s writes the same images (O_DIREC
   const o = out();
   const r = await runCli([a.path, '-o', o, flag, '-q']);
   expect(r.code).toBe(0);
-  expect(fs.readFileSync(path.join(o, 'alpha-1.raw')).equals(a.disks[1].expected)).toBe(true);
+  expect(fs.readFileSync(path.join(o, 'alpha-1.raw')).equals(a.disks[1]!.expected)).toBe(true);
 });
 
 describe('batch', () => {
@@ -36,8 +36,8 @@ describe('batch', () => {
     const r = await runCli([a.path, b.path, c.path, '-o', o]);
     expect(r.code).toBe(0);
     expect(listFiles(o)).toEqual(['alpha-0-2.raw', 'alpha-0.raw', 'alpha-1.raw', 'beta-0.raw']);
-    expect(fs.readFileSync(path.join(o, 'alpha-1.raw')).equals(a.disks[1].expected)).toBe(true);
-    expect(fs.readFileSync(path.join(o, 'alpha-0-2.raw')).equals(c.disks[0].expected)).toBe(true);
+    expect(fs.readFileSync(path.join(o, 'alpha-1.raw')).equals(a.disks[1]!.expected)).toBe(true);
+    expect(fs.readFileSync(path.join(o, 'alpha-0-2.raw')).equals(c.disks[0]!.expected)).toBe(true);
     expect(r.stderr).toMatch(/^INPUT\s+VM\s+DISKS\s+RESULT\s+TIME\s+THROUGHPUT$/m);
     expect(r.stderr).toMatch(new RegExp(`^${esc(b.path)}\\s+beta\\s+1\\s+ok\\s+\\d+\\.\\d s\\s+\\S+ \\S+/s$`, 'm'));
     expect(r.stdout).toBe('');
@@ -114,7 +114,7 @@ describe('salvage: --on-bad-chunk', () => {
     expect(listFiles(o)).toEqual(['alpha-0.raw', 'alpha-1.raw']);
     const img = fs.readFileSync(path.join(o, 'alpha-1.raw'));
     expect(img.subarray(MiB, 2 * MiB).equals(Buffer.alloc(MiB))).toBe(true);
-    expect(img.subarray(0, MiB).equals(a.disks[1].expected.subarray(0, MiB))).toBe(true);
+    expect(img.subarray(0, MiB).equals(a.disks[1]!.expected.subarray(0, MiB))).toBe(true);
     expect(r.stderr).toContain('1 chunk(s) failed their checksum:');
     expect(r.stderr).toContain('Ref:14/00000001: disk 1 (Ref:14) offset 1048576 (1048576 bytes): written as zeros');
   });
@@ -124,8 +124,8 @@ describe('salvage: --on-bad-chunk', () => {
     const r = await runCli([bad, '-o', o, '--on-bad-chunk', 'warn', '--json']);
     expect(r.code).toBe(3);
     const img = fs.readFileSync(path.join(o, 'alpha-1.raw'));
-    const corrupted = Buffer.from(a.disks[1].expected);
-    corrupted[MiB + 100] ^= 0xff;
+    const corrupted = Buffer.from(a.disks[1]!.expected);
+    corrupted[MiB + 100]! ^= 0xff;
     expect(img.equals(corrupted)).toBe(true);
     expect(r.stderr).toContain('offset 1048576 (1048576 bytes): kept as is');
     expect(JSON.parse(r.stdout).badChunks).toEqual([expect.objectContaining({ entry: 'Ref:14/00000001', offset: MiB, action: 'kept' })]);

@@ -93,8 +93,8 @@ describe('ClusterAligner', () => {
     const { emitted, push } = recorder(BS, limit);
     await push(3 * BS, bytes(5, 0));
     expect(emitted).toHaveLength(1);
-    expect(emitted[0].block).toBe(3);
-    expect(emitted[0].bytes).toEqual(Buffer.concat([bytes(5, 0), Buffer.alloc(BS - 5)]));
+    expect(emitted[0]!.block).toBe(3);
+    expect(emitted[0]!.bytes).toEqual(Buffer.concat([bytes(5, 0), Buffer.alloc(BS - 5)]));
   });
 
   test('zero bytes past the end are dropped; non-zero bytes past the end are an error', async () => {

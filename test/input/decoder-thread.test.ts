@@ -104,7 +104,7 @@ describe.each([
     await new Promise((r) => setTimeout(r, 300));
     // The thread has nowhere to write: the held blocks still hold the first 24 MiB.
     for (let i = 0; i < RING_BLOCKS; i++) {
-      expect(held[i].buf.equals(big.subarray(i * RING_BLOCK_BYTES, (i + 1) * RING_BLOCK_BYTES))).toBe(true);
+      expect(held[i]!.buf.equals(big.subarray(i * RING_BLOCK_BYTES, (i + 1) * RING_BLOCK_BYTES))).toBe(true);
     }
     expect(src.rawBytesRead()).toBeLessThan(fs.statSync(file).size);
     for (const b of held) b.release();
@@ -155,7 +155,7 @@ describe('node:zlib gzip errors on the decoder thread are the main thread\'s err
     ['a stream missing only its trailer', () => gzB.subarray(0, gzB.length - 4)],
     ['corrupt data', () => {
       const bad = Buffer.from(gzA);
-      for (let i = 0; i < 64; i++) bad[40_000 + i] ^= 0x5a;
+      for (let i = 0; i < 64; i++) bad[40_000 + i]! ^= 0x5a;
       return bad;
     }],
     ['non-gzip bytes after a member', () => Buffer.concat([gzB, Buffer.from('garbage!')])],
@@ -196,7 +196,7 @@ describe('zstd on a decoder thread: the child', () => {
   it('reports corrupt data with zstd\'s own message and exit status', async () => {
     const zst = tool('zstd', ['-3', '-q', '-c'], A);
     const bad = Buffer.from(zst);
-    for (let i = 0; i < 64; i++) bad[100_000 + i] ^= 0x5a;
+    for (let i = 0; i < 64; i++) bad[100_000 + i]! ^= 0x5a;
     const file = writeFile(dir, 'bad.zst', bad);
     const err = await blocksError(await openInput(file, { zstdCodec: 'binary' }));
     expect(err.code).toBe('BAD_COMPRESSION');
@@ -212,7 +212,7 @@ describe('zstd on a decoder thread: the child', () => {
     const pids = childZstdPids().filter((p) => !before.has(p));
     expect(pids).toHaveLength(1);
     await src.close();
-    expect(await waitFor(() => !isAlive(pids[0]))).toBe(true);
+    expect(await waitFor(() => !isAlive(pids[0]!))).toBe(true);
     expect(await blocksOf(src).next()).toBeNull();
     await src.close(); // idempotent
   });
@@ -259,7 +259,7 @@ describe.each(['socket-pair', 'stdout-pipe'] as ChildTransport[])('zstd output o
     const pids = childZstdPids().filter((p) => !before.has(p));
     expect(pids).toHaveLength(1);
     await done();
-    expect(await waitFor(() => !isAlive(pids[0]))).toBe(true);
+    expect(await waitFor(() => !isAlive(pids[0]!))).toBe(true);
   });
 });
 

@@ -127,7 +127,7 @@ describe.each(CODECS)('gzip via $codec', ({ codec, name, exitNote, tools }) => {
 
   it('reports corrupt data as BAD_COMPRESSION with an offset inside the stream', async () => {
     const bad = Buffer.from(gzA);
-    for (let i = 0; i < 64; i++) bad[40_000 + i] ^= 0x5a;
+    for (let i = 0; i < 64; i++) bad[40_000 + i]! ^= 0x5a;
     const src = await openInput('-', { gzipCodec: codec, stdin: chunkedStream(splitAt(bad, [], 16384)) });
     const err = await readError(src);
     expect(err.code).toBe('BAD_COMPRESSION');
@@ -147,7 +147,7 @@ describe.each(CODECS)('gzip via $codec', ({ codec, name, exitNote, tools }) => {
 
   it('reports a corrupt second member of a multi-member file', async () => {
     const bad = Buffer.concat([gzB, gzA]);
-    for (let i = 0; i < 64; i++) bad[gzB.length + 40_000 + i] ^= 0x5a;
+    for (let i = 0; i < 64; i++) bad[gzB.length + 40_000 + i]! ^= 0x5a;
     const file = writeFile(dir, `corrupt-member-${codec}.gz`, bad);
     const err = await readError(await openInput(file, { gzipCodec: codec }));
     expect(err.code).toBe('BAD_COMPRESSION');

@@ -41,7 +41,7 @@ export function sampleBytes(size: number, seed = 1): Buffer {
     } else {
       let j = 0;
       while (j < len) {
-        const w = words[next() % words.length];
+        const w = words[next() % words.length]!;
         j += out.write(w, i + j, Math.min(w.length, len - j), 'latin1');
       }
     }

@@ -101,7 +101,7 @@ test('a URL converts like a file; the content length is known', async () => {
   const r = await runCli([`${base}/vm.xva`, '-o', o, '--json']);
   expect(r.stderr).toContain('VM "web"');
   expect(r.code).toBe(0);
-  expect(fs.readFileSync(path.join(o, 'web-0.raw')).equals(plain.disks[0].expected)).toBe(true);
+  expect(fs.readFileSync(path.join(o, 'web-0.raw')).equals(plain.disks[0]!.expected)).toBe(true);
   expect(JSON.parse(r.stdout).input).toBe(`${base}/vm.xva`);
   const info = await runCli(['info', `${base}/vm.xva`, '--json']);
   expect(info.code).toBe(0);

@@ -157,8 +157,8 @@ describe('openInput: URLs', () => {
   it('sends --header entries', async () => {
     const src = await openInput(`${base}/needs-header`, { headers: ['X-Api-Token: secret value', 'Accept: */*'] });
     expect((await readAll(src)).equals(DATA)).toBe(true);
-    expect(seen[0].headers['x-api-token']).toBe('secret value');
-    expect(seen[0].headers.accept).toBe('*/*');
+    expect(seen[0]!.headers['x-api-token']).toBe('secret value');
+    expect(seen[0]!.headers.accept).toBe('*/*');
     await src.close();
   });
 
@@ -181,9 +181,9 @@ describe('openInput: URLs', () => {
     expect((await readAll(src)).equals(DATA)).toBe(true);
     await src.close();
     expect(seen.map((s) => s.url)).toEqual(['/redirect-other', 'other/elsewhere']);
-    expect(seen[0].headers.authorization).toMatch(/^Basic /);
-    expect(seen[1].headers.authorization).toBeUndefined();
-    expect(seen[1].headers['x-trace']).toBe('1');
+    expect(seen[0]!.headers.authorization).toMatch(/^Basic /);
+    expect(seen[1]!.headers.authorization).toBeUndefined();
+    expect(seen[1]!.headers['x-trace']).toBe('1');
   });
 
   it('reports HTTP 404 as INPUT_HTTP', async () => {

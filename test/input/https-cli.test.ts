@@ -70,7 +70,7 @@ itTls('--ca-cert FILE: the host certificate trusted as its own CA; basic auth fr
   const o = out();
   const r = await runCli([exportUrl(), '--ca-cert', cert.certPath, '-o', o, '--json']);
   expect(r.code).toBe(0);
-  expect(fs.readFileSync(path.join(o, 'web-0.raw')).equals(xva.disks[0].expected)).toBe(true);
+  expect(fs.readFileSync(path.join(o, 'web-0.raw')).equals(xva.disks[0]!.expected)).toBe(true);
   expect(JSON.parse(r.stdout).input).toBe(shown());
   expect(r.stdout + r.stderr).not.toContain('s3cr3t');
 });

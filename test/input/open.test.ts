@@ -164,7 +164,7 @@ describe('openInput: files', () => {
     });
     expect(fds.length).toBeGreaterThanOrEqual(1);
     for (const fd of fds) {
-      const flags = /^flags:\s+([0-7]+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1];
+      const flags = /^flags:\s+([0-7]+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!;
       expect(parseInt(flags, 8) & 0o3).toBe(fs.constants.O_RDONLY);
     }
     expect((await readAll(src)).equals(DATA)).toBe(true);

@@ -37,8 +37,8 @@ function frame(spec: FrameSpec): Buffer {
   const parts: Buffer[] = [Buffer.from([0x28, 0xb5, 0x2f, 0xfd, descriptor])];
   // Window_Descriptor 0x10: 2^(10+2) = 4 KiB, larger than any block here.
   if (!single) parts.push(Buffer.from([0x10]));
-  parts.push(Buffer.alloc([0, 1, 2, 4][dictFlag], 0x07));
-  const fcsSize = fcsFlag === 0 ? (single ? 1 : 0) : [0, 2, 4, 8][fcsFlag];
+  parts.push(Buffer.alloc([0, 1, 2, 4][dictFlag]!, 0x07));
+  const fcsSize = fcsFlag === 0 ? (single ? 1 : 0) : [0, 2, 4, 8][fcsFlag]!;
   const fcs = Buffer.alloc(fcsSize);
   if (fcsSize === 1) fcs.writeUInt8(decoded);
   else if (fcsSize === 2) fcs.writeUInt16LE(decoded - 256);
@@ -175,7 +175,7 @@ describe('ZstdFrameWalker', () => {
   });
 
   it('rejects bytes that start no frame, naming their offset', () => {
-    const first = DECODABLE[0].bytes;
+    const first = DECODABLE[0]!.bytes;
     const walker = new ZstdFrameWalker();
     const err = (() => {
       try {

@@ -164,7 +164,7 @@ describe.each(CODECS)('zstd via $codec', ({ codec, name, available, why, tools }
 
   test(label('reports corrupt data (and never returns it as clean output)'), async () => {
     const bad = Buffer.from(zstA);
-    for (let i = 0; i < 200; i++) bad[30_000 + i] ^= 0xa5;
+    for (let i = 0; i < 200; i++) bad[30_000 + i]! ^= 0xa5;
     const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream(splitAt(bad, [], 65536)) });
     if (codec === 'fzstd') {
       // fzstd does not check the frame's content checksum: corruption that keeps the block
@@ -279,9 +279,9 @@ describe('zstd binary child process lifecycle', () => {
     expect(src.rawBytesRead()).toBeLessThanOrEqual(big.length);
     const pids = childZstdPids().filter((p) => !before.has(p));
     expect(pids).toHaveLength(1);
-    expect(isAlive(pids[0])).toBe(true);
+    expect(isAlive(pids[0]!)).toBe(true);
     await src.close();
-    expect(await waitFor(() => !isAlive(pids[0]))).toBe(true);
+    expect(await waitFor(() => !isAlive(pids[0]!))).toBe(true);
     await src.close(); // idempotent
   });
 
@@ -299,7 +299,7 @@ describe('zstd binary child process lifecycle', () => {
         break; // consumer gives up: the stream is destroyed
       }
       expect(pids).toHaveLength(1);
-      expect(await waitFor(() => !isAlive(pids[0]))).toBe(true);
+      expect(await waitFor(() => !isAlive(pids[0]!))).toBe(true);
       await src.close();
       await new Promise((r) => setTimeout(r, 100));
       expect(unhandled).toEqual([]);

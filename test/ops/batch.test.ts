@@ -33,7 +33,7 @@ async function corruptFirstChunk(file: string): Promise<string> {
   }
   await w.close();
   const bytes = fs.readFileSync(file);
-  bytes[at] ^= 0xff;
+  bytes[at]! ^= 0xff;
   const out = file.replace(/\.xva$/, '-bad.xva');
   fs.writeFileSync(out, bytes);
   return out;
@@ -56,7 +56,7 @@ test('sequential: every input converted, results in input order, shared name all
   ]);
   // same VM name twice: the second gets -2
   expect(fs.readdirSync(out).sort()).toEqual(['alpha-0-2.raw', 'alpha-0.raw', 'alpha-1.raw', 'beta-0.raw']);
-  expect(fs.readFileSync(path.join(out, 'beta-0.raw')).equals(b.disks[0].expected)).toBe(true);
+  expect(fs.readFileSync(path.join(out, 'beta-0.raw')).equals(b.disks[0]!.expected)).toBe(true);
   for (const it of r.items) {
     expect(it.bytesRead).toBeGreaterThan(0);
     expect(it.seconds).toBeGreaterThanOrEqual(0);
@@ -79,9 +79,9 @@ test('one failing input does not stop the others; the exit code is the worst one
     ['failed', 2, 'TAR_TRUNCATED'],
     ['ok', 0, null],
   ]);
-  expect(r.items[2].error!.message).toContain(cut);
-  expect(r.items[2].vmName).toBe('g1'); // known from ova.xml before it failed
-  expect(batchItemCause(r.items[2])).toBeInstanceOf(XvaError);
+  expect(r.items[2]!.error!.message).toContain(cut);
+  expect(r.items[2]!.vmName).toBe('g1'); // known from ova.xml before it failed
+  expect(batchItemCause(r.items[2]!)).toBeInstanceOf(XvaError);
   // the failed conversion left nothing behind
   expect(fs.readdirSync(out).sort()).toEqual(['g1-0.raw', 'g2-0.raw']);
   // JSON-safe
@@ -96,10 +96,10 @@ test('salvage in a batch: bad chunks make the item "bad-chunks" (exit 3) and the
   const r = await convertBatch([bad, ok.path], { outDir: out, onBadChunk: 'zero' });
   expect(r.exitCode).toBe(3);
   expect(r.items.map((i) => i.status)).toEqual(['bad-chunks', 'ok']);
-  expect(r.items[0].summary!.badChunks).toEqual([expect.objectContaining({ offset: 0, action: 'zeroed' })]);
+  expect(r.items[0]!.summary!.badChunks).toEqual([expect.objectContaining({ offset: 0, action: 'zeroed' })]);
   const img = fs.readFileSync(path.join(out, 'salv-0.raw'));
   expect(img.subarray(0, MiB).equals(Buffer.alloc(MiB))).toBe(true);
-  expect(img.subarray(MiB).equals(fx.disks[0].expected.subarray(MiB))).toBe(true);
+  expect(img.subarray(MiB).equals(fx.disks[0]!.expected.subarray(MiB))).toBe(true);
   // default policy fails that input, and removes its output
   const out2 = outDir();
   const r2 = await convertBatch([bad, ok.path], { outDir: out2 });
@@ -137,7 +137,7 @@ test('real conversions with jobs 2 give the same images as sequential ones', asy
   const r = await convertBatch(fxs.map((f) => f.path), { outDir: out, jobs: 2, perVmSubdir: true, format: 'raw' });
   expect(r.ok).toBe(true);
   for (const f of fxs) {
-    expect(fs.readFileSync(path.join(out, f.vmName, `${f.vmName}-0.raw`)).equals(f.disks[0].expected)).toBe(true);
+    expect(fs.readFileSync(path.join(out, f.vmName, `${f.vmName}-0.raw`)).equals(f.disks[0]!.expected)).toBe(true);
   }
 });
 

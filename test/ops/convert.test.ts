@@ -33,13 +33,13 @@ test('raw output is sparse: absent chunks and zero 4 KiB blocks are holes', asyn
   const out = path.join(dir, 'out');
   const summary = await convertXva(xva, { outDir: out });
   const file = path.join(out, 'web01-0.raw');
-  expect(summary.disks[0].path).toBe(file);
+  expect(summary.disks[0]!.path).toBe(file);
   expect(fs.readFileSync(file).equals(d0)).toBe(true);
   const st = fs.statSync(file);
   expect(st.size).toBe(6 * MiB);
   // 1 MiB absent + 12 KiB of zero blocks were never written: allocated < size - 1 MiB.
   expect(st.blocks * 512).toBeLessThanOrEqual(6 * MiB - MiB - 12 * 1024);
-  expect(summary.disks[0].bytesWritten).toBe(5 * MiB - 12 * 1024);
+  expect(summary.disks[0]!.bytesWritten).toBe(5 * MiB - 12 * 1024);
   expect(fs.readdirSync(out)).toEqual(['web01-0.raw']);
 });
 
@@ -59,7 +59,7 @@ test('an existing output is refused before reading data, and kept; --force repla
 test('a checksum failure leaves no output under the final name and no .part', async () => {
   const d0 = disk(3 * MiB, 13);
   const bytes = independentXva({ style: 'xapi', vmName: 'web01', disks: [{ ref: 'Ref:50', userdevice: '0', image: d0 }] });
-  bytes[bytes.indexOf('Ref:50/00000002\0') + 512 + 7] ^= 0x55;
+  bytes[bytes.indexOf('Ref:50/00000002\0') + 512 + 7]! ^= 0x55;
   const xva = path.join(dir, 'vm.xva');
   fs.writeFileSync(xva, bytes);
   const out = path.join(dir, 'out');
@@ -101,8 +101,8 @@ test('directIo true (default) and false (--no-direct-io) write the same raw and 
       await convertXva(xva, { outFile, format, directIo, force: true });
       outs.push(fs.readFileSync(outFile));
     }
-    expect(outs[0].equals(outs[1])).toBe(true);
-    if (format === 'raw') expect(outs[0].equals(d0)).toBe(true);
+    expect(outs[0]!.equals(outs[1]!)).toBe(true);
+    if (format === 'raw') expect(outs[0]!.equals(d0)).toBe(true);
   }
 });
 
@@ -122,7 +122,7 @@ test('images go through the page cache with writeback started behind the writer;
     for (const [options, policy] of cases) {
       create.mockClear();
       await convertXva(xva, { ...options, outFile: path.join(dir, 'policy.raw'), force: true });
-      expect(create.mock.calls[0][2]).toEqual(policy);
+      expect(create.mock.calls[0]![2]).toEqual(policy);
       expect(fs.readFileSync(path.join(dir, 'policy.raw')).equals(d0)).toBe(true);
     }
   } finally {
@@ -135,6 +135,6 @@ test('sync: false (--no-sync) skips the flush but still renames a complete, veri
   const xva = path.join(dir, 'vm.xva');
   fs.writeFileSync(xva, independentXva({ style: 'xapi', vmName: 'fast', disks: [{ ref: 'Ref:50', userdevice: '0', image: d0 }] }));
   const s = await convertXva(xva, { outDir: dir, sync: false });
-  expect(fs.readFileSync(s.disks[0].path!).equals(d0)).toBe(true);
+  expect(fs.readFileSync(s.disks[0]!.path!).equals(d0)).toBe(true);
   expect(fs.readdirSync(dir).filter((f) => f.endsWith('.part'))).toEqual([]);
 });

@@ -100,7 +100,7 @@ describe('convertXva in place', () => {
     const xva = fs.readFileSync(fx.path);
     const at = xva.indexOf(Buffer.from('Ref:11/00000001\0'));
     expect(at).toBeGreaterThan(0);
-    xva[at + 512 + 100] ^= 0xff;
+    xva[at + 512 + 100]! ^= 0xff;
     fs.writeFileSync(fx.path, xva);
     const f = patterned('bad.img', 2 * MiB);
     await expect(convertXva(fx.path, { outFile: f, noCreate: true })).rejects.toThrow(`${f} keeps what was written before the failure (written in place, there is no .part)`);

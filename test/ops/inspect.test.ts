@@ -81,7 +81,7 @@ describe('info from ova.xml', () => {
     expect(info.compression).toBe('none');
     expect(info.checksum).toBe('xxh64');
     expect(info.chunkScan).toBeNull();
-    expect(info.disks[0].chunkStats).toBeUndefined();
+    expect(info.disks[0]!.chunkStats).toBeUndefined();
   });
 
   test.each([
@@ -216,7 +216,7 @@ describe('--chunks: seek path and stream path agree', () => {
     const entries: WalkedEntry[] = [];
     for await (const e of walker.entries()) entries.push(e);
     await walker.close();
-    const third = entries[3]; // a data entry of the first disk
+    const third = entries[3]!; // a data entry of the first disk
     for (const cutAt of [third.dataOffset + 1000, third.headerOffset]) {
       const cut = fresh();
       fs.writeFileSync(cut, bytes.subarray(0, cutAt));
@@ -235,8 +235,8 @@ describe('--chunks: seek path and stream path agree', () => {
     const entries: WalkedEntry[] = [];
     for await (const e of walker.entries()) entries.push(e);
     await walker.close();
-    const victim = entries[2];
-    bytes[victim.headerOffset + 5] ^= 0x20; // name byte changes, stored checksum no longer matches
+    const victim = entries[2]!;
+    bytes[victim.headerOffset + 5]! ^= 0x20; // name byte changes, stored checksum no longer matches
     const file = fresh();
     fs.writeFileSync(file, bytes);
     const err = await inspectXva(file, { chunks: true }).catch((e) => e);

@@ -395,7 +395,7 @@ test('--from: a bad source chunk fails (no output left); --on-bad-chunk zero rep
   const bytes = fs.readFileSync(src.path);
   const at = bytes.indexOf(Buffer.from('Ref:998/00000000\0'));
   const dataStart = at + 512;
-  bytes[dataStart + 10] ^= 0xff;
+  bytes[dataStart + 10]! ^= 0xff;
   const bad = path.join(dir, 'bad.xva');
   fs.writeFileSync(bad, bytes);
   const out = path.join(dir, 'out.xva');

@@ -39,7 +39,7 @@ async function corrupt(file: string, names: string[]): Promise<string> {
   for (const name of names) {
     const e = entries.find((x) => x.name === name);
     if (!e) throw new Error(`no entry ${name}`);
-    bytes[e.dataOffset + 77] ^= 0xff;
+    bytes[e.dataOffset + 77]! ^= 0xff;
   }
   const out = path.join(dir, `corrupt-${n++}.xva`);
   fs.writeFileSync(out, bytes);
@@ -105,9 +105,9 @@ test('a truncated archive is a problem (exit 2); earlier bad chunks are still re
   expect(r.ok).toBe(false);
   expect(r.exitCode).toBe(2);
   expect(r.problems.map((p) => p.code)).toEqual(['XVA_BAD_CHECKSUM', 'TAR_TRUNCATED']);
-  expect(r.problems[0].message).toContain('Ref:11/00000000');
-  expect(r.problems[1].message).toMatch(new RegExp(`^${cut.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: .*truncated`));
-  expect(r.problems[1].offset).toBeGreaterThan(0);
+  expect(r.problems[0]!.message).toContain('Ref:11/00000000');
+  expect(r.problems[1]!.message).toMatch(new RegExp(`^${cut.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: .*truncated`));
+  expect(r.problems[1]!.offset).toBeGreaterThan(0);
   // JSON-safe: the original error is not serialised
   expect(JSON.parse(JSON.stringify(r)).problems[1].error).toBeUndefined();
 });

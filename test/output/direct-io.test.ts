@@ -123,9 +123,9 @@ describe('PartFile with direct I/O', () => {
       await part.commit(true);
       contents.push(fs.readFileSync(path.join(dir, `img-${directIo}.raw`)));
     }
-    expect(contents[0].equals(contents[1])).toBe(true);
-    expect(contents[0].subarray(65536, 131072).every((b) => b === 0xaa)).toBe(true);
-    expect(contents[0].subarray(0, 6).toString()).toBe('header');
+    expect(contents[0]!.equals(contents[1]!)).toBe(true);
+    expect(contents[0]!.subarray(65536, 131072).every((b) => b === 0xaa)).toBe(true);
+    expect(contents[0]!.subarray(0, 6).toString()).toBe('header');
     expect(fs.readdirSync('/proc/self/fd').length).toBe(fdsBefore);
   });
 

@@ -313,7 +313,7 @@ describe('unusable input or output', () => {
     // Flip a byte inside the first chunk's data (after ova.xml's header+data).
     const xmlSize = parseInt(bytes.subarray(124, 136).toString('latin1').replace(/[\0 ]/g, ''), 8);
     const firstData = 512 + Math.ceil(xmlSize / 512) * 512 + 512;
-    bytes[firstData + 1000] ^= 0x55;
+    bytes[firstData + 1000]! ^= 0x55;
     const bad = path.join(work, 'badsum.xva');
     fs.writeFileSync(bad, bytes);
     const r = run([bad, '-o', dir, '-q']);

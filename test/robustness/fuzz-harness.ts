@@ -415,7 +415,7 @@ export function prepare(fxs: Fixture[], c: FuzzCase): Prepared {
         const pos = flipPosition(fx, f.r, f.i, f.j);
         if (positions.has(pos)) continue; // two flips of one byte could cancel out
         positions.add(pos);
-        bytes[pos] ^= f.x;
+        bytes[pos]! ^= f.x;
       }
       const regions = [...positions].map((p) => regionOf(fx, p));
       // Disks whose chunk data was hit: never acceptable as output.
@@ -536,7 +536,7 @@ export function prepare(fxs: Fixture[], c: FuzzCase): Prepared {
       switch (c.op) {
         case 'flip':
           bytes = Buffer.from(src);
-          bytes[p] ^= c.x;
+          bytes[p]! ^= c.x;
           break;
         case 'zero':
           bytes = Buffer.from(src);

@@ -157,7 +157,7 @@ describe('decodeTarHeader', () => {
 
   test('a flipped byte fails the checksum with TAR_BAD_HEADER', () => {
     const h = encodeTarHeader({ name: 'ova.xml', size: 10, dialect: 'xapi' });
-    h[5] ^= 0x01;
+    h[5]! ^= 0x01;
     expect(() => decodeTarHeader(h)).toThrow(XvaFormatError);
     try {
       decodeTarHeader(h);

@@ -62,7 +62,7 @@ describe('XAPI-style archives', () => {
     const zero = Buffer.alloc(3 * MiB);
     const { result, writers } = await readAll(independentXva({ style: 'xapi', disks: [{ ref: 'Ref:1', userdevice: '0', image: zero }] }));
     expect(writers.get('0')!.bytes.equals(zero)).toBe(true);
-    expect(result.disks[0].chunks).toBe(2);
+    expect(result.disks[0]!.chunks).toBe(2);
   });
 
   test('a checksum mismatch names the chunk and both digests', async () => {
@@ -70,7 +70,7 @@ describe('XAPI-style archives', () => {
     const xva = independentXva({ style: 'xapi', disks: [{ ref: 'Ref:7', userdevice: '0', image: d0 }] });
     // Flip a byte inside the data of Ref:7/00000001: find its header by name.
     const at = xva.indexOf('Ref:7/00000001\0');
-    xva[at + 512 + 100] ^= 0xff;
+    xva[at + 512 + 100]! ^= 0xff;
     await expect(readAll(xva)).rejects.toThrow(ChecksumError);
     await expect(readAll(xva)).rejects.toThrow(/^Ref:7\/00000001: XXH64 mismatch \(expected [0-9A-F]{16}, got [0-9A-F]{16}\)$/);
     const warned = await readAll(xva, { onBadChunk: 'warn' });
@@ -119,7 +119,7 @@ describe('structure errors name the place', () => {
   test('a bad tar header checksum reports the header offset', async () => {
     const xva = good();
     const at = xva.indexOf('Ref:9/00000001\0');
-    xva[at + 130] ^= 1; // inside the size field
+    xva[at + 130]! ^= 1; // inside the size field
     await expect(readAll(xva)).rejects.toMatchObject({ code: 'TAR_BAD_HEADER', location: { offset: at } });
   });
 

@@ -156,7 +156,7 @@ export class VmdkExtentEmitter {
     this.appendMetadataMarker(gdSectorCount, VMDK_MARKER_GD);
     const gdSector = this.offset / VMDK_SECTOR_SIZE;
     const gdBytes = Buffer.alloc(gdSectorCount * VMDK_SECTOR_SIZE);
-    for (let i = 0; i < this.gd.length; i++) gdBytes.writeUInt32LE(this.gd[i], i * VMDK_TABLE_ENTRY_BYTES);
+    for (let i = 0; i < this.gd.length; i++) gdBytes.writeUInt32LE(this.gd[i]!, i * VMDK_TABLE_ENTRY_BYTES);
     await this.append(gdBytes);
     // Footer marker + footer + EOS: the last three sectors of the file (docs/output-formats.md §2.2, §2.5).
     await this.ensureRoom(TRAILER_BYTES);

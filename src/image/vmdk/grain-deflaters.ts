@@ -35,7 +35,7 @@ export class InlineDeflater implements GrainDeflater {
       parts.push(part);
       lengths[i] = part.length;
     }
-    return { out: count === 1 ? parts[0] : Buffer.concat(parts), lengths, input: grains };
+    return { out: count === 1 ? parts[0]! : Buffer.concat(parts), lengths, input: grains };
   }
 
   async close(): Promise<void> {}
@@ -73,8 +73,8 @@ export class ThreadPoolDeflater implements GrainDeflater {
   async deflate(grains: Buffer, count: number): Promise<DeflatedBatch> {
     const parts = await Promise.all(Array.from({ length: count }, (_, i) => this.deflateGrain(grains.subarray(i * VMDK_GRAIN_SIZE, (i + 1) * VMDK_GRAIN_SIZE))));
     const lengths = new Uint32Array(count);
-    for (let i = 0; i < count; i++) lengths[i] = parts[i].length;
-    return { out: count === 1 ? parts[0] : Buffer.concat(parts), lengths, input: grains };
+    for (let i = 0; i < count; i++) lengths[i] = parts[i]!.length;
+    return { out: count === 1 ? parts[0]! : Buffer.concat(parts), lengths, input: grains };
   }
 
   async close(): Promise<void> {
@@ -100,7 +100,7 @@ export class ThreadPoolDeflater implements GrainDeflater {
           d.off('data', onData);
           d.off('error', onError);
           d.reset(); // deflateReset: the next grain starts a new zlib stream
-          resolve(parts.length === 1 ? parts[0] : Buffer.concat(parts));
+          resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
         });
       });
     } finally {

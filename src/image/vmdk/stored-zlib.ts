@@ -31,7 +31,7 @@ export function adler32(data: Uint8Array): number {
   for (let i = 0; i < data.length; ) {
     const end = Math.min(i + ADLER_NMAX, data.length);
     for (; i < end; i++) {
-      a += data[i];
+      a += data[i]!;
       b += a;
     }
     a %= ADLER_MOD;

@@ -185,9 +185,9 @@ export class VmdkWriter implements DiskImageWriter {
       const batch = await result;
       let at = 0;
       for (let i = 0; i < firstGrains.length; i++) {
-        const len = batch.lengths[i];
+        const len = batch.lengths[i]!;
         const raw = batch.input.subarray(i * VMDK_GRAIN_SIZE, (i + 1) * VMDK_GRAIN_SIZE);
-        await this.emitter.appendGrain(firstGrains[i], raw, batch.out.subarray(at, at + len));
+        await this.emitter.appendGrain(firstGrains[i]!, raw, batch.out.subarray(at, at + len));
         at += len;
       }
       if (batch.input.length === BATCH_GRAINS * VMDK_GRAIN_SIZE) this.spareBatches.push(batch.input);

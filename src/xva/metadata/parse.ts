@@ -159,14 +159,15 @@ function isCdLike(vbd: VbdInfo): boolean {
 /** The VM the export is about: the one owning streamed VBDs, preferring non-snapshots (docs/xva-format.md §3.2). */
 function pickVm(objs: Map<string, ObjectRecord>): ObjectRecord {
   const vms = ofClass(objs, 'VM').filter((v) => !bool(v.snap, 'is_control_domain'));
-  if (vms.length === 0) throw bad('no VM object');
-  if (vms.length === 1) return vms[0];
+  const first = vms[0];
+  if (first === undefined) throw bad('no VM object');
+  if (vms.length === 1) return first;
   const score = (vm: ObjectRecord): number => {
     const vbds = ofClass(objs, 'VBD').filter((b) => str(b.snap, 'VM') === vm.id || refs(vm.snap, 'VBDs').includes(b.id));
     const withData = vbds.filter((b) => isRef(str(b.snap, 'VDI')) && objs.has(str(b.snap, 'VDI'))).length;
     return withData * 4 + (bool(vm.snap, 'is_a_snapshot') ? 0 : 2) + (bool(vm.snap, 'is_a_template') ? 0 : 1);
   };
-  return [...vms].sort((a, b) => score(b) - score(a))[0];
+  return [...vms].sort((a, b) => score(b) - score(a))[0]!;
 }
 
 function vmOf(o: ObjectRecord): VmInfo {

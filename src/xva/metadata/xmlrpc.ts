@@ -76,8 +76,8 @@ function elements(nodes: Node[]): Node[] {
 function parseValue(valueChildren: Node[], depth: number, typed: boolean): RpcValue {
   if (depth > MAX_RPC_DEPTH) throw bad(`XML-RPC values nested deeper than ${MAX_RPC_DEPTH} levels`);
   const els = elements(valueChildren);
-  if (els.length === 0) return textOf(valueChildren);
   const el = els[0];
+  if (el === undefined) return textOf(valueChildren);
   const tag = tagOf(el)!;
   const kids = children(el);
   switch (tag) {
@@ -151,8 +151,9 @@ function parseDocument(xml: string, typed: boolean): RpcValue {
       bad(why === 'declarations' ? 'DOCTYPE/ENTITY declarations are not allowed (XAPI never writes them; refusing possible entity expansion)' : `not well-formed XML: ${detail}`),
   ) as Node[];
   const top = elements(doc);
-  if (top.length !== 1 || tagOf(top[0]) !== 'value') throw bad('the document is not one XML-RPC <value>');
-  return parseValue(children(top[0]), 0, typed);
+  const value = top.length === 1 ? top[0] : undefined;
+  if (value === undefined || tagOf(value) !== 'value') throw bad('the document is not one XML-RPC <value>');
+  return parseValue(children(value), 0, typed);
 }
 
 /** ova.xml as plain values: every scalar is a string or a boolean. */

@@ -104,7 +104,7 @@ describe('exact size of our files (§1.6)', () => {
       [1 * GiB, 0, 0],
       [10 * GiB, 5000, 15],
       [100 * GiB, 100, 100],
-    ]) {
+    ] as const) {
       expect(qcow2ExactFileSize(size, d, u)).toBeLessThanOrEqual(qcow2RequiredSize(size, d));
     }
   });

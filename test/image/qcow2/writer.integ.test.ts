@@ -129,7 +129,7 @@ const scenarios: Record<string, () => DiskSource> = {
 
 describe.each([['1.1' as const], ['0.10' as const]])('qcow2 compat %s', (compat) => {
   describe.each(Object.keys(scenarios))('%s', (name) => {
-    const src = scenarios[name]();
+    const src = scenarios[name]!();
     let raw: string;
     const results: Partial<Record<Layout, Qcow2WriteResult>> = {};
     beforeAll(() => {
@@ -160,7 +160,7 @@ describe.each([['1.1' as const], ['0.10' as const]])('qcow2 compat %s', (compat)
 
 describe('details of the files', () => {
   test('the sparse > 4 GiB disk uses 6 of 13 L2 tables and only 24 data clusters', async () => {
-    const src = scenarios['a sparse disk > 4 GiB: several L2 tables, writes crossing L2 boundaries']();
+    const src = scenarios['a sparse disk > 4 GiB: several L2 tables, writes crossing L2 boundaries']!();
     const file = path.join(dir, 'detail.qcow2');
     try {
       const r = await writeQcow2('end', '1.1', src, file);

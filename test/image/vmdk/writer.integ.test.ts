@@ -178,7 +178,7 @@ const modes: [string, Omit<VmdkWriterOptions, 'virtualSize'>][] = [
 ];
 
 describe.each(Object.keys(scenarios))('VMDK: %s', (name) => {
-  const src = scenarios[name]();
+  const src = scenarios[name]!();
   let raw: string;
   beforeAll(() => {
     raw = path.join(dir, `${name.length}.raw`);
@@ -213,7 +213,7 @@ describe.each(Object.keys(scenarios))('VMDK: %s', (name) => {
 
 describe('VMDK details', () => {
   test('the CID is injectable and the output is then deterministic', async () => {
-    const src = scenarios['a small disk with unaligned writes and zero chunks']();
+    const src = scenarios['a small disk with unaligned writes and zero chunks']!();
     const a = path.join(dir, 'a.vmdk');
     const b = path.join(dir, 'b.vmdk');
     try {
@@ -245,7 +245,7 @@ describe('VMDK details', () => {
   });
 
   test('a seekable file target works too (writes are still strictly sequential)', async () => {
-    const src = scenarios['a capacity that is not a multiple of the grain size, data in the last grain']();
+    const src = scenarios['a capacity that is not a multiple of the grain size, data in the last grain']!();
     const file = path.join(dir, 'file.vmdk');
     const raw = path.join(dir, 'file.raw');
     const out = openFileTarget(file);
