@@ -78,32 +78,6 @@ function buildCases(c, small) {
     { group: 'mode', ...raw('raw-nosync', 'plain XVA -> raw, --no-sync (nothing waits for the disk)', c.xva, '--no-sync') },
     { group: 'mode', ...raw('raw-direct', 'plain XVA -> raw, --direct-io (O_DIRECT, the former default)', c.xva, '--direct-io') },
     { group: 'mode', ...raw('gz-raw-zlib', '.xva.gz -> raw, --gzip-codec zlib (node:zlib on the decoder thread)', c.gz, '--gzip-codec', 'zlib') },
-    // Without leaving a core to the producer (docs/design/cpu-yield.md): what the nice steps buy.
-    {
-      group: 'mode',
-      name: 'gz-raw-noyield',
-      desc: '.xva.gz -> raw, XVA2IMG_YIELD_NICE=0 (our threads keep nice 0 beside igzip)',
-      steps: (out) => [{ shell: (time) => `XVA2IMG_YIELD_NICE=0 ${time} ${q(NODE)} ${q(BIN)} ${q(c.gz)} -q -O raw -o ${q(`${out}/disk.raw`)}` }],
-      output: 'disk.raw',
-      verify: 'cmp',
-    },
-    {
-      group: 'mode',
-      name: 'gunzip-pipe-noyield',
-      desc: 'gunzip -c x.xva.gz | xva2img -, XVA2IMG_YIELD_NICE=0',
-      steps: (out) => [{ shell: (time) => `gunzip -c ${q(c.gz)} | XVA2IMG_YIELD_NICE=0 ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
-      output: 'disk.raw',
-      verify: 'cmp',
-      slow: true,
-    },
-    {
-      group: 'mode',
-      name: 'zstd-pipe-noyield',
-      desc: 'zstd -dc x.xva.zst | xva2img -, XVA2IMG_YIELD_NICE=0',
-      steps: (out) => [{ shell: (time) => `zstd -dc ${q(c.zst)} | XVA2IMG_YIELD_NICE=0 ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
-      output: 'disk.raw',
-      verify: 'cmp',
-    },
     {
       group: 'mode',
       name: 'cat-pipe',

@@ -17,7 +17,6 @@ import { registerOva } from './ova-command';
 import { registerMap } from './map-command';
 import { registerServe } from './serve-command';
 import { installProcessHandlers, PROGRAM, runVerb } from './run';
-import { enableCpuYield } from '../io/cpu-yield';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../package.json').version;
@@ -66,8 +65,6 @@ Exit codes: 0 ok, 1 usage, 2 invalid/truncated/unreadable input, 3 checksum fail
 
 export async function main(argv: string[] = process.argv): Promise<void> {
   installProcessHandlers();
-  // The command line owns its process, so it may lower its threads' priority beside a producer.
-  enableCpuYield();
   const program = buildProgram();
   program.exitOverride((err) => {
     // commander's own messages (usage errors) exit 1; --help/--version exit 0.

@@ -17,7 +17,6 @@ import type { Readable, Writable } from 'node:stream';
 import { InputError } from '../errors';
 import { type DecodeContext, type Decoder, streamDecoder } from './decoder';
 import { errorText } from '../errors';
-import { yieldCpuToProducer } from '../io/cpu-yield';
 
 /** A decoding program and how to read its failures. */
 export interface ChildCodec {
@@ -55,7 +54,6 @@ export function childDecoder(ctx: DecodeContext, codec: ChildCodec, stdinFd?: nu
   const child = spawn(codec.path, [...codec.args], {
     stdio: [stdinFd ?? 'pipe', 'pipe', 'pipe'],
   }) as ChildProcessByStdio<Writable | null, Readable, Readable>;
-  if (child.pid !== undefined) yieldCpuToProducer(); // after the spawn: the child keeps nice 0
   let stderr = '';
   let spawnError: Error | undefined;
   child.stderr.setEncoding('utf8');

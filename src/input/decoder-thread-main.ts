@@ -37,8 +37,6 @@ export type ChildTransport = 'socket-pair' | 'stdout-pipe';
 export type ThreadMessage =
   | { type: 'block'; slot: number; length: number }
   | { type: 'end' }
-  /** The child codec has been started (the main thread then yields the CPU to it: io/cpu-yield.ts). */
-  | { type: 'spawned' }
   /** The child has exited and all its output is in the ring. */
   | { type: 'exit'; code: number | null; signal: NodeJS.Signals | null; stderr: string }
   | { type: 'error'; kind: 'read' | 'gzip' | 'child' | 'spawn'; detail: string; offset: number; code?: string };
@@ -272,7 +270,6 @@ function decoderThreadMain(): void {
   const run = (stdout: 'pipe' | Socket): void => {
     const c = spawn(z.path, z.args, { stdio: [data.fd, stdout, 'pipe'] });
     child = c;
-    if (c.pid !== undefined) post({ type: 'spawned' });
     c.stderr!.setEncoding('utf8');
     c.stderr!.on('data', (text: string) => {
       if (stderr.length < z.stderrLimit) stderr += text;

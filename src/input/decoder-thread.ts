@@ -37,7 +37,6 @@ import { unreadable } from '../io/open-file';
 import type { BlockSource } from './types';
 import path from 'node:path';
 import type { ChildTransport, ThreadData, ThreadMessage } from './decoder-thread-main';
-import { yieldCpuToProducer } from '../io/cpu-yield';
 
 export type { ChildTransport };
 
@@ -286,7 +285,6 @@ export class DecoderThread implements BlockSource {
 
   #onMessage(m: ThreadMessage): void {
     if (this.#closed) return;
-    if (m.type === 'spawned') return yieldCpuToProducer();
     if (m.type === 'block') this.#ready.push({ slot: m.slot, length: m.length });
     else if (m.type === 'end') this.#ended = true;
     else if (m.type === 'exit') this.#onChildExit(m);

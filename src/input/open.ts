@@ -26,7 +26,6 @@ import { SNIFF_BYTES, detectCompression, emptyInput, sniff } from './sniff';
 import { createZstdDecoder, resolveZstdCodec, zstdChild } from './zstd';
 import { blocksAsStream, type DecoderThread, gzipThreadAvailable, RING_BLOCK_BYTES, startDecoderThread } from './decoder-thread';
 import type { PooledBuffer } from '../io/buffer-pool';
-import { yieldCpuToProducer } from '../io/cpu-yield';
 
 /**
  * Default bytes per read from files (compressed ones: plain files are read by the reader's
@@ -366,11 +365,7 @@ async function stdinOnThread(options: OpenInputOptions): Promise<InputSource | u
   }
   const blocks = prependBlock(first, thread);
   const compression = detectCompression(first.buf.subarray(0, SNIFF_BYTES));
-  if (compression === 'none') {
-    // Another process writes the pipe (`gunzip -c … | xva2img -`): it is the floor of the run.
-    if (!stat.isFile()) yieldCpuToProducer();
-    return blockInput({ name: '-', compression, codec: 'none', rawSize }, blocks, () => blocks.close());
-  }
+  if (compression === 'none') return blockInput({ name: '-', compression, codec: 'none', rawSize }, blocks, () => blocks.close());
   const stream = blocksAsStream(blocks);
   return decodeSource(
     {
