@@ -109,8 +109,6 @@ export interface ReadXvaOptions {
   metadataOnly?: boolean;
   /** Skip chunk bodies instead of reading them (structure only; implies no checksums, no writers). */
   skipData?: boolean;
-  /** On a plain regular file, read entries with positional reads instead of the stream (default true). */
-  seek?: boolean;
   /** Checked between entries; when aborted, reading stops with the signal's reason. */
   signal?: AbortSignal;
 }
@@ -145,8 +143,7 @@ export async function readXva(source: InputSource, consumer: XvaConsumer = {}, o
   // for structure-only passes, only where its headers sit (header-walker.ts). Anything else
   // (compressed, stdin, HTTP) is parsed from the decoded stream's chunks as they come. All three
   // decode headers with the same walkTarEntries.
-  const seek = options.seek !== false && source.kind === 'file';
-  const tar = !seek
+  const tar = source.kind !== 'file'
     ? blockTarReader(inputBlocks(source), { input: source.name, signal: options.signal })
     : options.skipData
       ? walkerTarReader(await openTarHeaderWalker(source.path, { input: source.name, signal: options.signal }))
@@ -221,7 +218,7 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
     if (!force && now - lastProgress < 100) return;
     lastProgress = now;
     consumer.onProgress({
-      rawBytesRead: source.kind === 'file' && options.seek !== false ? tar.bytesConsumed() : source.rawBytesRead(),
+      rawBytesRead: source.kind === 'file' ? tar.bytesConsumed() : source.rawBytesRead(),
       rawSize: source.rawSize,
       tarBytes: tar.bytesConsumed(),
       diskBytesDone: diskBytesDone + (active ? Math.min(active.placer.position, active.info.virtualSize) : 0),
