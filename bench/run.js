@@ -73,8 +73,7 @@ function sh(cmd) {
 
 /** The commit of the tree holding the CLI under test (results say which build they measured). */
 function gitCommit(dir) {
-  const r = spawnSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : undefined;
+  return sh(`git -C ${q(dir)} rev-parse --short HEAD`) || undefined;
 }
 
 function machine() {
