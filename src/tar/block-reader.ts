@@ -12,8 +12,11 @@
  * once the cursor has moved past it and every holder let go (ChunkBufferPool). Only a chunk that
  * straddles two blocks (about one in four) is copied, into a pooled chunk buffer.
  *
- * The same parser reads compressed input, stdin and HTTP from the decoded stream's chunks
- * (streamBlockSource); there every chunk is copied once into a pooled buffer.
+ * The decoder thread's ring (compressed input, stdin) lends its blocks too, and they lie back to
+ * back in one memory: a chunk that straddles two neighbouring ring blocks is handed out as one
+ * view across both, holding both leases — only a chunk that straddles the ring's wrap (from its
+ * last block to its first) is copied. HTTP is read from the stream's chunks (streamBlockSource);
+ * there every chunk is copied once into a pooled buffer.
  *
  * Headers are decoded by `walkTarEntries`, the same code that walks headers positionally for
  * structure-only passes, so both read an archive alike.
@@ -197,14 +200,43 @@ interface TakenData {
 
 const NO_LEASE: BufferLease = { hold: () => () => {} };
 
+/** Whether `b` starts in the same memory exactly where `a` ends (one view can cover both). */
+function adjacent(a: Buffer, b: Buffer): boolean {
+  return a.buffer === b.buffer && a.byteOffset + a.length === b.byteOffset;
+}
+
+/** A lease whose hold keeps both blocks (a view across two ring blocks). */
+function bothLeases(a: BufferLease, b: BufferLease): BufferLease {
+  return {
+    hold: () => {
+      const ra = a.hold();
+      const rb = b.hold();
+      return () => {
+        ra();
+        rb();
+      };
+    },
+  };
+}
+
 /** A forward-only reader over a BlockSource: offsets asked for never go backwards. */
 export class BlockCursor {
   private cur: PooledBuffer | null = null;
+  /** The block after cur, once fetched to see whether a chunk can be viewed across both (null: the end). */
+  private ahead: PooledBuffer | null | undefined;
   /** Input offset of cur.buf[0] (or of the next block while cur is null). */
   private curStart = 0;
   private ended = false;
 
   constructor(private readonly source: BlockSource) {}
+
+  /** The next block: the one fetched ahead, if any. */
+  private fetch(): Promise<PooledBuffer | null> {
+    const b = this.ahead;
+    if (b === undefined) return this.source.next();
+    this.ahead = undefined;
+    return Promise.resolve(b);
+  }
 
   /** Makes the block holding `offset` current (releasing the ones passed); false past the end. */
   private async seek(offset: number): Promise<boolean> {
@@ -216,7 +248,7 @@ export class BlockCursor {
         this.cur = null;
       }
       if (this.ended) return false;
-      const b = await this.source.next();
+      const b = await this.fetch();
       if (!b) {
         this.ended = true;
         return false;
@@ -256,8 +288,16 @@ export class BlockCursor {
     if (!(await this.seek(offset))) return null;
     const cur = this.cur!;
     const rel = offset - this.curStart;
-    if (rel + length <= cur.buf.length && this.source.lendsBlocks) {
-      return { data: cur.buf.subarray(rel, rel + length), lease: cur.lease, release: cur.lease.hold() };
+    if (this.source.lendsBlocks) {
+      if (rel + length <= cur.buf.length) {
+        return { data: cur.buf.subarray(rel, rel + length), lease: cur.lease, release: cur.lease.hold() };
+      }
+      if (this.ahead === undefined) this.ahead = await this.source.next();
+      const ahead = this.ahead;
+      if (ahead && adjacent(cur.buf, ahead.buf) && rel + length <= cur.buf.length + ahead.buf.length) {
+        const lease = bothLeases(cur.lease, ahead.lease);
+        return { data: Buffer.from(cur.buf.buffer, cur.buf.byteOffset + rel, length), lease, release: lease.hold() };
+      }
     }
     if (length <= copyPool.bufferSize) {
       const p = copyPool.take();
@@ -282,6 +322,8 @@ export class BlockCursor {
   dispose(): void {
     this.cur?.release();
     this.cur = null;
+    this.ahead?.release();
+    this.ahead = undefined;
   }
 }
 

@@ -29,8 +29,12 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** A BlockSource over a buffer cut into blocks of `size` bytes (any size, not only 4 MiB). */
-function memoryBlocks(bytes: Buffer, size: number): BlockSource & { released: number } {
+/**
+ * A BlockSource over a buffer cut into blocks of `size` bytes (any size, not only 4 MiB). Each
+ * block is a copy of its own, unless `inPlace`: then the blocks are views of `bytes`, back to
+ * back in one memory, as the decoder thread's ring blocks are.
+ */
+function memoryBlocks(bytes: Buffer, size: number, inPlace = false): BlockSource & { released: number } {
   let at = 0;
   const src = {
     released: 0,
@@ -38,7 +42,8 @@ function memoryBlocks(bytes: Buffer, size: number): BlockSource & { released: nu
     lendsBlocks: true,
     async next(): Promise<PooledBuffer | null> {
       if (at >= bytes.length) return null;
-      const buf = Buffer.from(bytes.subarray(at, Math.min(at + size, bytes.length)));
+      const block = bytes.subarray(at, Math.min(at + size, bytes.length));
+      const buf = inPlace ? block : Buffer.from(block);
       at += size;
       let refs = 1;
       const drop = (): void => {
@@ -162,6 +167,44 @@ describe('zero copy and leases', () => {
     const got: Buffer[] = [];
     for await (const e of reader) if (/^Ref:1\/\d+$/.test(e.name)) got.push(Buffer.from((await e.readLeased!()).data));
     expect(Buffer.concat(got).equals(image)).toBe(true);
+  });
+
+  test('a chunk across two neighbouring blocks of one memory (the decoder ring) is one view of both, holding both', async () => {
+    const image = pseudoRandom(2 * MiB, 11);
+    const xva = independentXva({ style: 'xapi', disks: [{ ref: 'Ref:1', userdevice: '0', image }] });
+    const memory = Buffer.from(xva); // its own memory, so views of it are recognisable
+    const blocks = memoryBlocks(memory, 1000 * 1024, true);
+    const reader = blockTarReader(blocks, { input: 'mem.xva' });
+    const got: Buffer[] = [];
+    const holds: Array<() => void> = [];
+    for await (const e of reader) {
+      if (!/^Ref:1\/\d+$/.test(e.name)) continue;
+      const { data, lease } = await e.readLeased!();
+      expect(data.buffer).toBe(memory.buffer); // no copy: a view of the blocks themselves
+      got.push(data);
+      holds.push(lease.hold());
+    }
+    reader.destroy();
+    expect(Buffer.concat(got).equals(image)).toBe(true);
+    // Every block a chunk lies in (both of a straddling one) stays out while the holds last.
+    const returnedWhileHeld = blocks.released;
+    for (const h of holds) h();
+    expect(blocks.released).toBeGreaterThan(returnedWhileHeld);
+    expect(blocks.released).toBe(Math.ceil(memory.length / (1000 * 1024)));
+  });
+
+  test('a view across two blocks keeps the first block from its source until released', async () => {
+    const memory = Buffer.from(pseudoRandom(4096, 3));
+    const blocks = memoryBlocks(memory, 1024, true);
+    const cursor = new BlockCursor(blocks);
+    const t = (await cursor.take(1000, 100, new ChunkBufferPool(4096)))!;
+    expect(t.data.buffer).toBe(memory.buffer);
+    expect(t.data.equals(memory.subarray(1000, 1100))).toBe(true);
+    expect((await cursor.readAt(2048, 16)).equals(memory.subarray(2048, 2064))).toBe(true); // the cursor moves past both
+    expect(blocks.released).toBe(0);
+    t.release();
+    expect(blocks.released).toBe(2);
+    cursor.dispose();
   });
 
   test('the cursor only moves forward', async () => {
