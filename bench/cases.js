@@ -78,6 +78,25 @@ function buildCases(c, small) {
     { group: 'mode', ...raw('raw-nosync', 'plain XVA -> raw, --no-sync (nothing waits for the disk)', c.xva, '--no-sync') },
     { group: 'mode', ...raw('raw-direct', 'plain XVA -> raw, --direct-io (O_DIRECT, the former default)', c.xva, '--direct-io') },
     { group: 'mode', ...raw('gz-raw-zlib', '.xva.gz -> raw, --gzip-codec zlib (node:zlib on the decoder thread)', c.gz, '--gzip-codec', 'zlib') },
+    // The two pipes at the kernel's default size (XVA2IMG_PIPE_SIZE=0: our stdin pipe is not
+    // raised to 1 MiB; docs/design/pipe-depth.md).
+    {
+      group: 'mode',
+      name: 'gunzip-pipe-shallow',
+      desc: 'gunzip -c | xva2img -, stdin pipe not deepened (XVA2IMG_PIPE_SIZE=0)',
+      steps: (out) => [{ shell: (time) => `gunzip -c ${q(c.gz)} | XVA2IMG_PIPE_SIZE=0 ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
+      output: 'disk.raw',
+      verify: 'cmp',
+      slow: true,
+    },
+    {
+      group: 'mode',
+      name: 'zstd-pipe-shallow',
+      desc: 'zstd -dc | xva2img -, stdin pipe not deepened (XVA2IMG_PIPE_SIZE=0)',
+      steps: (out) => [{ shell: (time) => `zstd -dc ${q(c.zst)} | XVA2IMG_PIPE_SIZE=0 ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
+      output: 'disk.raw',
+      verify: 'cmp',
+    },
     {
       group: 'mode',
       name: 'cat-pipe',

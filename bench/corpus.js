@@ -361,12 +361,28 @@ function pruneStaleCorpora() {
 
 module.exports = { ensureCorpus, pruneStaleCorpora, parseSize, sizeLabel, CORPUS_ROOT, CORPUS_VERSION, FILL_RATIO, MiB, GiB };
 
+const USAGE = `usage: node bench/corpus.js [size] [source]
+  builds (or shows, when cached) the benchmark corpus without running the bench
+  size    virtual size of the disk, e.g. 512M, 1G, 6G (default 6G)
+  source  directory the files come from (default ${DEFAULT_SOURCE})`;
+
 if (require.main === module) {
-  // node bench/corpus.js [size] [source]: build (or show) a corpus without running the bench.
-  ensureCorpus(parseSize(process.argv[2] ?? '6G'), { source: process.argv[3] ?? DEFAULT_SOURCE })
+  const [sizeArg = '6G', source = DEFAULT_SOURCE] = process.argv.slice(2);
+  if (sizeArg === '--help' || sizeArg === '-h') {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  let size;
+  try {
+    size = parseSize(sizeArg);
+  } catch (err) {
+    console.error(`corpus.js: ${err.message}\n${USAGE}`);
+    process.exit(1);
+  }
+  ensureCorpus(size, { source })
     .then((c) => console.log(JSON.stringify(c.meta, null, 2)))
     .catch((err) => {
-      console.error(err);
+      console.error(`corpus.js: ${err.message}`);
       process.exit(1);
     });
 }

@@ -18,6 +18,7 @@ import { checkChoice } from '../option-checks';
 import { GZIP_CODECS, ZSTD_CODECS, type BlockSource, type BlocksInputSource, type Compression, type FileInputSource, type InputSource, type OpenInputOptions, type StreamInputSource } from './types';
 import { type DecodeContext, type Decoder, DecodedStream, PassThroughDecoder } from './decoder';
 import { openFd, unreadable } from '../io/open-file';
+import { deepenPipe } from '../io/pipe-size';
 import { type ChildCodec, childDecoder } from './child-codec';
 import { createGzipDecoder, igzipChild, resolveGzipCodec } from './gzip';
 import { isUrl, openHttp } from './http';
@@ -351,6 +352,8 @@ async function stdinOnThread(options: OpenInputOptions): Promise<InputSource | u
   if (!stat.isFIFO() && !stat.isSocket() && !stat.isFile()) return undefined;
   const thread = startDecoderThread({ decoder: 'copy', fd: STDIN_FD, input: '-', readSize: RING_BLOCK_BYTES });
   if (!thread) return undefined;
+  // The producer writing into the pipe then waits for our reads 16x less often (pipe-size.ts).
+  if (stat.isFIFO()) void deepenPipe(STDIN_FD);
   const rawSize = stat.isFile() ? stat.size : undefined;
   let first: PooledBuffer | null;
   try {
