@@ -48,6 +48,14 @@ function timedShell(script) {
  */
 function buildCases(c, small) {
   const raw = (name, desc, input, ...extra) => ({ name, desc, steps: (out) => [xva2img(input, `${out}/disk.raw`, 'raw', ...extra)], output: 'disk.raw', verify: 'cmp' });
+  /** `producer | [env] xva2img - -> raw`, the RSS of xva2img; `env`: assignments for xva2img ('A=b '). */
+  const piped = (name, desc, producer, env = '') => ({
+    name,
+    desc,
+    steps: (out) => [{ shell: (time) => `${producer} | ${env}${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
+    output: 'disk.raw',
+    verify: 'cmp',
+  });
   const igzip = have('igzip');
   const cases = [
     // --- xva2img, default flags (headline) -------------------------------------------------
@@ -57,54 +65,17 @@ function buildCases(c, small) {
     { group: 'xva2img', ...raw('gz-raw', `.xva.gz -> raw (default codec: ${igzip ? 'igzip' : 'node:zlib'})`, c.gz) },
     { group: 'xva2img', ...raw('zst-raw', '.xva.zst -> raw', c.zst) },
     { group: 'xva2img', ...raw('sha1-raw', 'plain XVA (SHA-1) -> raw', c.sha1) },
-    {
-      group: 'xva2img',
-      name: 'gunzip-pipe',
-      desc: 'gunzip -c x.xva.gz | xva2img - -> raw (RSS of xva2img)',
-      steps: (out) => [{ shell: (time) => `gunzip -c ${q(c.gz)} | ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
-      output: 'disk.raw',
-      verify: 'cmp',
-      slow: true,
-    },
-    {
-      group: 'xva2img',
-      name: 'zstd-pipe',
-      desc: 'zstd -dc x.xva.zst | xva2img - -> raw (RSS of xva2img)',
-      steps: (out) => [{ shell: (time) => `zstd -dc ${q(c.zst)} | ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
-      output: 'disk.raw',
-      verify: 'cmp',
-    },
+    { group: 'xva2img', ...piped('gunzip-pipe', 'gunzip -c x.xva.gz | xva2img - -> raw (RSS of xva2img)', `gunzip -c ${q(c.gz)}`), slow: true },
+    { group: 'xva2img', ...piped('zstd-pipe', 'zstd -dc x.xva.zst | xva2img - -> raw (RSS of xva2img)', `zstd -dc ${q(c.zst)}`) },
     // --- xva2img, other modes ----------------------------------------------------------------
     { group: 'mode', ...raw('raw-nosync', 'plain XVA -> raw, --no-sync (nothing waits for the disk)', c.xva, '--no-sync') },
     { group: 'mode', ...raw('raw-direct', 'plain XVA -> raw, --direct-io (O_DIRECT, the former default)', c.xva, '--direct-io') },
     { group: 'mode', ...raw('gz-raw-zlib', '.xva.gz -> raw, --gzip-codec zlib (node:zlib on the decoder thread)', c.gz, '--gzip-codec', 'zlib') },
     // The two pipes at the kernel's default size (XVA2IMG_PIPE_SIZE=0: our stdin pipe is not
     // raised to 1 MiB; docs/design/pipe-depth.md).
-    {
-      group: 'mode',
-      name: 'gunzip-pipe-shallow',
-      desc: 'gunzip -c | xva2img -, stdin pipe not deepened (XVA2IMG_PIPE_SIZE=0)',
-      steps: (out) => [{ shell: (time) => `gunzip -c ${q(c.gz)} | XVA2IMG_PIPE_SIZE=0 ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
-      output: 'disk.raw',
-      verify: 'cmp',
-      slow: true,
-    },
-    {
-      group: 'mode',
-      name: 'zstd-pipe-shallow',
-      desc: 'zstd -dc | xva2img -, stdin pipe not deepened (XVA2IMG_PIPE_SIZE=0)',
-      steps: (out) => [{ shell: (time) => `zstd -dc ${q(c.zst)} | XVA2IMG_PIPE_SIZE=0 ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
-      output: 'disk.raw',
-      verify: 'cmp',
-    },
-    {
-      group: 'mode',
-      name: 'cat-pipe',
-      desc: 'cat x.xva | xva2img - -> raw (RSS of xva2img)',
-      steps: (out) => [{ shell: (time) => `cat ${q(c.xva)} | ${time} ${q(NODE)} ${q(BIN)} - -q -O raw -o ${q(`${out}/disk.raw`)}` }],
-      output: 'disk.raw',
-      verify: 'cmp',
-    },
+    { group: 'mode', ...piped('gunzip-pipe-shallow', 'gunzip -c | xva2img -, stdin pipe not deepened (XVA2IMG_PIPE_SIZE=0)', `gunzip -c ${q(c.gz)}`, 'XVA2IMG_PIPE_SIZE=0 '), slow: true },
+    { group: 'mode', ...piped('zstd-pipe-shallow', 'zstd -dc | xva2img -, stdin pipe not deepened (XVA2IMG_PIPE_SIZE=0)', `zstd -dc ${q(c.zst)}`, 'XVA2IMG_PIPE_SIZE=0 ') },
+    { group: 'mode', ...piped('cat-pipe', 'cat x.xva | xva2img - -> raw (RSS of xva2img)', `cat ${q(c.xva)}`) },
     // --- baselines: the same job by other tools, flushed like ours -----------------------------
     {
       group: 'baseline',

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, builtDist, collectOutput, ROOT } from './_cli';
+import { BIN, builtDist, collectOutput, ROOT, runCli } from './_cli';
 import { itWithTools } from '../helpers/system-tools';
 import { makeTempDir, removeDir } from '../input/helpers';
 
@@ -47,7 +47,7 @@ it('the producer writing into `xva2img -` sees its pipe raised to 1 MiB (or the 
   expect(r.stderr).toBe(`pipe size ${Math.min(1 << 20, ceiling)}\n`);
   expect(r.code).toBe(0);
   const direct = path.join(dir, 'direct.raw');
-  const d = await collectOutput(spawn(process.execPath, [BIN, SAMPLE, '-q', '-o', direct], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const d = await runCli([SAMPLE, '-q', '-o', direct]);
   expect(d.code).toBe(0);
   expect(fs.readFileSync(out).equals(fs.readFileSync(direct))).toBe(true);
 });

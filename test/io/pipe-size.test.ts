@@ -69,7 +69,7 @@ it('without perl on the PATH nothing is tried and nothing fails', async () => {
   const fd = openFifo('c');
   try {
     await withEnv('PATH', path.join(dir, 'empty'), async () => {
-        expect(await deepenPipe(fd)).toBe(false);
+      expect(await deepenPipe(fd)).toBe(false);
     });
     expect(sizeOf(fd)).toBe(64 << 10);
   } finally {
