@@ -70,6 +70,14 @@ function buildCases(c, small) {
     // --- xva2img, other modes ----------------------------------------------------------------
     { group: 'mode', ...raw('raw-nosync', 'plain XVA -> raw, --no-sync (nothing waits for the disk)', c.xva, '--no-sync') },
     { group: 'mode', ...raw('raw-direct', 'plain XVA -> raw, --direct-io (O_DIRECT, the former default)', c.xva, '--direct-io') },
+    {
+      group: 'mode',
+      name: 'gz-raw-shallow',
+      desc: '.xva.gz -> raw, igzip\'s output over a socket pair instead of a 1 MiB FIFO (XVA2IMG_PIPE_SIZE=0)',
+      steps: (out) => [{ shell: (time) => `XVA2IMG_PIPE_SIZE=0 ${time} ${q(NODE)} ${q(BIN)} ${q(c.gz)} -q -O raw -o ${q(`${out}/disk.raw`)}` }],
+      output: 'disk.raw',
+      verify: 'cmp',
+    },
     { group: 'mode', ...raw('gz-raw-zlib', '.xva.gz -> raw, --gzip-codec zlib (node:zlib on the decoder thread)', c.gz, '--gzip-codec', 'zlib') },
     // The two pipes at the kernel's default size (XVA2IMG_PIPE_SIZE=0: our stdin pipe is not
     // raised to 1 MiB; docs/design/pipe-depth.md).
@@ -126,6 +134,11 @@ function buildCases(c, small) {
     { group: 'floor', name: 'floor-inflate', desc: 'node:zlib gunzip of the .gz to nowhere', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'inflate', c.gz] }] },
     { group: 'floor', name: 'floor-zstd', desc: 'zstd -dc x.xva.zst > /dev/null', steps: () => [{ argv: ['zstd', '-dc', c.zst], stdout: 'null' }] },
     { group: 'floor', name: 'floor-gunzip', desc: 'gunzip -c x.xva.gz > /dev/null (the pipe producer alone)', steps: () => [{ argv: ['gunzip', '-c', c.gz], stdout: 'null' }], slow: true },
+    // The same decoders writing into a pipe that `cat` empties: what any reader of their output
+    // pays (the copy into the pipe, the sleeps when it is full), us included.
+    ...(igzip ? [{ group: 'floor', name: 'floor-igzip-pipe', desc: 'igzip -dc x.xva.gz | cat > /dev/null', steps: () => [timedShell(`igzip -dc ${q(c.gz)} | cat > /dev/null`)] }] : []),
+    { group: 'floor', name: 'floor-zstd-pipe', desc: 'zstd -dc x.xva.zst | cat > /dev/null', steps: () => [timedShell(`zstd -dc ${q(c.zst)} | cat > /dev/null`)] },
+    { group: 'floor', name: 'floor-gunzip-pipe', desc: 'gunzip -c x.xva.gz | cat > /dev/null', steps: () => [timedShell(`gunzip -c ${q(c.gz)} | cat > /dev/null`)], slow: true },
     { group: 'floor', name: 'floor-read', desc: 'Node fs read loop of x.xva (1 MiB)', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'read', c.xva] }] },
     { group: 'floor', name: 'floor-xxh64', desc: 'read + XXH64 (hash-wasm) of every chunk', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'xxh64', c.xva] }] },
     { group: 'floor', name: 'floor-xxh64-in-place', desc: 'read + XXH64 (ours, in place) of every chunk', steps: () => [{ argv: [NODE, path.join(__dirname, 'floors.js'), 'xxh64-in-place', c.xva] }] },
@@ -158,6 +171,11 @@ const RATIOS = [
   ['vmdk', '-> vmdk / qemu-img convert -O vmdk (streamOptimized) + sync', 'vmdk', ['qemu-img-vmdk'], 0.5],
   ['gunzip-pipe', 'gunzip -c | xva2img - / gunzip -c > /dev/null', 'gunzip-pipe', ['floor-gunzip'], 1.1],
   ['zstd-pipe', 'zstd -dc | xva2img - / max(zstd -dc, write floor)', 'zstd-pipe', ['floor-zstd', 'write-floor'], 1.15],
+  // Informational: the same against the decoder writing into a pipe (`| cat`), which no reader of
+  // a pipe can beat.
+  ['gz-pipe-floor', 'gz -> raw / max(igzip -dc | cat, write floor)', 'gz-raw', ['floor-igzip-pipe', 'write-floor'], null],
+  ['gunzip-pipe-floor', 'gunzip -c | xva2img - / gunzip -c | cat', 'gunzip-pipe', ['floor-gunzip-pipe'], null],
+  ['zstd-pipe-floor', 'zstd -dc | xva2img - / max(zstd -dc | cat, write floor)', 'zstd-pipe', ['floor-zstd-pipe', 'write-floor'], null],
   ['tar', 'plain -> raw / tar -xf + sync', 'raw', ['tar'], null],
   ['manual', 'plain -> raw / manual workflow (tar + merge)', 'raw', ['manual'], null],
   ['direct', '--direct-io / default (plain -> raw)', 'raw-direct', ['raw'], null],

@@ -27,11 +27,21 @@ export interface ThreadData {
   idleMs: number;
   mode: 'copy' | 'inflate' | 'child';
   /** The program to run (mode 'child'). */
-  child?: { path: string; args: string[]; stderrLimit: number; transport: ChildTransport };
+  child?: {
+    path: string;
+    args: string[];
+    stderrLimit: number;
+    transport: ChildTransport;
+    /**
+     * Transport 'fifo': perl, its arguments to make a FIFO (the path is appended) and to run the
+     * decoder with a raised stdout (src/io/pipe-size.ts makes them; this module imports none).
+     */
+    fifo?: { perl: string; mkfifoArgs: string[]; runArgs: string[] };
+  };
 }
 
 /** How a child's output reaches the thread (see the thread's code). */
-export type ChildTransport = 'socket-pair' | 'stdout-pipe';
+export type ChildTransport = 'fifo' | 'socket-pair' | 'stdout-pipe';
 
 /** Messages from the thread. */
 export type ThreadMessage =
@@ -237,12 +247,12 @@ function decoderThreadMain(): void {
   const { spawn } = require('node:child_process') as typeof import('node:child_process');
   const net = require('node:net') as typeof import('node:net');
   type Socket = import('node:net').Socket;
-  type Readable = import('node:stream').Readable;
   const z = data.child!;
   let stderr = '';
   let failed = false;
   let child: import('node:child_process').ChildProcess | undefined;
-  let reader: Readable | undefined;
+  /** What stop() ends: the stream or descriptor the child's output is read from. */
+  let reader: { destroy(): void } | undefined;
   let listener: import('node:net').Server | undefined;
   let outputEnded = false;
   let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
@@ -267,8 +277,8 @@ function decoderThreadMain(): void {
     post({ type: 'exit', code: exit.code, signal: exit.signal, stderr });
     port.close();
   };
-  const run = (stdout: 'pipe' | Socket): void => {
-    const c = spawn(z.path, z.args, { stdio: [data.fd, stdout, 'pipe'] });
+  const run = (stdout: 'pipe' | Socket | number, program = z.path, args = z.args): void => {
+    const c = spawn(program, args, { stdio: [data.fd, stdout, 'pipe'] });
     child = c;
     c.stderr!.setEncoding('utf8');
     c.stderr!.on('data', (text: string) => {
@@ -380,7 +390,84 @@ function decoderThreadMain(): void {
     });
   };
 
-  if (z.transport === 'socket-pair') viaSocketPair();
+  /**
+   * Deepest transport (Linux with perl): a FIFO raised to 1 MiB (docs/design/pipe-depth.md). Node
+   * cannot make a pipe to hand to a child, so one is made in a private directory, opened at both
+   * ends and removed at once; perl raises the pipe on its stdout and then becomes the decoder
+   * (exec: same process, same descriptors). If any step fails, the socket pair.
+   *
+   * This thread reads the FIFO with blocking reads straight into the ring, returning to its event
+   * loop after each block (for 'stop', the child's stderr and exit). Not through net.Socket: a
+   * socket made on this descriptor closed it a second time when the thread ended, by then the
+   * number of the next image file (found by strace in a batch).
+   */
+  const viaFifo = (fifoPlan: { perl: string; mkfifoArgs: string[]; runArgs: string[] }): void => {
+    const os = require('node:os') as typeof import('node:os');
+    const path = require('node:path') as typeof import('node:path');
+    const { execFileSync } = require('node:child_process') as typeof import('node:child_process');
+    const opened: number[] = [];
+    let readFd: number;
+    let writeFd: number;
+    try {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xva2img-'));
+      try {
+        const fifo = path.join(dir, 'decoded');
+        execFileSync(fifoPlan.perl, [...fifoPlan.mkfifoArgs, fifo], { stdio: 'ignore' });
+        // Opening one end of a FIFO waits for the other, except a non-blocking read end; once
+        // the write end is open, a blocking read end opens at once, and the first one goes.
+        opened.push(fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK));
+        writeFd = fs.openSync(fifo, fs.constants.O_WRONLY);
+        opened.push(writeFd);
+        readFd = fs.openSync(fifo, fs.constants.O_RDONLY);
+        fs.closeSync(opened.shift()!);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    } catch {
+      for (const fd of opened) fs.closeSync(fd);
+      return viaSocketPair();
+    }
+    let open = true;
+    const closeRead = (): void => {
+      if (open) fs.closeSync(readFd);
+      open = false;
+    };
+    reader = { destroy: closeRead };
+    run(writeFd, fifoPlan.perl, fifoPlan.runArgs);
+    fs.closeSync(writeFd); // the child's copy is the only writer: its exit ends the stream
+    const pump = (): void => {
+      while (!failed) {
+        let n: number;
+        try {
+          n = fs.readSync(readFd, out, fill, blockBytes - fill, null);
+        } catch (err) {
+          const e = err as NodeJS.ErrnoException;
+          if (e.code === 'EINTR' || e.code === 'EAGAIN') continue;
+          failed = true;
+          closeRead();
+          child?.kill('SIGTERM');
+          post({ type: 'error', kind: 'child', detail: `reading the decoder's output: ${e.message}`, offset: 0 });
+          port.close();
+          return;
+        }
+        if (n === 0) {
+          closeRead();
+          onOutputEnd();
+          return;
+        }
+        fill += n;
+        if (fill === blockBytes) {
+          if (!ship()) return stop();
+          setImmediate(pump);
+          return;
+        }
+      }
+    };
+    pump();
+  };
+
+  if (z.transport === 'fifo' && z.fifo) viaFifo(z.fifo);
+  else if (z.transport === 'socket-pair') viaSocketPair();
   else viaStdoutPipe();
 }
 

@@ -35,6 +35,8 @@ import { cannotRun, CHILD_STDERR_LIMIT, type ChildCodec } from './child-codec';
 import { gzipError, loadZlib } from './gzip';
 import { unreadable } from '../io/open-file';
 import type { BlockSource } from './types';
+import { findProgram } from '../io/find-program';
+import { deepStdoutPerlArgs, MKFIFO_PERL_ARGS, pipeSizeToAsk } from '../io/pipe-size';
 import path from 'node:path';
 import type { ChildTransport, ThreadData, ThreadMessage } from './decoder-thread-main';
 
@@ -131,6 +133,19 @@ export interface DecoderThreadOptions {
   rawBytesRead?: () => number;
 }
 
+/**
+ * How a child's output comes back: the transport asked for, else the deepest the machine has — a
+ * FIFO raised to 1 MiB where perl can raise it, a socket pair on Linux, the child's stdout pipe
+ * elsewhere (docs/design/pipe-depth.md).
+ */
+function childTransport(asked: ChildTransport | undefined, child: ChildCodec): Pick<NonNullable<ThreadData['child']>, 'transport' | 'fifo'> {
+  if (asked === 'stdout-pipe' || asked === 'socket-pair') return { transport: asked };
+  const bytes = pipeSizeToAsk();
+  const perl = bytes > 0 ? findProgram('perl') : null;
+  if (perl) return { transport: 'fifo', fifo: { perl, mkfifoArgs: [...MKFIFO_PERL_ARGS], runArgs: deepStdoutPerlArgs(bytes, child.path, child.args) } };
+  return { transport: process.platform === 'linux' ? 'socket-pair' : 'stdout-pipe' };
+}
+
 interface ReadyBlock {
   slot: number;
   length: number;
@@ -190,7 +205,7 @@ export class DecoderThread implements BlockSource {
         path: child.path,
         args: [...child.args],
         stderrLimit: CHILD_STDERR_LIMIT,
-        transport: o.transport ?? (process.platform === 'linux' ? 'socket-pair' : 'stdout-pipe'),
+        ...childTransport(o.transport, child),
       },
     };
     // Required here, not at the top: plain-file conversions never start a thread (start-up time).

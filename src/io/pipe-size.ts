@@ -3,7 +3,8 @@
  * /proc/sys/fs/pipe-max-size (1 MiB by default) for an unprivileged process. With 64 KiB, a
  * producer beside us (`gunzip -c vm.xva.gz | xva2img -`) blocks every
  * 64 KiB until our reading thread has been scheduled to drain it; with 1 MiB it blocks 16x less
- * often (docs/design/pipe-depth.md has the measurements). Used for a pipe on our stdin.
+ * often (docs/design/pipe-depth.md has the measurements). Used for a pipe on our stdin and for
+ * the FIFO our own decoder child (igzip, zstd) writes into.
  *
  * Node has no fcntl, so the call is made by `perl` when it is on PATH (on Debian and Ubuntu
  * perl-base is Essential, so always there). Without perl, or where the kernel refuses, the pipe
@@ -55,4 +56,17 @@ export function deepenPipe(fd: number): Promise<boolean> {
     child.on('close', (code) => resolve(code === 0));
     child.unref();
   });
+}
+
+/** perl's arguments that make a FIFO readable and writable by us only (its path appended). */
+export const MKFIFO_PERL_ARGS: readonly string[] = ['-MPOSIX', '-e', 'POSIX::mkfifo($ARGV[0], 0600) or die "mkfifo: $!\\n"'];
+
+/**
+ * perl's arguments that raise the pipe on its stdout to `bytes` and then become `program args`
+ * (exec: same process, same descriptors, no shell). A refusal is ignored: the decoder runs on
+ * the pipe as it is.
+ */
+export function deepStdoutPerlArgs(bytes: number, program: string, args: readonly string[]): string[] {
+  const code = `fcntl(STDOUT, ${F_SETPIPE_SZ}, 0 + shift); exec { $ARGV[0] } @ARGV or die "$ARGV[0]: $!\\n"`;
+  return ['-e', code, String(bytes), program, ...args];
 }

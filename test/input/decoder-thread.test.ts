@@ -6,10 +6,13 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { InputError } from '../../src/errors';
 import { gzipThreadAvailable, idleRingCount, RING_BLOCK_BYTES, RING_BLOCKS, startDecoderThread, type ChildTransport } from '../../src/input/decoder-thread';
+import type { ChildCodec } from '../../src/input/child-codec';
 import { openInput } from '../../src/input/open';
+import { findProgram } from '../../src/io/find-program';
 import type { BlockSource, InputSource, OpenInputOptions } from '../../src/input/types';
 import { zstdChild } from '../../src/input/zstd';
 import { xxh64InPlace } from '../../src/xva/xxh64-in-place';
@@ -218,7 +221,7 @@ describe('zstd on a decoder thread: the child', () => {
   });
 });
 
-describe.each(['socket-pair', 'stdout-pipe'] as ChildTransport[])('zstd output over the %s', (transport) => {
+describe.each(['fifo', 'socket-pair', 'stdout-pipe'] as ChildTransport[])('zstd output over the %s', (transport) => {
   const it = itWithTools('zstd');
   const open = (file: string) => {
     const fd = fs.openSync(file, 'r');
@@ -260,6 +263,71 @@ describe.each(['socket-pair', 'stdout-pipe'] as ChildTransport[])('zstd output o
     expect(pids).toHaveLength(1);
     await done();
     expect(await waitFor(() => !isAlive(pids[0]!))).toBe(true);
+  });
+});
+
+describe('the child writes into a FIFO raised to 1 MiB (the default where perl is)', () => {
+  const it = itWithTools('perl');
+  /** A "codec" that writes what its stdout is: the pipe's size, or "socket". */
+  const reportStdout: ChildCodec = {
+    name: 'probe',
+    path: 'perl',
+    // 1032: F_GETPIPE_SZ (include/uapi/linux/fcntl.h).
+    args: ['-e', 'print -S STDOUT ? "socket" : fcntl(STDOUT, 1032, 0)'],
+    exitProblem: (stderr, code) => (code === 0 ? undefined : `exit ${code}: ${stderr}`),
+    error: (input, consumed, detail) => new InputError('BAD_COMPRESSION', detail, { input, offset: consumed }),
+  };
+  const stdoutOfChild = async (transport?: ChildTransport): Promise<string> => {
+    const file = writeFile(dir, 'probe-in', Buffer.alloc(0));
+    const fd = fs.openSync(file, 'r');
+    const codec = { ...reportStdout, path: findProgram('perl')! };
+    const thread = startDecoderThread({ decoder: codec, fd, input: file, readSize: 1 << 20, transport })!;
+    const parts: Buffer[] = [];
+    for (let b = await thread.next(); b; b = await thread.next()) {
+      parts.push(Buffer.from(b.buf));
+      b.release();
+    }
+    await thread.close();
+    fs.closeSync(fd);
+    return Buffer.concat(parts).toString();
+  };
+  const withPipeSize = async <T>(value: string, f: () => Promise<T>): Promise<T> => {
+    process.env.XVA2IMG_PIPE_SIZE = value;
+    try {
+      return await f();
+    } finally {
+      delete process.env.XVA2IMG_PIPE_SIZE;
+    }
+  };
+
+  it('by default the child\'s stdout is a pipe of 1 MiB (or the machine\'s ceiling)', async () => {
+    const ceiling = Number(fs.readFileSync('/proc/sys/fs/pipe-max-size', 'utf8'));
+    expect(await stdoutOfChild()).toBe(String(Math.min(1 << 20, ceiling)));
+  });
+
+  it('XVA2IMG_PIPE_SIZE sets the size; 0 falls back to the socket pair', async () => {
+    expect(await withPipeSize('262144', () => stdoutOfChild())).toBe('262144');
+    expect(await withPipeSize('0', () => stdoutOfChild())).toBe('socket');
+  });
+
+  it('leaves no descriptor and no directory behind, and descriptors opened after it alone', async () => {
+    const tmpBefore = fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('xva2img-'));
+    const fdsBefore = fs.readdirSync('/proc/self/fd').length;
+    const file = writeFile(dir, 'once.zst', tool('zstd', ['-q', '-c'], A));
+    for (let i = 0; i < 3; i++) {
+      const fd = fs.openSync(file, 'r');
+      const thread = startDecoderThread({ decoder: zstdChild()!, fd, input: file, readSize: 1 << 20, transport: 'fifo' })!;
+      for (let b = await thread.next(); b; b = await thread.next()) b.release();
+      // Descriptors opened now take the lowest free numbers, the FIFO's old ones among them:
+      // they must survive the thread's end (a second close of such a number would take one).
+      const later = Array.from({ length: 4 }, () => fs.openSync(file, 'r'));
+      await thread.close();
+      for (const d of later) expect(() => fs.fstatSync(d)).not.toThrow();
+      for (const d of later) fs.closeSync(d);
+      fs.closeSync(fd);
+    }
+    expect(fs.readdirSync('/proc/self/fd').length).toBe(fdsBefore);
+    expect(fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith('xva2img-'))).toEqual(tmpBefore);
   });
 });
 
