@@ -12,6 +12,7 @@ export interface CommonInputFlags {
   caCert?: string;
   pin?: string[];
   insecure?: boolean;
+  locationTrusted?: boolean;
   gzipCodec?: (typeof GZIP_CODECS)[number];
   zstdCodec?: (typeof ZSTD_CODECS)[number];
 }
@@ -79,6 +80,7 @@ export function commonInputOptions(cmd: Command): Command {
     .option('--ca-cert <file>', 'also trust the CA certificate(s) in this PEM or DER file for https URLs (a self-signed server certificate is its own CA)')
     .option('--pin <sha256>', 'accept only the https server certificate with this SHA-256 fingerprint, whoever signed it (repeatable)', collect)
     .option('-k, --insecure', 'accept any https server certificate (no protection against interception)')
+    .option('--location-trusted', 'send URL credentials and -H Authorization/Cookie to redirect targets on other hosts too (a pool master redirecting to a member)')
     .addOption(choiceOption('--gzip-codec <codec>', 'gzip decoder: auto (default: igzip if on PATH, else zlib), igzip (ISA-L program), zlib (node:zlib) or pako (pure JS)', GZIP_CODECS))
     .addOption(choiceOption('--zstd-codec <codec>', 'zstd decoder: auto (default) takes zlib (Node >= 22.15), else binary (zstd on PATH), else fzstd (pure JS)', ZSTD_CODECS));
 }
@@ -94,6 +96,7 @@ export function httpOptionsFrom(flags: CommonInputFlags): HttpOptions {
   if (flags.caCert !== undefined) options.ca = readCaCertificates(flags.caCert);
   if (flags.pin) options.pin = flags.pin;
   if (flags.insecure) options.insecure = true;
+  if (flags.locationTrusted) options.locationTrusted = true;
   // Bad pins and contradictions are usage errors now, even if no input turns out to be a URL.
   checkedPins(options);
   if (options.insecure) {

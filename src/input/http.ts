@@ -1,8 +1,9 @@
 /**
  * URL input: one GET with node:http/https, following up to MAX_REDIRECTS redirects.
- * `user:password@` in the URL becomes basic auth (and never appears in names or messages);
- * it is dropped when a redirect leaves the origin. `--header "Name: value"` entries are sent
- * on every request. Content-Length gives `rawSize`, and a body that ends short of it is a
+ * `user:password@` in the URL becomes basic auth (and never appears in names or messages).
+ * `--header "Name: value"` entries are sent on every request, except that credentials (basic
+ * auth, and the Authorization, Cookie and Proxy-Authorization headers) go only to the origin
+ * they were given for, as curl does, unless `locationTrusted`. Content-Length gives `rawSize`, and a body that ends short of it is a
  * truncation error rather than a silent EOF. A server silent for longer than the timeout (no
  * response head, or a body that stops) fails instead of hanging (docs/design/http-input.md).
  * https connections, and which certificates are trusted, are tls-trust.ts's.
@@ -23,6 +24,8 @@ export const MAX_REDIRECTS = 5;
  */
 export const HTTP_DEFAULT_TIMEOUT_MS = 600_000;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+/** Headers that carry credentials: not sent to another origin after a redirect (lower case). */
+const CREDENTIAL_HEADERS = new Set(['authorization', 'cookie', 'proxy-authorization']);
 const USER_AGENT = 'xva2img';
 
 /** True when the input names a URL we fetch. */
@@ -86,10 +89,17 @@ export async function openHttp(spec: string, headerList?: readonly string[], opt
   const timeoutMs = timeoutOf(options);
   const trust = resolveTlsTrust(options);
   let authorization = basicAuth(url);
+  /** Whether the credential headers of `-H` still go out: until a redirect leaves their origin. */
+  let sendCredentialHeaders = true;
+  /** Credentials were given and a redirect to another origin left them behind. */
+  let credentialsLeftBehind = false;
 
   for (let redirects = 0; ; redirects++) {
     const shown = redactUrl(url);
-    const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...extraHeaders };
+    const headers: Record<string, string> = { 'user-agent': USER_AGENT };
+    for (const [name, value] of Object.entries(extraHeaders)) {
+      if (sendCredentialHeaders || !CREDENTIAL_HEADERS.has(name.toLowerCase())) headers[name] = value;
+    }
     if (authorization && !Object.keys(extraHeaders).some((h) => h.toLowerCase() === 'authorization')) {
       headers.authorization = authorization;
     }
@@ -110,9 +120,15 @@ export async function openHttp(spec: string, headerList?: readonly string[], opt
       if (next.protocol !== 'http:' && next.protocol !== 'https:') {
         throw httpError(`redirect to unsupported URL ${redactUrl(next)} from ${shown}`, name);
       }
-      // Credentials go only where the user sent them (or where the new URL names its own).
+      // Credentials go only where the user sent them (or where the new URL names its own),
+      // unless the user trusts every server of the download with them.
+      if (next.origin !== url.origin && !options.locationTrusted) {
+        const credentialHeaders = sendCredentialHeaders && Object.keys(extraHeaders).some((h) => CREDENTIAL_HEADERS.has(h.toLowerCase()));
+        if (authorization || credentialHeaders) credentialsLeftBehind = true;
+        authorization = undefined;
+        sendCredentialHeaders = false;
+      }
       if (next.username || next.password) authorization = basicAuth(next);
-      else if (next.origin !== url.origin) authorization = undefined;
       url = next;
       continue;
     }
@@ -120,7 +136,8 @@ export async function openHttp(spec: string, headerList?: readonly string[], opt
       response.destroy();
       request.destroy();
       const what = status >= 400 ? `HTTP ${status} ${response.statusMessage ?? ''}`.trimEnd() : `unexpected HTTP ${status} ${response.statusMessage ?? ''}`.trimEnd();
-      throw httpError(`${what} from ${shown}`, name);
+      const hint = (status === 401 || status === 403) && credentialsLeftBehind ? ' (credentials are not sent to another host after a redirect; --location-trusted sends them)' : '';
+      throw httpError(`${what} from ${shown}${hint}`, name);
     }
 
     const lengthHeader = response.headers['content-length'];

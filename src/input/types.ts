@@ -39,6 +39,13 @@ export interface HttpOptions {
   pin?: string | readonly string[];
   /** Accept any server certificate (curl's -k): the download can be read and changed by anyone on the path. */
   insecure?: boolean;
+  /**
+   * Send the credentials (`user:password@` of the URL, `Authorization`, `Cookie` and
+   * `Proxy-Authorization` headers) to every server of the download, not only to the origin they
+   * were given for (curl's --location-trusted). For a pool master that redirects an export to
+   * the member holding the disks: that member asks for the same credentials.
+   */
+  locationTrusted?: boolean;
 }
 
 export interface OpenInputOptions {

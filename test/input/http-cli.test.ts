@@ -14,6 +14,9 @@ import { makeXvaFile, MiB, type XvaFixture } from '../helpers/xva-fixtures';
 let dir: string;
 let server: http.Server;
 let base: string;
+/** A second server, another origin: a pool member that a master redirects the export to. */
+let member: http.Server;
+let memberBase: string;
 let plain: XvaFixture & { path: string };
 let gz: XvaFixture & { path: string };
 let big: XvaFixture & { path: string };
@@ -72,6 +75,10 @@ beforeAll(async () => {
         }
         return sendFile(res, plain.path);
       }
+      case '/pool-export':
+        res.statusCode = 302;
+        res.setHeader('location', `${memberBase}/export`);
+        return res.end();
       case '/old-place':
         res.statusCode = 302;
         res.setHeader('location', '/vm.xva');
@@ -88,11 +95,25 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  member = http.createServer((req, res) => {
+    seen.push({ url: `member${req.url ?? ''}`, headers: req.headers });
+    const want = 'Basic ' + Buffer.from('root:pa ss').toString('base64');
+    if (req.headers.authorization !== want) {
+      res.statusCode = 401;
+      res.statusMessage = 'Unauthorized';
+      return res.end();
+    }
+    return sendFile(res, plain.path);
+  });
+  await new Promise<void>((resolve) => member.listen(0, '127.0.0.1', resolve));
+  memberBase = `http://127.0.0.1:${(member.address() as AddressInfo).port}`;
 });
 
 afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeAllConnections?.();
+  await new Promise<void>((resolve) => member.close(() => resolve()));
+  member.closeAllConnections?.();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -145,6 +166,21 @@ test('redirects are followed', async () => {
   const o = out();
   const r = await runCli([`${base}/old-place`, '-o', o]);
   expect(r.code).toBe(0);
+  expect(listFiles(o)).toEqual(['web-0.raw']);
+});
+
+test('credentials stay with their host across a redirect unless --location-trusted', async () => {
+  const url = `${base.replace('//', '//root:pa%20ss@')}/pool-export`;
+  const refused = await runCli([url, '-o', out()]);
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toBe(
+    `xva2img: ${base}/pool-export: HTTP 401 Unauthorized from ${memberBase}/export (credentials are not sent to another host after a redirect; --location-trusted sends them)\n`,
+  );
+  expect(refused.stderr).not.toContain('pa ss');
+  const o = out();
+  const trusted = await runCli([url, '--location-trusted', '-o', o]);
+  expect(trusted.code).toBe(0);
+  expect(trusted.stderr).not.toContain('pa ss');
   expect(listFiles(o)).toEqual(['web-0.raw']);
 });
 

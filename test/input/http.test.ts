@@ -186,6 +186,39 @@ describe('openInput: URLs', () => {
     expect(seen[1]!.headers['x-trace']).toBe('1');
   });
 
+  it('sends -H Authorization, Cookie and Proxy-Authorization only to their origin, as curl does', async () => {
+    const headers = ['Authorization: Bearer t0ken', 'Cookie: session_id=OpaqueRef:1', 'Proxy-Authorization: Basic cHg=', 'X-Trace: 2'];
+    const src = await openInput(`${base}/redirect-other`, { headers });
+    expect((await readAll(src)).equals(DATA)).toBe(true);
+    await src.close();
+    expect(seen.map((s) => s.url)).toEqual(['/redirect-other', 'other/elsewhere']);
+    expect(seen[0]!.headers).toMatchObject({ authorization: 'Bearer t0ken', cookie: 'session_id=OpaqueRef:1', 'proxy-authorization': 'Basic cHg=', 'x-trace': '2' });
+    expect(seen[1]!.headers.authorization).toBeUndefined();
+    expect(seen[1]!.headers.cookie).toBeUndefined();
+    expect(seen[1]!.headers['proxy-authorization']).toBeUndefined();
+    expect(seen[1]!.headers['x-trace']).toBe('2');
+  });
+
+  it('keeps every header on a redirect within the origin', async () => {
+    const src = await openInput(`${base}/redirect`, { headers: ['Cookie: session_id=OpaqueRef:1'] });
+    await readAll(src);
+    await src.close();
+    expect(seen.map((s) => [s.url, s.headers.cookie])).toEqual([
+      ['/redirect', 'session_id=OpaqueRef:1'],
+      ['/export.xva', 'session_id=OpaqueRef:1'],
+    ]);
+  });
+
+  it('with locationTrusted, sends the credentials to the other origin too (a pool member)', async () => {
+    const url = `${base.replace('http://', 'http://root:secret@')}/redirect-other`;
+    const src = await openInput(url, { headers: ['Cookie: session_id=OpaqueRef:1'], http: { locationTrusted: true } });
+    await readAll(src);
+    await src.close();
+    expect(seen[1]!.url).toBe('other/elsewhere');
+    expect(seen[1]!.headers.authorization).toBe('Basic ' + Buffer.from('root:secret').toString('base64'));
+    expect(seen[1]!.headers.cookie).toBe('session_id=OpaqueRef:1');
+  });
+
   it('reports HTTP 404 as INPUT_HTTP', async () => {
     const err = await openInput(`${base}/missing.xva`).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InputError);
