@@ -46,6 +46,11 @@ export class PartFile {
     try {
       fd = fs.openSync(`${finalPath}.part`, 'w', 0o644);
     } catch (err) {
+      // The user named the final path: say which directory is missing rather than ENOENT on `.part`.
+      const dir = path.dirname(finalPath);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !fs.existsSync(dir)) {
+        throw new OutputError('OUTPUT_IO', `${finalPath}: cannot create: directory ${dir} does not exist`, { cause: err });
+      }
       throw outputErrorFrom(err, `${finalPath}.part`);
     }
     const directFd = policy.directIo ? openDirect(`${finalPath}.part`) : undefined;

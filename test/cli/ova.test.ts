@@ -33,3 +33,12 @@ itWithTools('tar')('--disk name= and description= become the disk items\' Elemen
     ['a,b.raw', undefined],
   ]);
 });
+
+test('an output in a directory that does not exist: exit 4, one line naming the directory, nothing created', async () => {
+  const missing = path.join(dir, 'no', 'such');
+  const ova = path.join(missing, 'web.ova');
+  const r = await runCli(['ova', '--disk', path.join(dir, 'root.raw'), '--name', 'web', '-o', ova, '-q']);
+  expect(r.code).toBe(4);
+  expect(r.stderr).toBe(`xva2img: ${ova}: cannot create: directory ${missing} does not exist\n`);
+  expect(fs.existsSync(path.join(dir, 'no'))).toBe(false);
+});
