@@ -76,11 +76,20 @@ describe('archives, for comparison: the same line', () => {
   });
 });
 
-describe('an output that cannot be created: the system cause once, exit 4', () => {
-  test('convert into a directory that does not exist', async () => {
+describe('an output that cannot be created: one line naming the cause, exit 4', () => {
+  test('convert into a directory that does not exist: the directory is named, not the .part', async () => {
     const target = path.join(dir, 'no-such-dir', 'disk.raw');
     const r = await runCli(['samples/demo-ext4.xva', '-q', '-o', target]);
     expect(r.code).toBe(4);
-    expect(r.stderr).toBe(`xva2img: samples/demo-ext4.xva: ${target}.part: ENOENT: no such file or directory\n`);
+    expect(r.stderr).toBe(`xva2img: samples/demo-ext4.xva: ${target}: cannot create: directory ${path.dirname(target)} does not exist\n`);
+  });
+
+  test('convert under a regular file: the system cause once', async () => {
+    const file = path.join(dir, 'a-file');
+    fs.writeFileSync(file, 'x');
+    const target = path.join(file, 'disk.raw');
+    const r = await runCli(['samples/demo-ext4.xva', '-q', '-o', target]);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toBe(`xva2img: samples/demo-ext4.xva: ${target}.part: ENOTDIR: not a directory\n`);
   });
 });
