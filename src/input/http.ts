@@ -3,8 +3,8 @@
  * `user:password@` in the URL becomes basic auth (and never appears in names or messages).
  * `--header "Name: value"` entries are sent on every request, except that credentials (basic
  * auth, and the Authorization, Cookie and Proxy-Authorization headers) go only to the origin
- * they were given for, as curl does, unless `locationTrusted`. Content-Length gives `rawSize`, and a body that ends short of it is a
- * truncation error rather than a silent EOF. A server silent for longer than the timeout (no
+ * they were given for, as curl does, unless `locationTrusted`. Content-Length gives `rawSize`,
+ * and a body that ends short of it is a truncation error rather than a silent EOF. A server silent for longer than the timeout (no
  * response head, or a body that stops) fails instead of hanging (docs/design/http-input.md).
  * https connections, and which certificates are trusted, are tls-trust.ts's.
  */
@@ -85,22 +85,19 @@ export async function openHttp(spec: string, headerList?: readonly string[], opt
   } catch (err) {
     throw httpError(`invalid URL`, name, err);
   }
-  const extraHeaders = parseHeaders(headerList);
+  /** The `-H` headers still sent: their credentials go once a redirect leaves their origin. */
+  let extraHeaders = parseHeaders(headerList);
+  const userSetsAuthorization = Object.keys(extraHeaders).some((h) => h.toLowerCase() === 'authorization');
   const timeoutMs = timeoutOf(options);
   const trust = resolveTlsTrust(options);
   let authorization = basicAuth(url);
-  /** Whether the credential headers of `-H` still go out: until a redirect leaves their origin. */
-  let sendCredentialHeaders = true;
   /** Credentials were given and a redirect to another origin left them behind. */
   let credentialsLeftBehind = false;
 
   for (let redirects = 0; ; redirects++) {
     const shown = redactUrl(url);
-    const headers: Record<string, string> = { 'user-agent': USER_AGENT };
-    for (const [name, value] of Object.entries(extraHeaders)) {
-      if (sendCredentialHeaders || !CREDENTIAL_HEADERS.has(name.toLowerCase())) headers[name] = value;
-    }
-    if (authorization && !Object.keys(extraHeaders).some((h) => h.toLowerCase() === 'authorization')) {
+    const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...extraHeaders };
+    if (authorization && !userSetsAuthorization) {
       headers.authorization = authorization;
     }
     const { request, response } = await get(url, headers, name, timeoutMs, trust);
@@ -123,10 +120,10 @@ export async function openHttp(spec: string, headerList?: readonly string[], opt
       // Credentials go only where the user sent them (or where the new URL names its own),
       // unless the user trusts every server of the download with them.
       if (next.origin !== url.origin && !options.locationTrusted) {
-        const credentialHeaders = sendCredentialHeaders && Object.keys(extraHeaders).some((h) => CREDENTIAL_HEADERS.has(h.toLowerCase()));
-        if (authorization || credentialHeaders) credentialsLeftBehind = true;
+        const kept = Object.fromEntries(Object.entries(extraHeaders).filter(([h]) => !CREDENTIAL_HEADERS.has(h.toLowerCase())));
+        if (authorization || Object.keys(kept).length < Object.keys(extraHeaders).length) credentialsLeftBehind = true;
+        extraHeaders = kept;
         authorization = undefined;
-        sendCredentialHeaders = false;
       }
       if (next.username || next.password) authorization = basicAuth(next);
       url = next;
