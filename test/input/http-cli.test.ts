@@ -23,6 +23,8 @@ let big: XvaFixture & { path: string };
 let bad: string;
 const seen: Array<{ url: string; headers: http.IncomingHttpHeaders }> = [];
 let n = 0;
+/** What `root:pa%20ss@` in a URL sends. */
+const BASIC_ROOT = 'Basic ' + Buffer.from('root:pa ss').toString('base64');
 const out = (): string => path.join(dir, `out-${n++}`);
 
 function sendFile(res: http.ServerResponse, file: string, opts: { chunked?: boolean; cutAt?: number } = {}): void {
@@ -67,8 +69,7 @@ beforeAll(async () => {
         }
         return sendFile(res, plain.path);
       case '/auth.xva': {
-        const want = 'Basic ' + Buffer.from('root:pa ss').toString('base64');
-        if (req.headers.authorization !== want) {
+        if (req.headers.authorization !== BASIC_ROOT) {
           res.statusCode = 401;
           res.setHeader('www-authenticate', 'Basic realm="xapi"');
           return res.end();
@@ -97,8 +98,7 @@ beforeAll(async () => {
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   member = http.createServer((req, res) => {
     seen.push({ url: `member${req.url ?? ''}`, headers: req.headers });
-    const want = 'Basic ' + Buffer.from('root:pa ss').toString('base64');
-    if (req.headers.authorization !== want) {
+    if (req.headers.authorization !== BASIC_ROOT) {
       res.statusCode = 401;
       res.statusMessage = 'Unauthorized';
       return res.end();
