@@ -67,8 +67,11 @@ function stackKey(frames) {
 function main() {
   const o = parseArgs(process.argv.slice(2));
   const data = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tprof-')), 'perf.data');
+  const started = process.hrtime.bigint();
   const rec = spawnSync('perf', ['record', '-q', '-e', 'cpu-clock', '-F', String(o.hz), '-g', '-o', data, '--', ...o.command], { stdio: ['inherit', 'inherit', 'inherit'] });
   if (rec.status !== 0) throw new Error(`perf record exited with ${rec.status ?? rec.signal} (is perf installed and allowed here?)`);
+  // Wall time of the profiled command, perf's own start and its writing of samples included.
+  const wall = Number(process.hrtime.bigint() - started) / 1e9;
   const samples = readSamples(data);
   fs.rmSync(path.dirname(data), { recursive: true, force: true });
   const byThread = new Map();
@@ -79,7 +82,7 @@ function main() {
   }
   const threads = [...byThread.values()].sort((a, b) => b.samples.length - a.samples.length);
   const total = samples.length / o.hz;
-  console.log(`${samples.length} samples at ${o.hz} Hz: ${total.toFixed(2)} CPU-s over ${threads.length} threads`);
+  console.log(`${samples.length} samples at ${o.hz} Hz: ${total.toFixed(2)} CPU-s over ${threads.length} threads, ${wall.toFixed(2)} s wall`);
   for (const t of threads) {
     const secs = t.samples.length / o.hz;
     if (secs < 0.02) continue;
