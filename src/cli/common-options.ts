@@ -82,7 +82,7 @@ export function commonInputOptions(cmd: Command): Command {
     .option('-k, --insecure', 'accept any https server certificate (no protection against interception)')
     .option('--location-trusted', 'send URL credentials and -H Authorization/Cookie to redirect targets on other hosts too (a pool master redirecting to a member)')
     .addOption(choiceOption('--gzip-codec <codec>', 'gzip decoder: auto (default: igzip if on PATH, else zlib), igzip (ISA-L program), zlib (node:zlib) or pako (pure JS)', GZIP_CODECS))
-    .addOption(choiceOption('--zstd-codec <codec>', 'zstd decoder: auto (default) takes zlib (Node >= 22.15), else binary (zstd on PATH), else fzstd (pure JS)', ZSTD_CODECS));
+    .addOption(choiceOption('--zstd-codec <codec>', 'zstd decoder: auto (default: binary if zstd is on PATH, else zlib if Node >= 22.15, else fzstd), binary (the zstd program), zlib (node:zlib) or fzstd (pure JS)', ZSTD_CODECS));
 }
 
 /** The library's HttpOptions from the flags; prints the -k warning. */

@@ -152,6 +152,15 @@ describe('the values of issue #18', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ compression: 'gzip', codec: 'pako' });
   });
 
+  test("--help says what 'auto' picks for each decoder, in the order the library tries them", async () => {
+    const r = await runCli(['--help']);
+    const help = r.stdout.replace(/\s+/g, ' ');
+    // src/input/zstd.ts resolveZstdCodec: the zstd program, then node:zlib, then fzstd.
+    expect(help).toContain('auto (default: binary if zstd is on PATH, else zlib if Node >= 22.15, else fzstd)');
+    // src/input/gzip.ts: igzip, then node:zlib (pako only when asked for).
+    expect(help).toContain('auto (default: igzip if on PATH, else zlib)');
+  });
+
   test('--help lists the allowed values', async () => {
     const r = await runCli(['pack', '--help']);
     expect(r.stdout.replace(/\s+/g, ' ')).toContain(`(choices: ${COMPRESSIONS.map((c) => `"${c}"`).join(', ')})`);
