@@ -60,7 +60,7 @@ export function addConvertOptions(cmd: Command): Command {
     .option('--direct-io', 'write images with O_DIRECT, bypassing the page cache (like qemu-img -t none); usually slower, see Performance in the README')
     .option('--no-direct-io', 'write images through the page cache (the default)')
     .option('--json', 'print a JSON summary on stdout')
-    .option('-q, --quiet', 'no progress bar and no human summary')
+    .option('-q, --quiet', 'no progress bar and no human summary (warnings and bad chunks are still printed on stderr)')
     .option('--ignore-checksums', 'report checksum mismatches as warnings, keep the data, exit 3 at the end')
     .addOption(choiceOption('--on-bad-chunk <policy>', 'a chunk failing its checksum: fail (default), warn (keep data) or zero (write zeros instead); warn/zero exit 3', BAD_CHUNK_POLICIES))
     .addOption(choiceOption('--qcow2-compat <version>', 'qcow2 version: 1.1 (v3, default) or 0.10 (v2)', QCOW2_COMPATS))
@@ -100,6 +100,13 @@ export function badChunkLines(s: ConvertSummary, indent = '  '): string[] {
     lines.push(`${indent}  ${b.entry}: ${where} offset ${b.offset} (${b.length} bytes): ${b.action === 'zeroed' ? 'written as zeros' : 'kept as is'}`);
   }
   return lines;
+}
+
+/** What -q still prints of a conversion: its warnings and bad chunks, each naming the input. */
+export function problemLines(s: ConvertSummary): string[] {
+  const lines = s.warnings.filter((w) => !s.badChunks.some((b) => w.startsWith(`${b.entry}: `))).map((w) => `warning: ${w}`);
+  lines.push(...badChunkLines(s, '').map((l) => l.trimStart()));
+  return lines.map((l) => `${PROGRAM}: ${s.input}: ${l}`);
 }
 
 /** The human summary of one conversion (several lines, no trailing newline). */
@@ -170,6 +177,7 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
   const noCreate = flags.create === false;
   // With --target and no -o, nothing goes to a directory (an explicit -o is refused below).
   const out = targets && flags.output === undefined ? {} : outputTarget(flags.output, noCreate);
+  if (out.stdout && flags.json) throw new UsageError('--json prints on stdout, which -o - already uses');
   if ((out.stdout || out.outFile) && inputs.length > 1) throw new UsageError('-o FILE and -o - take a single input; give a directory with several inputs');
   if (out.stdout && process.stdout.isTTY) throw new UsageError('refusing to write a disk image to a terminal; redirect stdout or use -o FILE');
   assertStdinNamedOnce(inputs);
@@ -214,6 +222,8 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
       }
       reporter?.done();
       if (!flags.quiet && item.summary) say(formatHumanSummary(item.summary));
+      // -q drops the summary, not the problems: warnings and salvaged chunks still get a line.
+      else if (item.summary) for (const line of problemLines(item.summary)) say(line);
     },
   });
   progress.stop();

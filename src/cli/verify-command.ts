@@ -32,13 +32,18 @@ export function formatVerifyResult(r: VerifyResult): string {
   } else {
     lines.push(`${r.input}: INVALID (${r.problems.length} problem(s)${r.badChunks.length ? `, ${r.badChunks.length} bad chunk(s)` : ''})`);
   }
-  for (const b of r.badChunks) {
-    const d = r.disks.find((x) => x.ref === b.disk);
-    const disk = d?.userdevice != null ? `disk ${d.userdevice} (${b.disk})` : b.disk;
-    lines.push(`  bad chunk ${b.entry}: ${disk} offset ${b.offset} (${b.length} bytes): expected ${b.expected}, got ${b.actual}`);
-  }
+  for (const b of badChunkTexts(r)) lines.push(`  ${b}`);
   for (const w of r.warnings) lines.push(`  warning: ${w}`);
   return lines.join('\n');
+}
+
+/** One text per bad chunk: entry, disk, offset, expected and actual checksum. */
+function badChunkTexts(r: VerifyResult): string[] {
+  return r.badChunks.map((b) => {
+    const d = r.disks.find((x) => x.ref === b.disk);
+    const disk = d?.userdevice != null ? `disk ${d.userdevice} (${b.disk})` : b.disk;
+    return `bad chunk ${b.entry}: ${disk} offset ${b.offset} (${b.length} bytes): expected ${b.expected}, got ${b.actual}`;
+  });
 }
 
 async function runVerify(inputs: string[], flags: VerifyFlags): Promise<number> {
@@ -66,6 +71,8 @@ async function runVerify(inputs: string[], flags: VerifyFlags): Promise<number> 
     results.push(r);
     for (const p of r.problems) process.stderr.write(`${PROGRAM}: ${p.message.replace(/[\r\n]+/g, ' ')}\n`);
     if (!flags.json && !flags.quiet) process.stdout.write(formatVerifyResult(r) + '\n');
+    // -q drops the report, not the problems: each bad chunk is a line on stderr instead.
+    else if (flags.quiet) for (const b of badChunkTexts(r)) process.stderr.write(`${PROGRAM}: ${r.input}: ${b}\n`);
   }
   const exit = worstExitCode(results.map((r) => r.exitCode));
   if (!flags.json && !flags.quiet && results.length > 1) {

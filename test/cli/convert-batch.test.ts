@@ -82,11 +82,12 @@ describe('batch', () => {
     expect(s).toMatchObject({ input: b.path, vm: { name: 'beta' }, compression: 'gzip' });
   });
 
-  test('usage errors exit 1: bad --jobs, -o FILE with several inputs, stdin twice', async () => {
-    for (const args of [[a.path, b.path, '--jobs', '0'], [a.path, b.path, '-o', path.join(dir, 'x.qcow2')], ['-', '-']]) {
+  test('usage errors exit 1: bad --jobs, -o FILE with several inputs, stdin twice, --json with -o -', async () => {
+    for (const args of [[a.path, b.path, '--jobs', '0'], [a.path, b.path, '-o', path.join(dir, 'x.qcow2')], ['-', '-'], [a.path, '--disk', '0', '-o', '-', '--json']]) {
       const r = await runCli(args);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/^xva2img: /);
+      expect(r.stdout).toBe(''); // nothing written: -o - --json would put the summary after the image
     }
   });
 });
@@ -129,6 +130,15 @@ describe('salvage: --on-bad-chunk', () => {
     expect(img.equals(corrupted)).toBe(true);
     expect(r.stderr).toContain('offset 1048576 (1048576 bytes): kept as is');
     expect(JSON.parse(r.stdout).badChunks).toEqual([expect.objectContaining({ entry: 'Ref:14/00000001', offset: MiB, action: 'kept' })]);
+  });
+
+  test('-q drops the summary, not the salvaged chunks: one stderr line each, naming the input', async () => {
+    const o = out();
+    const r = await runCli([bad, '-o', o, '--on-bad-chunk', 'zero', '-q']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`xva2img: ${bad}: 1 chunk(s) failed their checksum:`);
+    expect(r.stderr).toContain(`xva2img: ${bad}: Ref:14/00000001: disk 1 (Ref:14) offset 1048576 (1048576 bytes): written as zeros`);
+    expect(r.stderr).not.toContain('done in');
   });
 
   test('an unknown policy is a usage error', async () => {

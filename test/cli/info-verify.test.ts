@@ -98,6 +98,14 @@ describe('verify', () => {
     const j = await runCli(['verify', bad, '--json']);
     expect(j.code).toBe(3);
     expect(JSON.parse(j.stdout).badChunks.map((b: { offset: number }) => b.offset)).toEqual([MiB, 3 * MiB]);
+    // -q drops the report, not the problems: one stderr line per bad chunk, naming the input.
+    const q = await runCli(['verify', bad, '-q']);
+    expect(q.code).toBe(3);
+    expect(q.stdout).toBe('');
+    expect(q.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^xva2img: ${esc(bad)}: bad chunk Ref:11/00000002: disk 0 \\(Ref:11\\) offset 1048576 `)),
+      expect.stringMatching(new RegExp(`^xva2img: ${esc(bad)}: bad chunk Ref:11/00000004: disk 0 \\(Ref:11\\) offset 3145728 `)),
+    ]);
   });
 
   test('truncated: exit 2, one error line with the byte offset', async () => {
