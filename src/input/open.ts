@@ -147,6 +147,9 @@ async function openFileInput(path: string, options: OpenInputOptions): Promise<I
   const readSize = options.readSize ?? DEFAULT_READ_SIZE;
   if (!Number.isInteger(readSize) || readSize <= 0) throw new RangeError(`readSize must be a positive integer, got ${readSize}`);
   const { fd, stat } = await openFd(path);
+  // A named pipe (`mkfifo`, `<(gunzip -c vm.xva.gz)`): read as standard input is, never by a
+  // blocking read on a pool thread, which an interrupted exit would wait for forever.
+  if (stat.isFIFO()) return (await pipeOnThread(fd, path, stat, options)) ?? decodeSource(pipeSocketSource(path, fd), options);
   if (stat.isFile()) {
     // Peek with pread (the file offset stays at 0) to see whether the zstd child can read the
     // file itself: then the compressed bytes never pass through this process.
@@ -350,10 +353,19 @@ async function stdinOnThread(options: OpenInputOptions): Promise<InputSource | u
     return undefined;
   }
   if (!stat.isFIFO() && !stat.isSocket() && !stat.isFile()) return undefined;
-  const thread = startDecoderThread({ decoder: 'copy', fd: STDIN_FD, input: '-', readSize: RING_BLOCK_BYTES });
+  return pipeOnThread(STDIN_FD, '-', stat, options);
+}
+
+/**
+ * `fd` (standard input, or a named pipe opened by path: `name`) read on the decoder thread, as
+ * stdinOnThread says. Undefined when no thread can be had. The thread's socket closes `fd` when
+ * it ends (for a path; standard input the same way).
+ */
+async function pipeOnThread(fd: number, name: string, stat: fs.Stats, options: OpenInputOptions): Promise<InputSource | undefined> {
+  const thread = startDecoderThread({ decoder: 'copy', fd, input: name, readSize: RING_BLOCK_BYTES });
   if (!thread) return undefined;
   // The producer writing into the pipe then waits for our reads 16x less often (pipe-size.ts).
-  if (stat.isFIFO()) void deepenPipe(STDIN_FD);
+  if (stat.isFIFO()) void deepenPipe(fd);
   const rawSize = stat.isFile() ? stat.size : undefined;
   let first: PooledBuffer | null;
   try {
@@ -364,18 +376,18 @@ async function stdinOnThread(options: OpenInputOptions): Promise<InputSource | u
   }
   if (!first) {
     await thread.close();
-    throw emptyInput('-');
+    throw emptyInput(name);
   }
   const blocks = prependBlock(first, thread);
   const compression = detectCompression(first.buf.subarray(0, SNIFF_BYTES));
-  if (compression === 'none') return blockInput({ name: '-', compression, codec: 'none', rawSize }, blocks, () => blocks.close());
+  if (compression === 'none') return blockInput({ name, compression, codec: 'none', rawSize }, blocks, () => blocks.close());
   const stream = blocksAsStream(blocks);
   return decodeSource(
     {
-      name: '-',
+      name,
       stream,
       rawSize,
-      mapError: (err, bytesRead) => unreadable('-', `read error on stdin at byte ${bytesRead}`, err),
+      mapError: (err, bytesRead) => unreadable(name, `read error${name === '-' ? ' on stdin' : ''} at byte ${bytesRead}`, err),
       release: async () => {
         stream.destroy();
         await blocks.close();
@@ -383,6 +395,24 @@ async function stdinOnThread(options: OpenInputOptions): Promise<InputSource | u
     },
     options,
   );
+}
+
+/**
+ * A named pipe read on the main thread as a socket (non-blocking, as openFd opened it), where no
+ * decoder thread can be had.
+ */
+function pipeSocketSource(path: string, fd: number): RawSource {
+  // node:net is required only here: most runs read no pipe (start-up time).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const net = require('node:net') as typeof import('node:net');
+  const stream = new net.Socket({ fd, readable: true, writable: false });
+  return {
+    name: path,
+    stream,
+    rawSize: undefined,
+    mapError: (err, bytesRead) => unreadable(path, `read error at byte ${bytesRead}`, err),
+    release: () => Promise.resolve(void stream.destroy()),
+  };
 }
 
 /** `first`, then the rest of `source`. */

@@ -12,6 +12,7 @@ import { systemErrorText } from '../errors';
 
 const fsOpen = promisify(fs.open);
 const fsFstat = promisify(fs.fstat);
+const fsStat = promisify(fs.stat);
 const fsClose = promisify(fs.close);
 
 /** INPUT_UNREADABLE naming the input, with the system error's code and text. */
@@ -23,7 +24,12 @@ export function unreadable(input: string, what: string, err?: unknown): InputErr
 export async function openFd(path: string, what = 'input'): Promise<{ fd: number; stat: fs.Stats }> {
   let fd: number;
   try {
-    fd = await fsOpen(path, fs.constants.O_RDONLY);
+    // A FIFO is opened without waiting for a writer (O_NONBLOCK). A blocking open(2) holds a
+    // libuv pool thread until one comes, and the process's exit waits for every pool thread:
+    // `xva2img some.fifo` interrupted before anything wrote to it would never end. Whoever reads
+    // a FIFO from here must take a non-blocking descriptor (open.ts reads it as a socket).
+    const fifo = await fsStat(path).then((st) => st.isFIFO(), () => false);
+    fd = await fsOpen(path, fifo ? fs.constants.O_RDONLY | fs.constants.O_NONBLOCK : fs.constants.O_RDONLY);
   } catch (err) {
     throw unreadable(path, `cannot open ${what}`, err);
   }

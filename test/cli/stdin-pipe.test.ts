@@ -3,7 +3,7 @@
  * it: the producer is a perl script that writes part of the XVA, asks its stdout pipe for its
  * size (F_GETPIPE_SZ) until it changes or time runs out, reports it on stderr, and writes the rest.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BIN, builtDist, collectOutput, ROOT, runCli } from './_cli';
@@ -56,4 +56,18 @@ it('XVA2IMG_PIPE_SIZE=0: the pipe keeps the kernel\'s 64 KiB', async () => {
   const r = await pipeInto(path.join(dir, 'shallow.raw'), 1, { XVA2IMG_PIPE_SIZE: '0' });
   expect(r.stderr).toBe('pipe size 65536\n');
   expect(r.code).toBe(0);
+});
+
+it('a named pipe given by path (mkfifo, <(...)) is read as stdin is: same image', async () => {
+  const fifo = path.join(dir, 'in.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const writer = spawn('sh', ['-c', 'sleep 0.3; cat "$1" > "$2"', 'sh', SAMPLE, fifo], { stdio: 'ignore' });
+  const out = path.join(dir, 'fifo.raw');
+  const r = await runCli([fifo, '-q', '-o', out]);
+  writer.kill();
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  const direct = path.join(dir, 'direct-fifo.raw');
+  expect((await runCli([SAMPLE, '-q', '-o', direct])).code).toBe(0);
+  expect(fs.readFileSync(out).equals(fs.readFileSync(direct))).toBe(true);
 });

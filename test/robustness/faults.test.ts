@@ -6,7 +6,7 @@
  * output. In every case: one clear error line, the documented exit code, no `.part` left, no
  * output under its final name, and files that existed before untouched.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -218,6 +218,30 @@ describe('interruption', () => {
     expect(p.stderr()).toMatch(new RegExp(`interrupted by ${sig}; partial outputs removed`));
     expect(listing(dir)).toEqual(['keep.txt']);
     expect(fs.readFileSync(keep, 'utf8')).toBe('do not touch\n');
+  });
+
+  // A named pipe given by path (`mkfifo`, `<(...)`) that nothing writes into, or that has no
+  // writer yet: a blocking open or read on a pool thread would keep the exit waiting forever.
+  test.each([
+    ['a writer that stalls', true],
+    ['no writer yet', false],
+  ])('SIGINT while a named pipe has %s: exit 130 at once', async (_what, withWriter) => {
+    const { dir } = outDirWithBystander(`fifo-${withWriter ? 'writer' : 'none'}`);
+    const fifo = path.join(dir, 'in.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const writer = withWriter ? spawn('sh', ['-c', 'exec 3>"$1"; sleep 30', 'sh', fifo], { stdio: 'ignore' }) : undefined;
+    try {
+      const child = spawn(process.execPath, [BIN, fifo, '-o', path.join(dir, 'out'), '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      await new Promise((r) => setTimeout(r, 1000)); // opened, waiting for bytes
+      child.kill('SIGINT');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10000);
+      const code = await done;
+      clearTimeout(killer);
+      expect(code).toBe(130);
+    } finally {
+      writer?.kill('SIGKILL');
+    }
   });
 });
 
