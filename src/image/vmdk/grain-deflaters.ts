@@ -99,14 +99,20 @@ export class ThreadPoolDeflater implements GrainDeflater {
           if (err) return onError(err);
           d.off('data', onData);
           d.off('error', onError);
+          // close() ran while this grain was in the pool (the write failed, e.g. ENOSPC, and the
+          // writer was torn down): the stream's native handle is gone, and reset() on it is an
+          // internal assertion of Node's, not an error. The grain's result has no reader left.
+          if (d.destroyed) return reject(new OutputError('OUTPUT_IO', 'VMDK deflate stopped: the writer was closed'));
           d.reset(); // deflateReset: the next grain starts a new zlib stream
           resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
         });
       });
     } finally {
-      const next = this.waiting.shift();
-      if (next) next(d);
-      else this.idle.push(d);
+      if (!d.destroyed) {
+        const next = this.waiting.shift();
+        if (next) next(d);
+        else this.idle.push(d);
+      }
     }
   }
 }
