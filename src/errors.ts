@@ -66,7 +66,7 @@ export class XvaError extends Error {
   /** One line: `<input>: <entry>: <message> (byte <offset>)`. */
   describe(): string {
     const parts: string[] = [];
-    if (this.location.input !== undefined && !this.message.includes(this.location.input)) parts.push(this.location.input);
+    if (this.location.input !== undefined && !this.message.startsWith(`${this.location.input}: `)) parts.push(this.location.input);
     if (this.location.entry !== undefined && !this.message.startsWith(this.location.entry)) parts.push(this.location.entry);
     let line = [...parts, this.message].join(': ');
     if (this.location.offset !== undefined && !/\bbyte \d+/.test(this.message)) line += ` (at byte ${this.location.offset})`;

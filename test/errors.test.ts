@@ -1,0 +1,21 @@
+/**
+ * One line per error: `<input>: <entry>: <message> (at byte N)`, each part once.
+ */
+import { XvaFormatError } from '../src/errors';
+
+describe('XvaError.describe()', () => {
+  test('names the input first, even when the message happens to contain its name', () => {
+    // Standard input is "-", which "SHA-1" and "end-of-archive" contain; a file may be named "a".
+    const stdin = new XvaFormatError('TAR_TRUNCATED', 'SHA-1 mismatch', { input: '-', entry: 'Ref:7/00000002', offset: 2048 });
+    expect(stdin.describe()).toBe('-: Ref:7/00000002: SHA-1 mismatch (at byte 2048)');
+    const short = new XvaFormatError('TAR_TRUNCATED', 'archive ends early', { input: 'a' });
+    expect(short.describe()).toBe('a: archive ends early');
+  });
+
+  test('a message that already starts with the input or the entry does not repeat it', () => {
+    const e = new XvaFormatError('TAR_TRUNCATED', 'x.xva: cut short at byte 10', { input: 'x.xva', offset: 10 });
+    expect(e.describe()).toBe('x.xva: cut short at byte 10');
+    const c = new XvaFormatError('TAR_TRUNCATED', 'Ref:1/00000000: short', { input: 'x.xva', entry: 'Ref:1/00000000' });
+    expect(c.describe()).toBe('x.xva: Ref:1/00000000: short');
+  });
+});
