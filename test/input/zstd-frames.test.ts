@@ -174,6 +174,22 @@ describe('ZstdFrameWalker', () => {
     }
   });
 
+  it('a stream may begin with a skippable frame larger than the chunks it arrives in', () => {
+    const lead = skippable(Buffer.alloc(300_000, 0x5a), 0x0);
+    const frames = [lead, DECODABLE[0]!.bytes, skippable(Buffer.from('between'), 0xf), DECODABLE[1]!.bytes];
+    const whole = Buffer.concat(frames);
+    for (const pieces of [[whole], splitAt(whole, [2, 6], 65_536)]) {
+      const { ends, walker } = walkPieces(pieces);
+      expect(ends).toEqual(boundaries(frames));
+      expect(walker.frames).toBe(frames.length);
+      expect(walker.atFrameEnd).toBe(true);
+    }
+    // Cut inside the leading skippable frame: inside a frame that starts at 0.
+    const walker = new ZstdFrameWalker();
+    walker.walk(lead.subarray(0, 100_000));
+    expect({ atFrameEnd: walker.atFrameEnd, frameStart: walker.frameStart, frames: walker.frames }).toEqual({ atFrameEnd: false, frameStart: 0, frames: 0 });
+  });
+
   it('rejects bytes that start no frame, naming their offset', () => {
     const first = DECODABLE[0]!.bytes;
     const walker = new ZstdFrameWalker();

@@ -123,11 +123,58 @@ describe.each(CODECS)('zstd via $codec', ({ codec, name, available, why, tools }
     }
   });
 
-  test(label('passes over skippable frames before, between and after frames'), async () => {
+  test(label('passes over skippable frames between and after frames'), async () => {
     const whole = Buffer.concat([zstB, skippableFrame('between'), skippableFrame(''), zstA, skippableFrame('after')]);
     const src = await openInput('-', { zstdCodec: codec, stdin: chunkedStream([whole]) });
     expect((await readAll(src)).equals(Buffer.concat([B, A]))).toBe(true);
     await src.close();
+  });
+
+  test(label('a stream may begin with a skippable frame (pzstd), from a file and from stdin, however large'), async () => {
+    // 3 MiB: larger than the sniff window and than the first read of a file or of stdin.
+    const big = skippableFrame('x'.repeat(3 << 20));
+    for (const [what, lead] of [['small', skippableFrame('pzstd')], ['empty', skippableFrame('')], ['3 MiB', big]] as const) {
+      const whole = Buffer.concat([lead, zstB, skippableFrame('between'), zstA]);
+      const expected = Buffer.concat([B, A]);
+      const file = writeFile(dir, `lead-skippable-${codec}.zst`, whole);
+      for (const open of [
+        () => openInput(file, { zstdCodec: codec }),
+        () => openInput('-', { zstdCodec: codec, stdin: chunkedStream([whole]) }),
+        () => openInput('-', { zstdCodec: codec, stdin: chunkedStream(splitAt(whole, [3, lead.length], 65_536)) }),
+      ]) {
+        const src = await open();
+        expect({ what, compression: src.compression, codec: src.codec }).toEqual({ what, compression: 'zstd', codec: name });
+        expect((await readAll(src)).equals(expected)).toBe(true);
+        expect(src.rawBytesRead()).toBe(whole.length);
+        await src.close();
+      }
+    }
+  });
+
+  (available ? itWithTools(...tools, 'pzstd') : it.skip)(label('decodes what pzstd writes (a skippable frame before every frame)'), async () => {
+    const whole = tool('pzstd', ['-q', '-c', '-p', '2'], A);
+    expect(whole.readUInt32LE(0)).toBe(0x184d2a50);
+    const file = writeFile(dir, `pzstd-${codec}.zst`, whole);
+    for (const open of [() => openInput(file, { zstdCodec: codec }), () => openInput('-', { zstdCodec: codec, stdin: chunkedStream(splitAt(whole, [], 65_536)) })]) {
+      const src = await open();
+      expect(src.compression).toBe('zstd');
+      expect((await readAll(src)).equals(A)).toBe(true);
+      await src.close();
+    }
+  });
+
+  test(label('reports a stream cut inside a leading skippable frame'), async () => {
+    const lead = skippableFrame('y'.repeat(100_000));
+    for (const cut of [6, 50_000, lead.length - 1]) {
+      const file = writeFile(dir, `cut-skippable-${codec}.zst`, lead.subarray(0, cut));
+      for (const open of [() => openInput(file, { zstdCodec: codec }), () => openInput('-', { zstdCodec: codec, stdin: chunkedStream([lead.subarray(0, cut)]) })]) {
+        const src = await open();
+        expect(src.compression).toBe('zstd');
+        const err = await readError(src);
+        expect({ cut, code: err.code }).toEqual({ cut, code: 'BAD_COMPRESSION' });
+        await src.close();
+      }
+    }
   });
 
   test(label('reports a stream cut anywhere inside a frame, at the compressed byte where it ends'), async () => {
