@@ -17,7 +17,7 @@ import { packXva } from '../../src/ops/pack';
 import type { XvaMetadata } from '../../src/xva/metadata/model';
 import { readXva } from '../../src/xva/reader';
 import { openFileTarget } from '../ova/_helpers';
-import { KiB, MiB, randomBytes, sparseDisk } from '../helpers/xva-fixtures';
+import { KiB, makeXvaFile, MiB, randomBytes, sparseDisk } from '../helpers/xva-fixtures';
 
 let dir: string;
 beforeEach(() => {
@@ -117,6 +117,81 @@ for (const profile of ['vmware', 'ovirt'] as const) {
     ]);
   });
 }
+
+for (const profile of ['vmware', 'ovirt'] as const) {
+  test(`XVA -> OVA (${profile}) -> pack --from keeps every disk's userdevice, name, description and boot flag, even when the XVA streams them out of userdevice order`, async () => {
+    // "Ref:10" streams before "Ref:9": the OVA's members come in the order data, system.
+    const fx = await makeXvaFile(dir, {
+      vmName: 'two disks',
+      disks: [
+        { ref: 'Ref:9', name: 'system', description: 'root', userdevice: 0, bootable: true, size: 4 * MiB, fill: [{ offset: 0, length: 300 * KiB }] },
+        { ref: 'Ref:10', name: 'data', userdevice: 1, bootable: false, size: 3 * MiB + 512 * KiB, fill: [{ offset: MiB, length: MiB }] },
+      ],
+    });
+    const ova = await makeOva(`two-${profile}.ova`, { profile, xva: { name: fx.path, reopenable: true, open: () => openInput(fx.path) } });
+    const out = file(`two-${profile}.xva`);
+    const s = await packXva({ from: ova, output: out });
+    expect(s.disks.map((d) => [d.name, d.bootable])).toEqual([
+      ['system', true],
+      ['data', false],
+    ]);
+    const { meta } = await metadataOf(out);
+    const byDevice = [...meta.disks].sort((a, b) => Number(a.userdevice) - Number(b.userdevice));
+    expect(byDevice.map((d) => [d.userdevice, d.vdi.name, d.vdi.description, d.bootable])).toEqual([
+      ['0', 'system', 'root', true],
+      ['1', 'data', '', false],
+    ]);
+    const back = await convertedDisks(out, 'conv');
+    expect(back[0]!.equals(fx.disks.find((d) => d.name === 'system')!.expected)).toBe(true);
+    expect(back[1]!.equals(fx.disks.find((d) => d.name === 'data')!.expected)).toBe(true);
+  });
+}
+
+test('an OVF whose DiskSection order differs from its controller addresses packs by the addresses (the first is bootable)', async () => {
+  const data = randomBytes(MiB, 31);
+  const system = randomBytes(2 * MiB, 32);
+  file('data.img', data);
+  file('system.img', system);
+  // DiskSection and References list "data" first; the hardware section puts "system" on IDE 0
+  // unit 0 and "data" on the SCSI controller, which is listed first.
+  const ovf = `<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
+  xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References><File ovf:href="data.img" ovf:id="f1"/><File ovf:href="system.img" ovf:id="f2"/></References>
+  <DiskSection><Info>disks</Info>
+    <Disk ovf:capacity="1" ovf:capacityAllocationUnits="byte * 2^20" ovf:diskId="vmdisk1" ovf:fileRef="f1"/>
+    <Disk ovf:capacity="2" ovf:capacityAllocationUnits="byte * 2^20" ovf:diskId="vmdisk2" ovf:fileRef="f2"/>
+  </DiskSection>
+  <VirtualSystem ovf:id="third-party"><Info>A VM</Info>
+    <VirtualHardwareSection><Info>hw</Info>
+      <Item><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>1</rasd:VirtualQuantity></Item>
+      <Item><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>512</rasd:VirtualQuantity></Item>
+      <Item><rasd:Address>0</rasd:Address><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item>
+      <Item><rasd:Address>0</rasd:Address><rasd:InstanceID>4</rasd:InstanceID><rasd:ResourceType>5</rasd:ResourceType></Item>
+      <Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:ElementName>data</rasd:ElementName><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>5</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+      <Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:ElementName>system</rasd:ElementName><rasd:HostResource>ovf:/disk/vmdisk2</rasd:HostResource><rasd:InstanceID>6</rasd:InstanceID><rasd:Parent>4</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+`;
+  file('third.ovf', Buffer.from(ovf));
+  sh('tar', ['--format=ustar', '-cf', 'third.ova', 'third.ovf', 'data.img', 'system.img']);
+  const out = file('third.xva');
+  const s = await packXva({ from: file('third.ova'), output: out });
+  expect(s.disks.map((d) => [d.name, d.virtualSize, d.bootable])).toEqual([
+    ['system', 2 * MiB, true],
+    ['data', MiB, false],
+  ]);
+  const { meta } = await metadataOf(out);
+  const byDevice = [...meta.disks].sort((a, b) => Number(a.userdevice) - Number(b.userdevice));
+  expect(byDevice.map((d) => [d.userdevice, d.vdi.name, d.bootable])).toEqual([
+    ['0', 'system', true],
+    ['1', 'data', false],
+  ]);
+  const back = await convertedDisks(out, 'conv');
+  expect(back[0]!.equals(system)).toBe(true);
+  expect(back[1]!.equals(data)).toBe(true);
+});
 
 test('options override the OVF; stored-deflate VMDK grains; OVA recognised by content, not name', async () => {
   const { paths, data } = rawDisks();

@@ -80,24 +80,35 @@ describe('OVA export from an XVA', () => {
     return readFileSync(path.join(out, result.ovf.name), 'utf8');
   }
 
-  withOracles('vmware profile, one pass into a file: VM from ova.xml, disks in stream order, boot disk addressed first', async () => {
+  withOracles('vmware profile, one pass into a file: VM from ova.xml, members in stream order, disks numbered and listed by userdevice', async () => {
     const { file, result } = await toFile('xva.ova', options());
     expect(result.passes).toBe(1);
-    // Members follow the XVA's stream order (Ref:10 = "data" first).
+    // Members follow the XVA's stream order (Ref:10 = "data" first): one pass cannot reorder.
     expect(result.vm.disks.map((x) => x.name)).toEqual(['data', 'system']);
+    // …but disk N is userdevice N-1: "system" (userdevice 0) is disk1 wherever its member lies.
+    expect(result.disks.map((x) => x.name)).toEqual(['db_server-disk2.vmdk', 'db_server-disk1.vmdk']);
     const ovf = verify(file, result, [rawOf.get('data')!, rawOf.get('system')!]);
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed OVF, walked by element path
-    const env = (new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@' }).parse(ovf) as Record<string, any>)['Envelope'];
+    const env = (new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', isArray: (n) => n === 'File' || n === 'Disk' }).parse(ovf) as Record<string, any>)['Envelope'];
     expect(env.VirtualSystem.Name).toBe('db server');
+    // References in member order (DSP0243: the archive follows it); DiskSection in device order.
+    expect((env.References.File as Array<Record<string, string>>).map((f) => [f['@ovf:id'], f['@ovf:href']])).toEqual([
+      ['file2', 'db_server-disk2.vmdk'],
+      ['file1', 'db_server-disk1.vmdk'],
+    ]);
+    expect((env.DiskSection.Disk as Array<Record<string, string>>).map((dk) => [dk['@ovf:diskId'], dk['@ovf:fileRef']])).toEqual([
+      ['vmdisk1', 'file1'],
+      ['vmdisk2', 'file2'],
+    ]);
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed OVF, walked by element path
     const items = env.VirtualSystem.VirtualHardwareSection.Item as Array<Record<string, any>>;
     expect(items.find((i) => i['rasd:ResourceType'] === 3)!['rasd:VirtualQuantity']).toBe(4);
     expect(items.find((i) => i['rasd:ResourceType'] === 4)!['rasd:VirtualQuantity']).toBe(2048);
     const diskItems = items.filter((i) => i['rasd:ResourceType'] === 17);
-    // Controller addressing follows userdevice: "system" (vmdisk2) is unit 0.
+    // Controller addressing follows userdevice: "system" (vmdisk1) is unit 0.
     expect(diskItems.map((i) => [i['rasd:HostResource'], i['rasd:AddressOnParent']])).toEqual([
-      ['ovf:/disk/vmdisk2', 0],
-      ['ovf:/disk/vmdisk1', 1],
+      ['ovf:/disk/vmdisk1', 0],
+      ['ovf:/disk/vmdisk2', 1],
     ]);
     // Each disk item is named and described after its VDI (what Xen Orchestra's import shows).
     expect(diskItems.map((i) => [i['rasd:ElementName'], i['rasd:Description']])).toEqual([
@@ -129,9 +140,11 @@ describe('OVA export from an XVA', () => {
     expect(one.result.size).toBe(two.result.size);
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed OVF, walked by element path
     const ovirtDisks = (new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@' }).parse(readFileSync(two.file).subarray(two.result.ovf.offset, two.result.ovf.offset + two.result.ovf.size).toString('utf8')) as Record<string, any>)['ovf:Envelope'].DiskSection.Disk as Array<Record<string, string>>;
-    expect(ovirtDisks.map((dk) => [dk['@ovf:disk-alias'], dk['@ovf:disk-description']])).toEqual([
-      ['data', ''],
-      ['system', 'root file system & <boot>'],
+    // DiskSection in userdevice order (oVirt's dialect places disks by nothing else), the boot
+    // flag on userdevice 0.
+    expect(ovirtDisks.map((dk) => [dk['@ovf:disk-alias'], dk['@ovf:disk-description'], dk['@ovf:boot']])).toEqual([
+      ['system', 'root file system & <boot>', 'true'],
+      ['data', '', 'false'],
     ]);
     // Disk ids are the VDI uuids from ova.xml, the same in both modes.
     expect(one.result.vm.disks.map((x) => x.id)).toEqual(two.result.vm.disks.map((x) => x.id));

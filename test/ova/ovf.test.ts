@@ -227,14 +227,27 @@ function meta(over: Partial<XvaMetadata['vm']> = {}): XvaMetadata {
 }
 
 describe('ovaVmFromXvaMetadata', () => {
-  test('disks in stream order, suspend image dropped, first userdevice bootable when none is', () => {
+  test('disks in stream order, numbered by userdevice; suspend image dropped, first userdevice bootable when none is', () => {
     const m = meta();
     const v = ovaVmFromXvaMetadata(m, { profile: 'vmware' });
     expect(xvaDiskOrder(m)).toEqual(['Ref:10', 'Ref:9']);
     expect(v.disks.map((x) => x.name)).toEqual(['vdi1', 'vdi0']);
     expect(v.disks.map((x) => x.bootable)).toEqual([false, true]);
     expect(v.disks.map((x) => x.unit)).toEqual([1, 0]);
-    expect(v.disks.map((x) => x.fileName)).toEqual(['web-disk1.vmdk', 'web-disk2.vmdk']);
+    // disk1 / vmdisk1 / file1 is userdevice 0, wherever the XVA streams it.
+    expect(v.disks.map((x) => [x.fileName, x.id, x.fileId])).toEqual([
+      ['web-disk2.vmdk', 'vmdisk2', 'file2'],
+      ['web-disk1.vmdk', 'vmdisk1', 'file1'],
+    ]);
+    // DiskSection and the disk items list userdevice 0 first; References keep member order.
+    const env = parser.parse(buildOvf({ ...v, disks: v.disks.map((d) => ({ ...d, fileSize: 1, populatedSize: 1 })) }, 'vmware')).Envelope;
+    expect(env.References.File.map((f: Record<string, string>) => f['@ovf:id'])).toEqual(['file2', 'file1']);
+    expect(env.DiskSection.Disk.map((d: Record<string, string>) => d['@ovf:diskId'])).toEqual(['vmdisk1', 'vmdisk2']);
+    const items = env.VirtualSystem.VirtualHardwareSection.Item as Array<Record<string, unknown>>;
+    expect(items.filter((i) => i['rasd:ResourceType'] === 17).map((i) => [i['rasd:HostResource'], i['rasd:AddressOnParent']])).toEqual([
+      ['ovf:/disk/vmdisk1', 0],
+      ['ovf:/disk/vmdisk2', 1],
+    ]);
     expect(v.vcpus).toBe(2);
     expect(v.firmware).toBe('uefi');
     expect(v.guestOs).toBe('windows');

@@ -36,7 +36,10 @@ export async function ovaFromPath(from: PackOptions['from']): Promise<string | u
 /**
  * `from` an OVA file: the VM record from its OVF (options override name, description, vCPUs,
  * memory, firmware; `nics` replace the OVF's NICs), the disks read in place from their tar
- * members in DiskSection order, then the same writer path as `disks`.
+ * members, then the same writer path as `disks`. The disks become userdevice 0, 1, … in the
+ * device order parseOvf gives them (controller and unit in the hardware section, else
+ * DiskSection order; src/ova/ovf/disk-order.ts); the first is bootable unless oVirt's `ovf:boot`
+ * names another.
  */
 export async function packFromOva(options: PackRun, ovaPath: string, common: PackCommon, warn: (m: string) => void): Promise<PackSummary> {
   const info: OvaFileInfo = await readOvaFile(ovaPath);

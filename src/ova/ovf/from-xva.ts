@@ -29,8 +29,8 @@ function guessGuestOs(meta: XvaMetadata): OvaGuestOs {
 
 /**
  * The OVA model of an XVA's VM: disks in the order the XVA streams them (which is the order the
- * OVA members are written in a single pass), addressed on their controller by userdevice.
- * Suspend images and CD-ROMs are not exported.
+ * OVA members are written in a single pass), numbered and addressed on their controller by
+ * userdevice (`unit`), so `disk1` is userdevice 0. Suspend images and CD-ROMs are not exported.
  */
 export function ovaVmFromXvaMetadata(meta: XvaMetadata, options: OvaVmFromXvaOptions): OvaVm {
   const name = options.name ?? (meta.vm.name || 'vm');

@@ -35,11 +35,30 @@ export interface OvaDiskSpec {
   unit?: number;
 }
 
-/** OvaDisk entries (sizes unknown) for disks in member order. */
+/**
+ * Each spec's position in controller order (its `unit`, else its index): the number its ids and
+ * file name carry, so that `disk1` is the first device (userdevice 0) whatever order the members
+ * are written in.
+ */
+function unitRanks(specs: OvaDiskSpec[]): number[] {
+  const ranks: number[] = [];
+  specs
+    .map((s, i) => ({ i, unit: s.unit ?? i }))
+    .sort((a, b) => a.unit - b.unit || a.i - b.i)
+    .forEach(({ i }, rank) => (ranks[i] = rank));
+  return ranks;
+}
+
+/**
+ * OvaDisk entries (sizes unknown) for disks in member order. The disks are numbered in `unit`
+ * order, not member order (docs/output-formats.md §4.1).
+ */
 export function ovaDisks(profile: OvaProfile, vmId: string, vmName: string, specs: OvaDiskSpec[]): OvaDisk[] {
   const format = ovaDiskFormat(profile);
   const base = ovaBaseName(vmName);
-  return specs.map((s, i) => {
+  const ranks = unitRanks(specs);
+  return specs.map((s, j) => {
+    const i = ranks[j]!;
     if (profile === 'ovirt') {
       const diskId = s.uuid ?? deterministicUuid(`${vmId}:disk:${i}`);
       const imageId = deterministicUuid(`${diskId}:image`);

@@ -59,7 +59,10 @@ export interface OvaVm {
   memoryBytes: number;
   firmware: OvaFirmware;
   guestOs: OvaGuestOs;
-  /** In References / tar order (the order the disk members are written). */
+  /**
+   * In References / tar order (the order the input delivers the disks and the members are
+   * written); DiskSection and the hardware items list them in `unit` order (disksInUnitOrder).
+   */
   disks: OvaDisk[];
   nics: OvaNic[];
   bootOrder: OvaBootDevice[];
@@ -142,7 +145,11 @@ export function networkNames(vm: OvaVm): string[] {
   return [...new Set(vm.nics.map((n) => n.network))];
 }
 
-/** The disks in controller `unit` order (default: their index), as the hardware items list them. */
+/**
+ * The disks in controller `unit` order (default: their index), as DiskSection and the hardware
+ * items list them: the device order an importer reading either one sees (userdevice order for an
+ * XVA), whatever order the members are written in.
+ */
 export function disksInUnitOrder(disks: OvaDisk[]): OvaDisk[] {
   return disks.map((d, i) => ({ d, unit: d.unit ?? i })).sort((a, b) => a.unit - b.unit).map(({ d }) => d);
 }

@@ -73,6 +73,8 @@ export function buildOvirtOvf(vm: OvaVm, placeholders: boolean): string {
     'ovf:version': '4.4.0.0',
   });
 
+  // References in member order: an OVA's files must follow it (DSP0243; VirtualBox reads the
+  // tar as a stream). DiskSection and the hardware items go in device order.
   x.open('References');
   for (const d of vm.disks) x.empty('File', { 'ovf:href': d.fileName, 'ovf:id': d.fileId, 'ovf:size': statedSize(d.fileSize, placeholders) });
   x.close('References');
@@ -83,7 +85,7 @@ export function buildOvirtOvf(vm: OvaVm, placeholders: boolean): string {
 
   const bootDisk = vm.disks.find((d) => d.bootable);
   x.open('DiskSection').text('Info', 'List of Virtual Disks');
-  for (const d of vm.disks) {
+  for (const d of disksInUnitOrder(vm.disks)) {
     // oVirt writes whole GiB; the exact capacity keeps that form for whole-GiB disks and is
     // read through the units otherwise (OvfOvaReader multiplies by them).
     const { capacity, units } = ovfCapacity(d.capacity);

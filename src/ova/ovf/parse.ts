@@ -1,6 +1,7 @@
 /**
  * Parsing an OVF descriptor into VM settings (docs/output-formats.md §4.9): name, description,
- * CPUs, memory, firmware, NICs and the disks with their files, capacities and labels. Refused:
+ * CPUs, memory, firmware, NICs and the disks with their files, capacities and labels, in device
+ * order (placed by the hardware section's controllers and units, disk-order.ts). Refused:
  * several VirtualSystems, compressed (`ovf:compression`) or chunked (`ovf:chunkSize`) files, disks
  * without a file or whose file References does not list, DOCTYPE/ENTITY declarations. Namespace
  * prefixes are ignored (element and attribute local names only), so both VMware's
@@ -8,6 +9,7 @@
  */
 import { parseUntrustedXml } from '../../xva/metadata/xml';
 import { ImageFormatError } from '../../errors';
+import { disksInDeviceOrder, type OvfHardwareItem } from './disk-order';
 import { ResourceType } from './model';
 
 const MiB = 1024 * 1024;
@@ -44,7 +46,10 @@ export interface OvfVmInfo {
   memoryBytes?: number;
   firmware?: 'bios' | 'uefi';
   nics: OvfNicInfo[];
-  /** In DiskSection order. */
+  /**
+   * In device order (userdevice 0 first): by controller and unit in the VirtualHardwareSection,
+   * else in DiskSection order (disk-order.ts).
+   */
   disks: OvfDiskInfo[];
 }
 
@@ -93,14 +98,36 @@ export function unitMultiplier(units: string | undefined, fallback: number): num
   return named[u.toLowerCase()];
 }
 
+/** The DiskSection diskId a disk item's HostResource names (`ovf:/disk/<id>`). */
+function hostDiskId(item: XNode): string | undefined {
+  return /^(?:ovf:)?\/disk\/(.+)$/.exec(text(child(item, 'HostResource')))?.[1];
+}
+
 /** Names a disk after its hardware item when the DiskSection has no oVirt alias for it. */
 function nameFromDiskItem(item: XNode, disks: OvfDiskInfo[]): void {
-  const id = /^(?:ovf:)?\/disk\/(.+)$/.exec(text(child(item, 'HostResource')))?.[1];
+  const id = hostDiskId(item);
   const disk = disks.find((d) => d.diskId === id);
   if (!disk) return;
   const label = text(child(item, 'Caption')) || text(child(item, 'ElementName'));
   if (label) disk.name = label;
   disk.description ??= text(child(item, 'Description')) || undefined;
+}
+
+function nonNegativeInt(s: string): number | undefined {
+  return /^\d+$/.test(s) && Number.isSafeInteger(Number(s)) ? Number(s) : undefined;
+}
+
+/** What disk placement needs from an item (disk-order.ts). oVirt spells it InstanceId. */
+function hardwareItem(item: XNode): OvfHardwareItem {
+  return {
+    instanceId: text(child(item, 'InstanceID')) || text(child(item, 'InstanceId')),
+    resourceType: Number(text(child(item, 'ResourceType'))),
+    subType: text(child(item, 'ResourceSubType')),
+    parent: text(child(item, 'Parent')) || undefined,
+    address: nonNegativeInt(text(child(item, 'Address'))),
+    addressOnParent: nonNegativeInt(text(child(item, 'AddressOnParent'))),
+    diskId: hostDiskId(item),
+  };
 }
 
 function positiveInt(s: string): number | undefined {
@@ -165,7 +192,8 @@ export function parseOvf(xml: string, path = 'OVF'): OvfVmInfo {
   }
 
   const hw = children(vs, 'VirtualHardwareSection')[0];
-  const items = children(hw, 'Item');
+  // OVF 2.0 (VirtualBox's "OVF 2.0" export) puts disks in StorageItem elements.
+  const items = [...children(hw, 'Item'), ...children(hw, 'StorageItem')];
   let vcpus: number | undefined;
   let memoryBytes: number | undefined;
   const nics: OvfNicInfo[] = [];
@@ -203,6 +231,6 @@ export function parseOvf(xml: string, path = 'OVF'): OvfVmInfo {
     memoryBytes,
     firmware,
     nics,
-    disks,
+    disks: disksInDeviceOrder(disks, items.map(hardwareItem)),
   };
 }
