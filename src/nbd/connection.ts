@@ -8,11 +8,17 @@
  * them by handle) -> closed. The handshake must finish within `handshakeTimeoutMs`.
  *
  * Bounds (docs/design/nbd-server.md, "Limits"): option data up to MAX_OPTION_BYTES, read
- * payloads up to the advertised maximum; at most `maxInflight` requests and `maxInflightBytes`
- * of read payload per connection are in progress or waiting to be sent, so a client that
- * sends faster than it reads stops being read (TCP backpressure), and memory stays bounded.
+ * payloads up to the advertised maximum. A read is served in pieces of at most `readPiece`
+ * bytes (split at multiples of it, so a piece lies inside one 1 MiB XVA chunk), each read from
+ * the export, sent, and its buffer released once the socket has taken it; a request has at
+ * most `piecesAhead` pieces read and not yet sent. A request is admitted with that much of
+ * the connection's `maxInflightBytes` budget (and one of its `maxInflight` slots), so the read
+ * buffers a connection holds never exceed `maxInflightBytes`, whatever the size and number of
+ * its requests; a client that sends faster than it reads stops being read (TCP backpressure).
+ * The buffers held are counted in a BufferAccount shared by the server's connections.
  * A connection's failure (garbage, a reset, a hang-up mid-request) ends that connection only;
- * buffers of requests still in progress are released when their reads finish.
+ * buffers of requests still in progress are released when their reads finish, and no further
+ * pieces are read for them.
  */
 import type { Socket } from 'node:net';
 import { acceptClientFlags, Negotiation, SERVER_HANDSHAKE_FLAGS, type BlockSizes, type ExportDescriptor, type Session } from './negotiation';
@@ -64,17 +70,54 @@ export interface NbdExport extends ExportDescriptor {
   cache(offset: number, length: number): Promise<void>;
 }
 
+/** Read buffers held by a server's connections, in bytes (each piece counted from its read to its release). */
+export interface BufferAccount {
+  /** Held now, by every connection. */
+  held: number;
+  /** Most ever held at once, by every connection. */
+  peak: number;
+  /** Most ever held at once by one connection. */
+  connectionPeak: number;
+}
+
+export function newBufferAccount(): BufferAccount {
+  return { held: 0, peak: 0, connectionPeak: 0 };
+}
+
 export interface ConnectionOptions {
   exports: readonly NbdExport[];
   blockSizes: BlockSizes;
   handshakeTimeoutMs: number;
   maxInflight: number;
+  /** Read buffers one connection may hold (pieces read and not yet sent). */
   maxInflightBytes: number;
+  /** Largest piece a read is served in (also where pieces are split). */
+  readPiece: number;
+  /** Pieces of one request read ahead of the socket. */
+  piecesAhead: number;
+  buffers?: BufferAccount;
   /** Problems worth a line on the server's stderr (not every client mistake). */
   log?(message: string): void;
 }
 
 class ConnectionClosed extends Error {}
+
+/** Zeros for the holes of simple and DF replies (never written to). */
+let zeroBytes = Buffer.alloc(0);
+function zeros(n: number): Buffer {
+  if (zeroBytes.length < n) zeroBytes = Buffer.alloc(n);
+  return zeroBytes.subarray(0, n);
+}
+
+/** A piece of a read: its result (or why it failed) and the release of its buffer and budget. */
+interface Piece {
+  offset: number;
+  length: number;
+  result?: ExportRead;
+  error?: unknown;
+  /** Releases its buffer and budget; false if that was done already. */
+  free(): boolean;
+}
 
 /** Exact-length reads from a socket, pausing it when unread bytes pile up. */
 class SocketReader {
@@ -171,6 +214,12 @@ class Connection {
   private readonly slotWaiters: Array<() => void> = [];
   private idle: (() => void) | undefined;
   private session: Session<NbdExport> | undefined;
+  /** Read buffers this connection holds (see the module comment). */
+  private held = 0;
+  /** A simple or DF reply is being written piece by piece: other replies wait in `queued`. */
+  private streaming = false;
+  private readonly queued: Array<{ parts: Buffer[]; done?: () => void }> = [];
+  private readonly streamWaiters: Array<() => void> = [];
 
   constructor(
     private readonly socket: Socket,
@@ -204,6 +253,18 @@ class Connection {
     this.idle?.();
   }
 
+  /** Takes the socket for a reply written in pieces; other replies queue until endStream. */
+  private async beginStream(): Promise<void> {
+    while (this.streaming) await new Promise<void>((resolve) => this.streamWaiters.push(resolve));
+    this.streaming = true;
+  }
+
+  private endStream(): void {
+    this.streaming = false;
+    for (const q of this.queued.splice(0)) this.write(q.parts, q.done);
+    this.streamWaiters.shift()?.();
+  }
+
   async run(): Promise<void> {
     const timer = setTimeout(() => {
       this.o.log?.('client did not finish the NBD handshake in time; connection closed');
@@ -217,8 +278,14 @@ class Connection {
     if (this.session) await this.transmission(this.session);
   }
 
+  /** Sends a whole reply (or whole structured chunks); `done` once the socket has taken it. */
   private send(parts: Buffer[], done?: () => void): void {
-    if (this.gone) {
+    if (this.streaming && !this.gone) this.queued.push({ parts, done });
+    else this.write(parts, done);
+  }
+
+  private write(parts: Buffer[], done?: () => void): void {
+    if (this.gone || parts.length === 0) {
       done?.();
       return;
     }
@@ -274,7 +341,7 @@ class Connection {
         }
         case 'read':
         case 'cache': {
-          const bytes = v.action === 'read' ? v.length : 0;
+          const bytes = v.action === 'read' ? Math.min(v.length, this.o.piecesAhead * this.o.readPiece) : 0;
           await this.admit(bytes);
           if (this.gone) return;
           const handle = req.handle;
@@ -311,55 +378,167 @@ class Connection {
     this.send([this.session?.structured ? encodeStructuredError(handle, error, message) : encodeSimpleReply(error, handle)]);
   }
 
-  /** Resolves once the reply has left (or the connection is gone), so its buffer can be reused. */
-  private async read(handle: bigint, offset: number, length: number, df: boolean): Promise<void> {
-    let result: ExportRead;
+  /** Reads piece [offset, offset + length), counting its buffer from now until `free`. */
+  private async readPiece(offset: number, length: number): Promise<Piece> {
+    const account = this.o.buffers;
+    this.held += length;
+    if (account) {
+      account.held += length;
+      account.peak = Math.max(account.peak, account.held);
+      account.connectionPeak = Math.max(account.connectionPeak, this.held);
+    }
+    let freed = false;
+    const piece: Piece = {
+      offset,
+      length,
+      free: () => {
+        if (freed) return false;
+        freed = true;
+        piece.result?.release();
+        this.held -= length;
+        if (account) account.held -= length;
+        return true;
+      },
+    };
     try {
-      result = await this.session!.export.read(offset, length);
+      piece.result = await this.session!.export.read(offset, length);
     } catch (err) {
-      this.sendError(handle, NBD_ERR.EIO, (err as Error)?.message ?? String(err));
+      piece.error = err;
+    }
+    return piece;
+  }
+
+  /**
+   * Serves a read in pieces (see the module comment), at most `piecesAhead` of them read and
+   * not yet taken by the socket. Resolves once every piece has been released.
+   */
+  private async read(handle: bigint, offset: number, length: number, df: boolean): Promise<void> {
+    const whole = !this.session!.structured || df;
+    if (length === 0) {
+      this.send([this.session!.structured ? encodeStructuredNone(handle) : encodeSimpleReply(0, handle)]);
       return;
     }
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        result.release();
-        resolve();
-      };
-      if (!this.session!.structured || df) this.send([...this.wholeReply(handle, offset, length, result)], done);
-      else this.send(this.structuredReply(handle, result, offset), done);
-    });
+    const P = this.o.readPiece;
+    const bounds: Array<[number, number]> = [];
+    for (let at = offset; at < offset + length; ) {
+      const end = Math.min(offset + length, (Math.floor(at / P) + 1) * P);
+      bounds.push([at, end - at]);
+      at = end;
+    }
+    if (whole && bounds.length > 1) {
+      // Once the header is out the bytes must follow: find bad chunks (EIO) before it.
+      try {
+        await this.session!.export.cache(offset, length);
+      } catch (err) {
+        this.sendError(handle, NBD_ERR.EIO, (err as Error)?.message ?? String(err));
+        return;
+      }
+    }
+    const pieces: Array<Promise<Piece>> = [];
+    let unsent = 0;
+    let wake: (() => void) | undefined;
+    const release = (p: Piece): void => {
+      if (!p.free()) return;
+      unsent--;
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    const readAhead = (): void => {
+      while (pieces.length < bounds.length && unsent < this.o.piecesAhead && !this.gone) {
+        const [o, l] = bounds[pieces.length]!;
+        unsent++;
+        pieces.push(this.readPiece(o, l));
+      }
+    };
+    let streaming = false;
+    let hole: { offset: number; length: number } | undefined;
+    /** Pieces before `next` were sent (or released); the rest are released at the end. */
+    let next = 0;
+    try {
+      while (next < bounds.length) {
+        readAhead();
+        if (next >= pieces.length) break; // the connection is gone
+        const p = await pieces[next++]!;
+        if (this.gone) {
+          release(p);
+          break;
+        }
+        if (p.error !== undefined) {
+          release(p);
+          const message = (p.error as Error)?.message ?? String(p.error);
+          if (!streaming) {
+            this.sendError(handle, NBD_ERR.EIO, message);
+          } else {
+            // Part of a simple or DF reply is out: the stream cannot be repaired.
+            this.o.log?.(`read error in the middle of a reply (${message}); connection closed`);
+            this.socket.destroy();
+          }
+          break;
+        }
+        const last = next === bounds.length;
+        if (whole) {
+          if (!streaming) {
+            await this.beginStream();
+            streaming = true;
+            this.write([this.session!.structured ? encodeOffsetDataHeader(REPLY_FLAG_DONE, handle, offset, length) : encodeSimpleReply(0, handle)]);
+          }
+          this.write(this.wholePiece(p), () => release(p));
+        } else {
+          const parts: Buffer[] = [];
+          hole = this.structuredPiece(handle, p, last, hole, parts);
+          this.send(parts, () => release(p));
+        }
+        while (!last && unsent >= this.o.piecesAhead && !this.gone) await new Promise<void>((resolve) => (wake = resolve));
+      }
+    } finally {
+      if (streaming) this.endStream();
+      // Pieces read ahead of an error or of the connection's end.
+      for (; next < pieces.length; next++) release(await pieces[next]!);
+      while (unsent > 0 && !this.gone) await new Promise<void>((resolve) => (wake = resolve));
+    }
   }
 
-  /** A simple reply, or a single OFFSET_DATA chunk (DF): every byte sent, zeros included. */
-  private wholeReply(handle: bigint, offset: number, length: number, r: ExportRead): Buffer[] {
-    let data = r.data ?? Buffer.alloc(length);
-    if (r.data) for (const run of r.runs) if (run.zero) data.fill(0, run.offset - offset, run.offset - offset + run.length);
-    data = data.subarray(0, length);
-    if (!this.session!.structured) return [encodeSimpleReply(0, handle), data];
-    if (length === 0) return [encodeStructuredNone(handle)];
-    return [encodeOffsetDataHeader(REPLY_FLAG_DONE, handle, offset, length), data];
+  /** A piece of a simple or DF reply: every byte, zeros included. */
+  private wholePiece(p: Piece): Buffer[] {
+    const r = p.result!;
+    return r.runs.map((run) => (run.zero ? zeros(run.length) : r.data!.subarray(run.offset - p.offset, run.offset - p.offset + run.length)));
   }
 
-  /** OFFSET_DATA for data, OFFSET_HOLE for zeros; adjacent data runs go out as one chunk. */
-  private structuredReply(handle: bigint, r: ExportRead, offset: number): Buffer[] {
+  /**
+   * A piece of a structured reply, appended to `parts`: OFFSET_DATA for data (adjacent runs as
+   * one chunk), OFFSET_HOLE for zeros. A hole at the piece's end is returned, not sent, so that
+   * it merges with holes of the next pieces; the last chunk of the last piece is flagged DONE.
+   */
+  private structuredPiece(handle: bigint, p: Piece, last: boolean, hole: { offset: number; length: number } | undefined, parts: Buffer[]): { offset: number; length: number } | undefined {
+    const r = p.result!;
     const merged: ExportReadRun[] = [];
     for (const run of r.runs) {
-      const last = merged[merged.length - 1];
-      if (last && last.zero === run.zero) last.length += run.length;
+      const prev = merged[merged.length - 1];
+      if (prev && prev.zero === run.zero) prev.length += run.length;
       else merged.push({ ...run });
     }
-    if (merged.length === 0) return [encodeStructuredNone(handle)];
-    const parts: Buffer[] = [];
     merged.forEach((run, k) => {
-      const flags = k === merged.length - 1 ? REPLY_FLAG_DONE : 0;
       if (run.zero) {
-        parts.push(encodeOffsetHole(flags, handle, run.offset, run.length));
-      } else {
-        parts.push(encodeOffsetDataHeader(flags, handle, run.offset, run.length));
-        parts.push(r.data!.subarray(run.offset - offset, run.offset - offset + run.length));
+        if (hole && hole.offset + hole.length === run.offset) hole.length += run.length;
+        else {
+          if (hole) parts.push(encodeOffsetHole(0, handle, hole.offset, hole.length));
+          hole = { offset: run.offset, length: run.length };
+        }
+        return;
       }
+      if (hole) parts.push(encodeOffsetHole(0, handle, hole.offset, hole.length));
+      hole = undefined;
+      const flags = last && k === merged.length - 1 ? REPLY_FLAG_DONE : 0;
+      parts.push(encodeOffsetDataHeader(flags, handle, run.offset, run.length));
+      parts.push(r.data!.subarray(run.offset - p.offset, run.offset - p.offset + run.length));
     });
-    return parts;
+    if (last) {
+      if (hole) parts.push(encodeOffsetHole(REPLY_FLAG_DONE, handle, hole.offset, hole.length));
+      else if (merged.length === 0) parts.push(encodeStructuredNone(handle));
+      return undefined;
+    }
+    return hole;
   }
 
   private async cache(handle: bigint, offset: number, length: number): Promise<void> {

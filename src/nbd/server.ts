@@ -9,16 +9,23 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { OutputError, UsageError } from '../errors';
-import { serveConnection, type NbdExport } from './connection';
+import { newBufferAccount, serveConnection, type BufferAccount, type NbdExport } from './connection';
 import type { BlockSizes } from './negotiation';
 
 /** Sizes advertised with NBD_INFO_BLOCK_SIZE: any alignment, 4 KiB preferred, 32 MiB reads at most (the protocol's default maximum). */
 export const DEFAULT_BLOCK_SIZES: BlockSizes = { minimum: 1, preferred: 4096, maximum: 32 * 1024 * 1024 };
 /** Time a client has to finish the handshake (qemu-nbd's default handshake limit is the same). */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-/** Requests in progress per connection, and their read payload, before reading more requests waits. */
+/** Requests in progress per connection, and the read buffers they may hold, before reading more requests waits. */
 export const DEFAULT_MAX_INFLIGHT = 16;
-export const DEFAULT_MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_INFLIGHT_BYTES = 16 * 1024 * 1024;
+/**
+ * Reads are served in pieces of at most this (split at its multiples: a piece lies inside one
+ * XVA chunk), so no read allocates more than a chunk's worth of buffer, whatever its length.
+ */
+export const DEFAULT_READ_PIECE = 1024 * 1024;
+/** Pieces of one request read ahead of the socket. */
+export const DEFAULT_PIECES_AHEAD = 2;
 /** sun_path holds 108 bytes on Linux, the terminating NUL included. */
 const MAX_SOCKET_PATH_BYTES = 107;
 
@@ -28,6 +35,8 @@ export interface NbdServerOptions {
   handshakeTimeoutMs?: number;
   maxInflight?: number;
   maxInflightBytes?: number;
+  readPiece?: number;
+  piecesAhead?: number;
   log?(message: string): void;
 }
 
@@ -38,14 +47,24 @@ export class NbdServer {
   private readonly sockets = new Set<net.Socket>();
   private socketPath: string | undefined;
   private closing: Promise<void> | undefined;
+  private readonly account: BufferAccount = newBufferAccount();
 
   constructor(private readonly options: NbdServerOptions) {
+    const readPiece = options.readPiece ?? DEFAULT_READ_PIECE;
+    const piecesAhead = options.piecesAhead ?? DEFAULT_PIECES_AHEAD;
+    const maxInflightBytes = options.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES;
+    if (!(readPiece > 0 && piecesAhead > 0 && maxInflightBytes >= readPiece * piecesAhead)) {
+      throw new RangeError(`NbdServer: need readPiece > 0, piecesAhead > 0 and maxInflightBytes >= readPiece * piecesAhead (${readPiece}, ${piecesAhead}, ${maxInflightBytes})`);
+    }
     const o = {
       exports: options.exports,
       blockSizes: options.blockSizes ?? DEFAULT_BLOCK_SIZES,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
       maxInflight: options.maxInflight ?? DEFAULT_MAX_INFLIGHT,
-      maxInflightBytes: options.maxInflightBytes ?? DEFAULT_MAX_INFLIGHT_BYTES,
+      maxInflightBytes,
+      readPiece,
+      piecesAhead,
+      buffers: this.account,
       log: options.log,
     };
     this.server = net.createServer((socket) => {
@@ -58,6 +77,14 @@ export class NbdServer {
   /** Clients connected now. */
   get connections(): number {
     return this.sockets.size;
+  }
+
+  /**
+   * Read buffers held by the connections (now, the most at once, the most by one connection):
+   * each connection holds at most maxInflightBytes (docs/design/nbd-server.md, "Limits").
+   */
+  get readBuffers(): Readonly<BufferAccount> {
+    return { ...this.account };
   }
 
   /** Starts listening; resolves with where (the port chosen when 0 was asked). */

@@ -63,6 +63,8 @@ export interface XvaServer {
   indexBytes: number;
   /** Clients connected now. */
   connections(): number;
+  /** Read buffers held by the connections, in bytes: now, the most at once, the most by one connection. */
+  readBuffers(): { held: number; peak: number; connectionPeak: number };
   /** Removes the Unix socket synchronously (for process exit handlers). */
   removeSocketSync(): void;
   /** Disconnects every client, stops listening, removes the socket (and its directory if ours). */
@@ -141,6 +143,7 @@ export async function serveXva(input: string, options: ServeOptions = {}): Promi
       exports: served.map((s) => ({ name: s.exp.name, ref: s.disk.ref, description: s.exp.description, size: s.exp.size, chunks: s.chunks, uri: nbdUri(s.exp.name, where) })),
       indexBytes: served.reduce((a, s) => a + s.bytes, 0),
       connections: () => srv.connections,
+      readBuffers: () => srv.readBuffers,
       removeSocketSync,
       close: () =>
         (closed ??= (async () => {

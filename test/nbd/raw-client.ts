@@ -46,8 +46,12 @@ export class RawClient {
       if (this.isClosed) throw new Error(`connection closed with ${this.have} of ${n} bytes`);
       await new Promise<void>((r) => (this.waiter = r));
     }
-    const all = Buffer.concat(this.chunks);
-    this.chunks = [all.subarray(n)];
+    // Joins only the chunks the n bytes span (replies of many MiB come in many chunks).
+    let take = 0;
+    let bytes = 0;
+    while (bytes < n) bytes += this.chunks[take++]!.length;
+    const all = take === 1 ? this.chunks[0]! : Buffer.concat(this.chunks.slice(0, take), bytes);
+    this.chunks.splice(0, take, ...(bytes > n ? [all.subarray(n)] : []));
     this.have -= n;
     return all.subarray(0, n);
   }
@@ -152,6 +156,46 @@ export class RawClient {
       const next = (await this.read(4)).readUInt32BE(0);
       if (next !== 0x668e33ef) throw new Error('structured reply interrupted');
     }
+  }
+
+  /**
+   * `count` replies, whatever requests they answer, in the order they finish. Unlike reply(),
+   * the chunks of structured replies to different requests may come interleaved (the protocol
+   * allows it; the server does it when it sends a large read in pieces).
+   */
+  async replies(count: number, readLength: (handle: bigint) => number): Promise<Reply[]> {
+    const open = new Map<bigint, Reply>();
+    const done: Reply[] = [];
+    while (done.length < count) {
+      const magic = (await this.read(4)).readUInt32BE(0);
+      if (magic === 0x67446698) {
+        const h = await this.read(12);
+        const error = h.readUInt32BE(0);
+        const handle = h.readBigUInt64BE(4);
+        const n = error === 0 ? readLength(handle) : 0;
+        done.push({ handle, error, data: n ? await this.read(n) : Buffer.alloc(0), chunks: [] });
+        continue;
+      }
+      if (magic !== 0x668e33ef) throw new Error(`bad reply magic ${magic.toString(16)}`);
+      const h = await this.read(16);
+      const flags = h.readUInt16BE(0);
+      const type = h.readUInt16BE(2);
+      const handle = h.readBigUInt64BE(4);
+      const len = h.readUInt32BE(12);
+      const payload = len ? await this.read(len) : Buffer.alloc(0);
+      let r = open.get(handle);
+      if (!r) open.set(handle, (r = { handle, error: 0, chunks: [] }));
+      r.chunks.push({ type, payload });
+      if (type === 0x8001) {
+        r.error = payload.readUInt32BE(0);
+        r.message = payload.toString('utf8', 6, 6 + payload.readUInt16BE(4));
+      }
+      if (flags & 1) {
+        open.delete(handle);
+        done.push(r);
+      }
+    }
+    return done;
   }
 
   /** A read request and its reply, as bytes (holes as zeros). */
