@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { UsageError } from '../errors';
 import { certificatesIn, checkedPins } from '../input/tls-trust';
-import { GZIP_CODECS, ZSTD_CODECS, type HttpOptions } from '../input/types';
+import { GZIP_CODECS, HTTP_MAX_TIMEOUT_MS, ZSTD_CODECS, type HttpOptions } from '../input/types';
 import { formatBytes, parseSize } from './format';
 import { PROGRAM } from './run';
 
@@ -90,7 +90,8 @@ export function httpOptionsFrom(flags: CommonInputFlags): HttpOptions {
   const options: HttpOptions = {};
   if (flags.httpTimeout !== undefined) {
     const seconds = /^\d+(\.\d+)?$/.test(flags.httpTimeout.trim()) ? Number(flags.httpTimeout) : NaN;
-    if (!Number.isFinite(seconds)) throw new UsageError(`--http-timeout must be a number of seconds (0: wait forever), not "${flags.httpTimeout}"`);
+    const most = Math.floor(HTTP_MAX_TIMEOUT_MS / 1000);
+    if (!Number.isFinite(seconds) || seconds > most) throw new UsageError(`--http-timeout must be a number of seconds from 0 (wait forever) to ${most}, not "${flags.httpTimeout}"`);
     options.timeoutMs = Math.round(seconds * 1000);
   }
   if (flags.caCert !== undefined) options.ca = readCaCertificates(flags.caCert);

@@ -14,7 +14,7 @@ import { InputError, UsageError } from '../errors';
 import { errorText } from '../errors';
 import { type RawSource, ShortReadError } from './raw-pump';
 import { type TlsTrust, resolveTlsTrust, trustedConnection } from './tls-trust';
-import type { HttpOptions } from './types';
+import { HTTP_MAX_TIMEOUT_MS, type HttpOptions } from './types';
 
 export const MAX_REDIRECTS = 5;
 /**
@@ -73,7 +73,7 @@ function httpError(message: string, input: string, cause?: unknown): InputError 
 /** HttpOptions.timeoutMs, checked; the default when unset. */
 function timeoutOf(options: HttpOptions): number {
   const ms = options.timeoutMs ?? HTTP_DEFAULT_TIMEOUT_MS;
-  if (!Number.isFinite(ms) || ms < 0) throw new UsageError(`HTTP timeout must be a number of milliseconds >= 0 (0: no limit), got ${ms}`);
+  if (!Number.isFinite(ms) || ms < 0 || ms > HTTP_MAX_TIMEOUT_MS) throw new UsageError(`HTTP timeout must be a number of milliseconds from 0 (no limit) to ${HTTP_MAX_TIMEOUT_MS}, got ${ms}`);
   return ms;
 }
 

@@ -136,3 +136,8 @@ export interface BlockSource {
   close(): Promise<void>;
 }
 
+/**
+ * The longest HTTP timeout: Node's timers hold at most 2^31 - 1 ms (24.8 days) and treat a
+ * longer one as 1 ms, with a warning each time one is armed.
+ */
+export const HTTP_MAX_TIMEOUT_MS = 2 ** 31 - 1;

@@ -125,6 +125,14 @@ describe('numeric options', () => {
     expect(r.stderr).toBe(`xva2img: option '-j, --jobs <n>' argument '65' is invalid. Expected a whole number from 1 to ${MAX_JOBS}.\n`);
   });
 
+  test('--http-timeout: seconds from 0 to what a Node timer holds (2^31 - 1 ms); beyond, one line, exit 1', async () => {
+    for (const value of ['3000000', '-1', 'soon']) {
+      const r = await runCli(['http://127.0.0.1:9/vm.xva', '--http-timeout', value, '-o', dir]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toBe(`xva2img: --http-timeout must be a number of seconds from 0 (wait forever) to 2147483, not "${value}"\n`);
+    }
+  });
+
   test('a gzip level beyond gzip\'s range is refused by the library, in its own words', async () => {
     const r = await runCli(['pack', '--disk', disk, '--level', '12', '-o', path.join(dir, 'out.xva.gz')]);
     expect(r.code).toBe(1);

@@ -83,6 +83,12 @@ describe('ovf builder', () => {
     expect(disks.map((d) => d.capacity)).toEqual([1024, 20_984_320, 1024, 0]);
   });
 
+  test.each([['vmware' as const], ['ovirt' as const]])('%s: a size that rounds up past 2^53 is refused as an output limit, not an internal error', (profile) => {
+    const make = (virtualSize: number) => () => ovaDisks(profile, deterministicUuid('vm:huge'), 'huge', [{ name: 'd', virtualSize, bootable: true }]);
+    expect(make(2 ** 53 - 1)).toThrow(expect.objectContaining({ code: 'OUTPUT_UNSUPPORTED', exitCode: 4 }));
+    expect(make(2 ** 53 - 512)().map((d) => d.capacity)).toEqual([2 ** 53 - 512]);
+  });
+
   test("vmware: each disk item carries its disk's name and description, which Xen Orchestra imports", () => {
     const v = vm('vmware', {}, 3);
     v.disks[0]!.name = 'root';

@@ -3,6 +3,7 @@
  * ids and file name as the profile's dialect spells them (vmware: `vmdisk1`/`file1`/
  * `<vm>-disk1.vmdk`; ovirt: the disk and image UUIDs).
  */
+import { OutputError } from '../../errors';
 import { imageVirtualSize } from '../../image/types';
 import type { OvaProfile } from '../settings';
 import { deterministicUuid, ovaDiskFormat, type OvaController, type OvaDisk } from './model';
@@ -59,6 +60,9 @@ export function ovaDisks(profile: OvaProfile, vmId: string, vmName: string, spec
   const ranks = unitRanks(specs);
   return specs.map((s, j) => {
     const i = ranks[j]!;
+    // Rounded up to whole sectors, a size within 511 bytes of 2^53 is past what a number holds
+    // exactly; no image format takes such a disk anyway (VMDK stops at 2 TiB).
+    if (!Number.isSafeInteger(imageVirtualSize(s.virtualSize))) throw new OutputError('OUTPUT_UNSUPPORTED', `a ${s.virtualSize}-byte disk is too large for a ${format} image`);
     if (profile === 'ovirt') {
       const diskId = s.uuid ?? deterministicUuid(`${vmId}:disk:${i}`);
       const imageId = deterministicUuid(`${diskId}:image`);
