@@ -35,6 +35,13 @@ export function splitOptions(text: string, keys: readonly string[], what: string
   }
   const head = parts.join(',');
   if (!head) throw new UsageError(`${what}: empty value in "${text}"`);
+  // A path may hold commas, so an unknown key=value stays in it; but where no such file exists
+  // it is far more likely a misspelt option ("userdevic=2") than a file name.
+  const named = [...head.matchAll(/,([a-z-]+)=/gi)].map((m) => m[1]!);
+  if (named.length && !fs.existsSync(head)) {
+    const unknown = named.find((k) => !keys.includes(k.toLowerCase())) ?? named[0];
+    throw new UsageError(`${what}: unknown option "${unknown}" in "${text}" (options: ${keys.join(', ')})`);
+  }
   return { head, opts };
 }
 

@@ -76,6 +76,16 @@ export function addConvertOptions(cmd: Command): Command {
 function outputTarget(output: string | undefined, noCreate: boolean): { outDir?: string; outFile?: string; stdout?: boolean } {
   if (output === undefined) return { outDir: '.' };
   if (output === '-') return { stdout: true };
+  if (output === '') throw new UsageError('-o: empty value (give a directory, an image file or -)');
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(output);
+  } catch {
+    // missing, or under a file: creating it reports that
+  }
+  if (st && !st.isDirectory() && !st.isFile() && !st.isBlockDevice()) {
+    throw new UsageError(`-o ${output}: not a directory, a file or a block device (for a pipe or /dev/null: -o - and redirect)`);
+  }
   const kind = inPlaceKindOf(output);
   if (kind === 'block-device' || (noCreate && kind !== 'missing')) return { outFile: output };
   const isDir = fs.existsSync(output) && fs.statSync(output).isDirectory();

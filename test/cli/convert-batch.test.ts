@@ -73,6 +73,55 @@ describe('batch', () => {
     expect(r.stderr).toMatch(/FAILED \(exit 2\)/);
   });
 
+  describe('a failed input gives its output names back', () => {
+    let cut: string;
+    beforeAll(() => {
+      // alpha, cut inside its first disk: fails after its names were allocated and its .part opened.
+      cut = path.join(dir, 'alpha-cut.xva');
+      fs.writeFileSync(cut, fs.readFileSync(a.path).subarray(0, MiB + 5000));
+    });
+
+    test.each([[[]], [['--per-vm-dir']]])('a later input of the same VM gets the plain name (%j)', async (flags) => {
+      const o = out();
+      const r = await runCli([cut, c.path, '-o', o, '--json', '-q', ...flags]);
+      expect(r.code).toBe(2);
+      const file = flags.length ? 'alpha/alpha-0.raw' : 'alpha-0.raw';
+      expect(listFiles(o)).toEqual([file]);
+      expect(fs.readFileSync(path.join(o, file)).equals(c.disks[0]!.expected)).toBe(true);
+      expect(JSON.parse(r.stdout).map((x: { status: string }) => x.status)).toEqual(['failed', 'ok']);
+    });
+
+    test('a disk committed before the failure keeps its name; the next input of that VM gets -2 for it only', async () => {
+      const o = out();
+      const bad = path.join(dir, 'alpha-bad-disk1.xva');
+      await corruptEntries(a.path, ['Ref:14/00000001'], bad); // disk 0 is written, disk 1 fails its checksum
+      const r = await runCli([bad, a.path, '-o', o, '-q']);
+      expect(r.code).toBe(3);
+      expect(listFiles(o)).toEqual(['alpha-0-2.raw', 'alpha-0.raw', 'alpha-1.raw']);
+      expect(fs.readFileSync(path.join(o, 'alpha-1.raw')).equals(a.disks[1]!.expected)).toBe(true);
+      expect(fs.readFileSync(path.join(o, 'alpha-0-2.raw')).equals(a.disks[0]!.expected)).toBe(true);
+    });
+  });
+
+  test.each([
+    ['--disk 0 --disk 0', ['--disk', '0', '--disk', '0']],
+    ['--disk 0 --disk Ref:11 (its VDI ref)', ['--disk', '0', '--disk', 'Ref:11']],
+  ])('a disk named twice (%s) is converted once, under its normal name', async (_name, sel) => {
+    const o = out();
+    const r = await runCli([a.path, ...sel, '-o', o, '--json']);
+    expect(r.code).toBe(0);
+    expect(listFiles(o)).toEqual(['alpha-0.raw']);
+    expect(fs.readFileSync(path.join(o, 'alpha-0.raw')).equals(a.disks[0]!.expected)).toBe(true);
+    const s = JSON.parse(r.stdout);
+    expect(s.disks.map((d: { userdevice: string; path: string }) => [d.userdevice, d.path])).toEqual([['0', path.join(o, 'alpha-0.raw')]]);
+    expect(s.unselectedDisks).toEqual(['1']);
+    // a single output file takes it too: still one disk
+    const file = path.join(dir, `only-${n++}.raw`);
+    const one = await runCli([a.path, ...sel, '-o', file, '-q']);
+    expect(one.code).toBe(0);
+    expect(fs.readFileSync(file).equals(a.disks[0]!.expected)).toBe(true);
+  });
+
   test('a single input keeps the single JSON object', async () => {
     const o = out();
     const r = await runCli([b.path, '-o', o, '--json']);
@@ -83,7 +132,7 @@ describe('batch', () => {
   });
 
   test('usage errors exit 1: bad --jobs, -o FILE with several inputs, stdin twice, --json with -o -', async () => {
-    for (const args of [[a.path, b.path, '--jobs', '0'], [a.path, b.path, '-o', path.join(dir, 'x.qcow2')], ['-', '-'], [a.path, '--disk', '0', '-o', '-', '--json']]) {
+    for (const args of [[a.path, b.path, '--jobs', '0'], [a.path, b.path, '-o', path.join(dir, 'x.qcow2')], ['-', '-'], [a.path, '--disk', '0', '-o', '-', '--json'], [a.path, '-o', ''], [a.path, '-o', '/dev/null']]) {
       const r = await runCli(args);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/^xva2img: /);

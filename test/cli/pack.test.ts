@@ -39,6 +39,8 @@ describe('argument parsers', () => {
       readOnly: true,
     });
     expect(parseDiskArg('weird,name')).toEqual({ path: 'weird,name' });
+    // An unknown key=value where no such file exists is a misspelt option, not part of a path.
+    expect(() => parseDiskArg('no-such.raw,name=x,userdevic=2')).toThrow('--disk: unknown option "userdevic" in "no-such.raw,name=x,userdevic=2" (options: name, userdevice, format, description, bootable, ro)');
     expect(() => parseDiskArg('x.raw,format=vmdk')).toThrow(/format must be one of raw, qcow2, not "vmdk"/);
     expect(() => parseDiskArg('x.raw,userdevice=a')).toThrow(/userdevice/);
   });
