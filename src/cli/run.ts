@@ -56,7 +56,9 @@ export function installProcessHandlers(): void {
     const kept = openInPlacePaths();
     closeAllInPlaceSync();
     abortController.abort(new InterruptedError(sig));
-    process.stderr.write(`\n${PROGRAM}: interrupted by ${sig}; partial outputs removed${keptInPlaceNote(kept, 'so far')}\n`);
+    // On a terminal the line starts below whatever ^C left on the progress line; elsewhere no blank line.
+    const lead = process.stderr.isTTY ? '\n' : '';
+    process.stderr.write(`${lead}${PROGRAM}: interrupted by ${sig}; partial outputs removed${keptInPlaceNote(kept, 'so far')}\n`);
     process.exit(ExitCode.INTERRUPTED);
   };
   process.on('SIGINT', onSignal);
