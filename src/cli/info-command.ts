@@ -4,13 +4,13 @@
  */
 import type { Command } from 'commander';
 import { worstExitCode } from '../errors';
-import { ExitCode, UsageError } from '../errors';
+import { ExitCode, UsageError, XvaError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
 import { inspectXva, type XvaInfo } from '../ops/inspect';
 import { commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
 import { formatBytes } from './format';
 import { createProgress } from './progress';
-import { interruptSignal, reportError, runVerb } from './run';
+import { errorLine, interruptSignal, PROGRAM, reportError, runVerb } from './run';
 
 interface InfoFlags extends CommonInputFlags {
   chunks?: boolean;
@@ -96,6 +96,8 @@ async function runInfo(inputs: string[], flags: InfoFlags): Promise<number> {
   assertStdinNamedOnce(inputs);
   const http = httpOptionsFrom(flags);
   const infos: XvaInfo[] = [];
+  /** The --json entries: each input's info, or what stopped it (the shape of convert's batch `error`). */
+  const entries: Array<XvaInfo | { input: string; error: { code: string; exitCode: number; message: string } }> = [];
   let exit: number = ExitCode.OK;
   for (const input of inputs) {
     const progress = createProgress(input, !!flags.chunks && !flags.quiet && !flags.json && !!process.stderr.isTTY);
@@ -111,13 +113,16 @@ async function runInfo(inputs: string[], flags: InfoFlags): Promise<number> {
       });
       progress.done();
       infos.push(info);
+      entries.push(info);
       if (!flags.json) process.stdout.write((infos.length > 1 ? '\n' : '') + formatInfo(info) + '\n');
     } catch (err) {
       progress.stop();
-      exit = worstExitCode([exit, reportError(err)]);
+      const code = reportError(err);
+      exit = worstExitCode([exit, code]);
+      entries.push({ input, error: { code: err instanceof XvaError ? err.code : 'INTERNAL', exitCode: code, message: errorLine(err).slice(`${PROGRAM}: `.length) } });
     }
   }
-  if (flags.json) process.stdout.write(JSON.stringify(inputs.length === 1 ? (infos[0] ?? null) : infos, null, 2) + '\n');
+  if (flags.json) process.stdout.write(JSON.stringify(inputs.length === 1 ? entries[0] : entries, null, 2) + '\n');
   return exit;
 }
 

@@ -59,13 +59,18 @@ describe('info', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ compression: 'gzip', checksum: 'sha1', chunkScan: 'stream' });
   });
 
-  test('several inputs: a JSON array; a bad one is reported on stderr and sets exit 2', async () => {
+  test('several inputs: a JSON array, one entry per input in order; a bad one is an error entry, on stderr too, exit 2', async () => {
     const missing = path.join(dir, 'missing.xva');
     const r = await runCli(['info', plain, missing, gz, '--json']);
     expect(r.code).toBe(2);
     const arr = JSON.parse(r.stdout);
-    expect(arr.map((i: { vm: { name: string } }) => i.vm.name)).toEqual(['web01', 'db']);
+    expect(arr.map((i: { vm?: { name: string } }) => i.vm?.name ?? null)).toEqual(['web01', null, 'db']);
+    expect(arr[1]).toEqual({ input: missing, error: { code: 'INPUT_UNREADABLE', exitCode: 2, message: expect.stringMatching(new RegExp(`^${esc(missing)}: cannot open input: ENOENT`)) } });
     expect(r.stderr).toMatch(new RegExp(`^xva2img: ${esc(missing)}: cannot open input: ENOENT`, 'm'));
+    // One input that fails: its error entry, not null.
+    const one = await runCli(['info', missing, '--json']);
+    expect(one.code).toBe(2);
+    expect(JSON.parse(one.stdout)).toMatchObject({ input: missing, error: { code: 'INPUT_UNREADABLE', exitCode: 2 } });
   });
 
   test('stdin works too', async () => {
