@@ -70,7 +70,9 @@ export class XvaError extends Error {
     if (this.location.entry !== undefined && !this.message.startsWith(this.location.entry)) parts.push(this.location.entry);
     let line = [...parts, this.message].join(': ');
     if (this.location.offset !== undefined && !/\bbyte \d+/.test(this.message)) line += ` (at byte ${this.location.offset})`;
-    return line.replace(/[\r\n]+/g, ' ');
+    // One line, and nothing a terminal would act on: names and checksum files come from the input.
+    // eslint-disable-next-line no-control-regex
+    return line.replace(/[\r\n]+/g, ' ').replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   }
 
   /** Adds location facts that are not already set (callers further out know less). */

@@ -203,3 +203,12 @@ export async function hashChunk(kind: ChecksumKind, data: Uint8Array): Promise<s
   hasher.update(data);
   return hasher.digestHex();
 }
+
+/**
+ * A checksum file's content as messages show it: trimmed, at most 64 characters, control
+ * characters escaped (the file comes from the input and may hold anything).
+ */
+export function shownChecksum(expectedFileContent: string): string {
+  // eslint-disable-next-line no-control-regex
+  return expectedFileContent.trim().slice(0, 64).replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

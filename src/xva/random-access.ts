@@ -27,7 +27,7 @@ import { pread } from '../io/pread';
 import { SyncReadGate } from '../io/sync-read-gate';
 import { detectCompression, emptyInput, SNIFF_BYTES } from '../input/sniff';
 import { decodeTarHeader, TAR_BLOCK } from '../tar/header';
-import { checksumsEqual, createChunkHasher, type ChunkHasher } from './checksum';
+import { checksumsEqual, createChunkHasher, shownChecksum, type ChunkHasher } from './checksum';
 import type { ChecksumKind } from './format';
 import { indexXva, type DiskChunkIndex, type XvaIndex } from './chunk-index';
 import { HashThread } from './hash-thread';
@@ -379,7 +379,7 @@ export class DiskRandomReader {
       }
       if (!checksumsEqual(expected, actual)) {
         const label = sum.kind === 'xxh64' ? 'XXH64' : 'SHA-1';
-        const what = `${await this.entryName(i)}: ${label} mismatch (expected ${expected.trim().slice(0, 64)}, got ${actual})`;
+        const what = `${await this.entryName(i)}: ${label} mismatch (expected ${shownChecksum(expected)}, got ${actual})`;
         if (this.policy === 'fail') return this.fail(i, `${what}; reads of ${range} fail`, what);
         this.options.onReport?.(`${this.input}: ${what}; ${range} ${this.policy === 'zero' ? 'read as zeros' : 'served as stored'} (--on-bad-chunk ${this.policy})`);
         if (this.policy === 'zero') {
