@@ -7,7 +7,9 @@
  * 1.3 GB XVA). What only some runs need — the other verbs' implementations, the VMDK writer,
  * HTTP, the progress bar — is therefore required where it is used, not at the top.
  */
+import * as fs from 'node:fs';
 import { Command } from 'commander';
+import { UsageError } from '../errors';
 import { addConvertOptions, runConvert } from './convert-command';
 import { registerInfo } from './info-command';
 import { registerVerify } from './verify-command';
@@ -51,7 +53,10 @@ Exit codes: 0 ok, 1 usage, 2 invalid/truncated/unreadable input, 3 checksum fail
             4 output or I/O error, 130 interrupted.`,
     );
   addConvertOptions(program).action(async (inputs: string[], flags) => {
-    await runVerb(() => runConvert(inputs, flags));
+    await runVerb(async () => {
+      refuseMistypedVerb(inputs[0], program);
+      return runConvert(inputs, flags);
+    });
   });
   registerInfo(program);
   registerVerify(program);
@@ -61,6 +66,28 @@ Exit codes: 0 ok, 1 usage, 2 invalid/truncated/unreadable input, 3 checksum fail
   registerMap(program);
   registerServe(program);
   return program;
+}
+
+/**
+ * The default verb takes any word as an input, so `xva2img inof vm.xva` would convert vm.xva and
+ * then fail on "inof". A first input that is no file, a bare word, and one or two edits from a
+ * verb's name is taken for a misspelt verb: a usage error before anything is read.
+ */
+function refuseMistypedVerb(first: string | undefined, program: Command): void {
+  if (first === undefined || !/^[a-z]{2,12}$/.test(first) || fs.existsSync(first)) return;
+  const verb = program.commands.map((c) => c.name()).find((name) => editDistance(first, name) <= (name.length >= 4 ? 2 : 1));
+  if (verb) throw new UsageError(`unknown command '${first}' (did you mean ${verb}?); an input of that name does not exist`);
+}
+
+/** Levenshtein distance (small words only). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 export async function main(argv: string[] = process.argv): Promise<void> {

@@ -235,6 +235,14 @@ describe('exit codes, help, version', () => {
     expect(r.stdout).toContain('--on-bad-chunk <policy>');
   });
 
+  test('a misspelt verb is a usage error, before any input is read', async () => {
+    const o = out();
+    const r = await runCli(['inof', a.path, '-o', o]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe("xva2img: unknown command 'inof' (did you mean info?); an input of that name does not exist\n");
+    expect(fs.existsSync(o)).toBe(false);
+  });
+
   test('an unknown option: exit 1', async () => {
     const r = await runCli(['verify', a.path, '--bogus']);
     expect(r.code).toBe(1);
