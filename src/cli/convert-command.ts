@@ -191,6 +191,9 @@ export async function runConvert(inputs: string[], flags: ConvertFlags): Promise
   if ((out.stdout || out.outFile) && inputs.length > 1) throw new UsageError('-o FILE and -o - take a single input; give a directory with several inputs');
   if (out.stdout && process.stdout.isTTY) throw new UsageError('refusing to write a disk image to a terminal; redirect stdout or use -o FILE');
   assertStdinNamedOnce(inputs);
+  // As qemu-img, -O decides; but a name that says another format is most likely a slip.
+  const named = out.outFile ? formatFromPath(out.outFile) : undefined;
+  if (named && flags.format && named !== flags.format) process.stderr.write(`${PROGRAM}: warning: writing ${flags.format} (-O) into ${out.outFile}, whose name says ${named}\n`);
   const single = inputs.length === 1;
   const progress = createBatchProgress(inputs.length, !flags.quiet && !!process.stderr.isTTY);
   // While bars are shown, messages (summaries, errors) go above them.

@@ -235,6 +235,14 @@ describe('exit codes, help, version', () => {
     expect(r.stdout).toContain('--on-bad-chunk <policy>');
   });
 
+  test('-O that contradicts the output name: -O decides (as in qemu-img), with a warning', async () => {
+    const file = path.join(dir, `x-${n++}.qcow2`);
+    const r = await runCli([a.path, '--disk', '0', '-O', 'raw', '-o', file]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`^xva2img: warning: writing raw \\(-O\\) into ${esc(file)}, whose name says qcow2$`, 'm'));
+    expect(fs.statSync(file).size).toBe(a.disks[0]!.expected.length);
+  });
+
   test('a misspelt verb is a usage error, before any input is read', async () => {
     const o = out();
     const r = await runCli(['inof', a.path, '-o', o]);
