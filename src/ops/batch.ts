@@ -3,7 +3,9 @@
  * `jobs` at a time, and collects one result per input. A failing input never stops the others;
  * its error (code, exit code, one-line message) is kept in its result. All inputs share one
  * NameAllocator, so two VMs with the same name get `vm-0.raw` and `vm-0-2.raw` (or use
- * `perVmSubdir`).
+ * `perVmSubdir`). A suffix is only for a clash with an output that exists or is being written:
+ * an input that fails gives back the names it left no file under (convertXva does), so the
+ * outputs of the others are named as if it had not been given.
  *
  * The batch exit code is the most severe per-input code (`worstExitCode`): 0 all ok, 3 some
  * chunks failed their checksum (salvaged with onBadChunk warn/zero, or refused), 2 some input

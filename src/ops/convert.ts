@@ -216,6 +216,11 @@ async function convertPass(input: string | InputSource, options: ConvertOptions,
     let selected: DiskInfo[] = [];
     let unselected: string[] = [];
     const planned = new Map<string, string>(); // ref -> final path
+    // Names taken from the allocator (ref -> name), and the refs whose image got its final name:
+    // if this conversion fails, every name that has no file under it is given back.
+    let names: NameAllocator | undefined;
+    const claimed = new Map<string, string>();
+    const committed = new Set<string>();
     let streamTarget: StreamTarget | undefined;
     try {
       const read = await readXva(
@@ -225,6 +230,9 @@ async function convertPass(input: string | InputSource, options: ConvertOptions,
             options.onMetadata?.(meta);
             const selectors = options.targets?.map((t) => t.disk) ?? options.disks;
             selected = selectDisks(meta, selectors, options.includeSuspendImage);
+            // `--disk` names a set: a disk named twice (by userdevice, ref or uuid) is written once,
+            // under its own name. (Each `--target` is one output, so a disk named twice there is refused below.)
+            if (!options.targets) selected = [...new Set(selected)];
             unselected = meta.disks.filter((d) => !d.isSuspendImage && !selected.includes(d)).map((d) => d.userdevice);
             if (selected.length === 0) {
               // A metadata-only export, or an ova.xml that attaches no disk to the VM: exiting 0
@@ -251,10 +259,12 @@ async function convertPass(input: string | InputSource, options: ConvertOptions,
               } catch (err) {
                 throw new OutputError('OUTPUT_IO', `cannot create output directory ${dir}: ${(err as Error).message}`);
               }
-              const names = options.names ?? new NameAllocator();
+              names = options.names ?? new NameAllocator();
               for (const d of selected) {
                 const base = diskBaseName(meta.vm.name, d.userdevice);
-                planned.set(d.ref, insideDir(dir, names.allocate(base, imageExtension(format))));
+                const name = names.allocate(base, imageExtension(format));
+                claimed.set(d.ref, name);
+                planned.set(d.ref, insideDir(dir, name));
               }
             }
             if (options.targets || (options.outFile && outFileInPlace(options.outFile, !!options.noCreate))) {
@@ -293,6 +303,7 @@ async function convertPass(input: string | InputSource, options: ConvertOptions,
               finish: async () => {
                 const res = await writer.finish();
                 await output.commit(options.sync !== false);
+                committed.add(disk.ref);
                 return res;
               },
             };
@@ -346,6 +357,13 @@ async function convertPass(input: string | InputSource, options: ConvertOptions,
       };
     } catch (err) {
       await Promise.all([...parts.map((p) => p.abort()), ...[...inPlace.values()].map((o) => o.abort())]);
+      // Only now, with the .part files gone: a name this conversion leaves nothing under is free
+      // for the next input again. A committed image (an earlier disk of this VM) keeps its name,
+      // and so does a .part that could not be removed.
+      for (const [ref, name] of claimed) {
+        const part = parts.find((p) => p.finalPath === planned.get(ref));
+        if (!committed.has(ref) && !(part && fs.existsSync(part.partPath))) names?.release(name);
+      }
       // withXvaInput adds the input's name.
       if (err instanceof XvaError) err.message += keptInPlaceNote([...inPlaceStarted].map((o) => o.path), 'before the failure');
       throw err;

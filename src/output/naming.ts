@@ -43,7 +43,13 @@ export function diskBaseName(vmName: string, userdevice: string): string {
   return `${vm}-${dev}`;
 }
 
-/** Hands out unique file names inside one directory for one run. */
+/**
+ * Hands out unique file names inside one directory for one run. A name stays taken while its
+ * output is being written and once it exists; a conversion that fails and leaves nothing under
+ * a name gives it back (`release`), so a later input is not pushed to `-2` by an output that
+ * never came to be. Allocation is synchronous, so conversions running at the same time never
+ * get the same name.
+ */
 export class NameAllocator {
   private readonly taken = new Set<string>();
 
@@ -57,6 +63,14 @@ export class NameAllocator {
         return name;
       }
     }
+  }
+
+  /**
+   * Gives back a name `allocate` returned, for a conversion that failed and left no file under
+   * it (nor its `.part`). The caller must not release a name whose output exists.
+   */
+  release(name: string): void {
+    this.taken.delete(name.toLowerCase());
   }
 }
 

@@ -5,9 +5,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { batchItemCause, convertBatch } from '../../src/ops/batch';
-import type { ConvertOptions, ConvertSummary } from '../../src/ops/convert';
+import { convertXva, type ConvertOptions, type ConvertSummary } from '../../src/ops/convert';
 import { XvaError } from '../../src/errors';
+import type { InputSource } from '../../src/input/types';
 import { openTarHeaderWalker } from '../../src/tar/header-walker';
 import { makeXvaFile, MiB } from '../helpers/xva-fixtures';
 
@@ -22,11 +24,11 @@ function outDir(): string {
   return path.join(dir, `out-${n++}`);
 }
 
-async function corruptFirstChunk(file: string): Promise<string> {
+async function corruptFirstChunk(file: string, entry = /\/00000000$/): Promise<string> {
   const w = await openTarHeaderWalker(file);
   let at = -1;
   for await (const e of w.entries()) {
-    if (/\/00000000$/.test(e.name)) {
+    if (entry.test(e.name)) {
       at = e.dataOffset + 10;
       break;
     }
@@ -108,6 +110,100 @@ test('salvage in a batch: bad chunks make the item "bad-chunks" (exit 3) and the
     ['ok', 0],
   ]);
   expect(fs.readdirSync(out2)).toEqual(['fine-0.raw']);
+});
+
+/** The first `cut` bytes of `bytes` as a stream that then waits for `gate` and ends there (a truncated archive). */
+function stalledSource(bytes: Buffer, cut: number, gate: Promise<void>): InputSource {
+  async function* pieces(): AsyncGenerator<Buffer> {
+    for (let off = 0; off < cut; off += 64 * 1024) yield bytes.subarray(off, Math.min(off + 64 * 1024, cut));
+    await gate;
+  }
+  const stream = Readable.from(pieces(), { objectMode: false });
+  return { kind: 'stream', name: 'stalled.xva', compression: 'none', codec: 'none', rawSize: null, stream, rawBytesRead: () => 0, close: async () => void stream.destroy() } as unknown as InputSource;
+}
+
+describe('output names: a -2 suffix only for a clash with an output that exists or is being written', () => {
+  test.each([[false], [true]])('a failed input gives its name back: the next input of the same VM gets the plain name (perVmSubdir %s)', async (perVmSubdir) => {
+    const good = await makeXvaFile(dir, { vmName: 'again' });
+    const cut = path.join(dir, 'again-cut.xva');
+    fs.writeFileSync(cut, fs.readFileSync(good.path).subarray(0, 1500 * 1024));
+    const out = outDir();
+    const r = await convertBatch([cut, good.path], { outDir: out, perVmSubdir });
+    expect(r.items.map((i) => [i.status, i.error?.code ?? null])).toEqual([
+      ['failed', 'TAR_TRUNCATED'],
+      ['ok', null],
+    ]);
+    const file = perVmSubdir ? path.join(out, 'again', 'again-0.raw') : path.join(out, 'again-0.raw');
+    expect(r.items[1]!.summary!.disks[0]!.path).toBe(file);
+    expect(fs.readFileSync(file).equals(good.disks[0]!.expected)).toBe(true);
+    expect(fs.readdirSync(perVmSubdir ? path.join(out, 'again') : out)).toEqual(['again-0.raw']);
+  });
+
+  test('a failed input keeps the names of the disks it did write', async () => {
+    const fx = await makeXvaFile(dir, { vmName: 'kept', disks: [{ size: 2 * MiB }, { size: 2 * MiB, fill: [{ offset: 0, length: 2 * MiB }] }] });
+    const bad = await corruptFirstChunk(fx.path, /^Ref:14\/00000000$/); // disk 1: disk 0 is complete and renamed before
+    const out = outDir();
+    const r = await convertBatch([bad, fx.path], { outDir: out });
+    expect(r.items.map((i) => [i.status, i.exitCode])).toEqual([
+      ['failed', 3],
+      ['ok', 0],
+    ]);
+    expect(r.items[1]!.summary!.disks.map((d) => path.basename(d.path!))).toEqual(['kept-0-2.raw', 'kept-1.raw']);
+    expect(fs.readdirSync(out).sort()).toEqual(['kept-0-2.raw', 'kept-0.raw', 'kept-1.raw']);
+    expect(fs.readFileSync(path.join(out, 'kept-1.raw')).equals(fx.disks[1]!.expected)).toBe(true);
+  });
+
+  test('jobs 2: a name being written is never handed out twice; it is free again once its conversion failed', async () => {
+    const fx = await makeXvaFile(dir, { vmName: 'par', disks: [{ size: 3 * MiB, fill: [{ offset: 0, length: 3 * MiB }] }] });
+    const bytes = fs.readFileSync(fx.path);
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let claimed!: () => void;
+    const stalledClaimed = new Promise<void>((resolve) => (claimed = resolve));
+    let stalledDone!: () => void;
+    const stalledFinished = new Promise<void>((resolve) => (stalledDone = resolve));
+    const out = outDir();
+    const partWhileStalled: string[] = [];
+    // 'stalled' takes par-0.raw and writes its .part, then stops; 'second' converts meanwhile;
+    // 'stalled' then fails (truncated); 'third' starts only after that.
+    const convert = async (input: string, o: ConvertOptions): Promise<ConvertSummary> => {
+      if (input === 'stalled') {
+        try {
+          return await convertXva(stalledSource(bytes, 2 * MiB, gate), {
+            ...o,
+            onMetadata: (m) => {
+              o.onMetadata?.(m);
+              claimed(); // its names are allocated right after this returns
+            },
+          });
+        } finally {
+          stalledDone();
+        }
+      }
+      if (input === 'second') {
+        await stalledClaimed;
+        for (let i = 0; i < 1000 && !fs.existsSync(path.join(out, 'par-0.raw.part')); i++) await new Promise((res) => setTimeout(res, 5));
+        partWhileStalled.push(...fs.readdirSync(out));
+        try {
+          return await convertXva(fx.path, o);
+        } finally {
+          openGate();
+        }
+      }
+      await stalledFinished;
+      return convertXva(fx.path, o);
+    };
+    const r = await convertBatch(['stalled', 'second', 'third'], { outDir: out, jobs: 2, convert });
+    expect(partWhileStalled).toEqual(['par-0.raw.part']);
+    expect(r.items.map((i) => [i.status, i.error?.code ?? null])).toEqual([
+      ['failed', 'TAR_TRUNCATED'],
+      ['ok', null],
+      ['ok', null],
+    ]);
+    expect(r.items.map((i) => i.summary?.disks[0]!.path ?? null)).toEqual([null, path.join(out, 'par-0-2.raw'), path.join(out, 'par-0.raw')]);
+    expect(fs.readdirSync(out).sort()).toEqual(['par-0-2.raw', 'par-0.raw']);
+    for (const f of ['par-0-2.raw', 'par-0.raw']) expect(fs.readFileSync(path.join(out, f)).equals(fx.disks[0]!.expected)).toBe(true);
+  });
 });
 
 test('--jobs 2 runs two at once (never more) and still reports in input order', async () => {

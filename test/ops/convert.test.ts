@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { convertXva, type ConvertOptions } from '../../src/ops/convert';
+import { NameAllocator } from '../../src/output/naming';
 import { PartFile } from '../../src/output/part-file';
 import { FLUSH_BEHIND_BYTES, type ImageWritePolicy } from '../../src/output/write-policy';
 import { independentXva, pseudoRandom } from '../helpers/independent';
@@ -87,6 +88,67 @@ test('disk selection and a single output file', async () => {
   expect(s.disks.map((d) => d.userdevice)).toEqual(['1']);
   expect(fs.readFileSync(path.join(dir, 'data.raw')).equals(d1)).toBe(true);
   await expect(convertXva(xva, { outDir: dir, disks: ['7'] })).rejects.toThrow(/no disk "7"/);
+});
+
+test('--disk is a set: a disk named twice (by userdevice, ref or uuid) is written once, under its own name', async () => {
+  const d0 = disk(2 * MiB, 16);
+  const xva = path.join(dir, 'vm.xva');
+  fs.writeFileSync(
+    xva,
+    independentXva({
+      style: 'xapi',
+      vmName: 'two',
+      disks: [
+        { ref: 'Ref:998', userdevice: '0', image: d0 },
+        { ref: 'Ref:1003', userdevice: '1', image: disk(MiB, 17) },
+      ],
+    }),
+  );
+  for (const disks of [['0', '0'], ['0', 'Ref:998'], ['Ref:998', '0', 'Ref:998']]) {
+    const out = path.join(dir, `out-${disks.join('+')}`);
+    const names = new NameAllocator();
+    const s = await convertXva(xva, { outDir: out, disks, names });
+    expect(s.disks.map((d) => [d.userdevice, d.path])).toEqual([['0', path.join(out, 'two-0.raw')]]);
+    expect(s.unselectedDisks).toEqual(['1']);
+    expect(fs.readdirSync(out)).toEqual(['two-0.raw']);
+    expect(fs.readFileSync(path.join(out, 'two-0.raw')).equals(d0)).toBe(true);
+    // nothing else was claimed: the next conversion of this VM into the same directory gets -2, not -3
+    expect(names.allocate('two-0', 'raw')).toBe('two-0-2.raw');
+  }
+  // and it is one disk for a single output file
+  await convertXva(xva, { outFile: path.join(dir, 'one.raw'), disks: ['0', 'Ref:998'] });
+  expect(fs.readFileSync(path.join(dir, 'one.raw')).equals(d0)).toBe(true);
+});
+
+test('a shared NameAllocator: a failed conversion gives back the names it left nothing under', async () => {
+  const d0 = disk(3 * MiB, 18);
+  const bytes = independentXva({ style: 'xapi', vmName: 'web01', disks: [{ ref: 'Ref:50', userdevice: '0', image: d0 }] });
+  const xva = path.join(dir, 'vm.xva');
+  fs.writeFileSync(xva, bytes);
+  const cut = path.join(dir, 'cut.xva');
+  fs.writeFileSync(cut, bytes.subarray(0, bytes.indexOf('Ref:50/00000001\0')));
+  const out = path.join(dir, 'out');
+  const names = new NameAllocator();
+  await expect(convertXva(cut, { outDir: out, names })).rejects.toMatchObject({ code: 'TAR_TRUNCATED' });
+  expect(fs.readdirSync(out)).toEqual([]);
+  const s = await convertXva(xva, { outDir: out, names });
+  expect(s.disks[0]!.path).toBe(path.join(out, 'web01-0.raw'));
+  // web01-0.raw stays taken (it was written); nothing else is
+  expect(names.allocate('web01-0', 'raw')).toBe('web01-0-2.raw');
+  expect(names.allocate('web01-0', 'raw')).toBe('web01-0-3.raw');
+});
+
+test('a file that existed before the run is refused, not sidestepped: its name is not taken by the failed conversion', async () => {
+  const xva = path.join(dir, 'vm.xva');
+  fs.writeFileSync(xva, independentXva({ style: 'xapi', vmName: 'web01', disks: [{ ref: 'Ref:50', userdevice: '0', image: disk(MiB, 19) }] }));
+  fs.writeFileSync(path.join(dir, 'web01-0.raw'), 'precious');
+  const names = new NameAllocator();
+  for (let i = 0; i < 2; i++) {
+    // a second input of this VM is refused the same way (it gets no -2 from the first one's failure)
+    await expect(convertXva(xva, { outDir: dir, names })).rejects.toMatchObject({ code: 'OUTPUT_EXISTS' });
+  }
+  expect(fs.readFileSync(path.join(dir, 'web01-0.raw'), 'utf8')).toBe('precious');
+  expect(names.allocate('web01-0', 'raw')).toBe('web01-0.raw');
 });
 
 test('directIo true (default) and false (--no-direct-io) write the same raw and qcow2 images', async () => {
