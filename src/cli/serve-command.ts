@@ -5,9 +5,9 @@
  */
 import type { Command } from 'commander';
 import { UsageError } from '../errors';
-import type { BadChunkPolicy } from '../xva/reader';
+import { BAD_CHUNK_POLICIES, type BadChunkPolicy } from '../xva/reader';
 import type { XvaServer } from '../ops/serve';
-import { collect } from './common-options';
+import { choiceOption, collect } from './common-options';
 import { formatBytes } from './format';
 import { formatTable } from './info-command';
 import { interruptSignal, onStopSignal, PROGRAM, runVerb } from './run';
@@ -54,7 +54,6 @@ async function runServe(input: string, flags: ServeFlags): Promise<number> {
   if (flags.socket !== undefined && flags.port !== undefined) throw new UsageError('choose either --socket or --port, not both');
   if (flags.bind !== undefined && flags.port === undefined) throw new UsageError('--bind needs --port (TCP)');
   const policy = flags.onBadChunk ?? 'fail';
-  if (policy !== 'fail' && policy !== 'warn' && policy !== 'zero') throw new UsageError(`--on-bad-chunk must be fail, warn or zero, not "${policy}"`);
   const line = (text: string): void => void process.stderr.write(`${PROGRAM}: ${text.replace(/[\r\n]+/g, ' ')}\n`);
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { serveXva } = require('../ops/serve') as typeof import('../ops/serve');
@@ -89,7 +88,7 @@ export function registerServe(program: Command): Command {
     .option('--port <n>', 'listen on TCP port N instead (0: any free port; the NBD port is 10809)')
     .option('--bind <addr>', 'with --port: the address to listen on (default 127.0.0.1; 0.0.0.0 exposes the disks to the network)')
     .option('--disk <userdevice|ref>', 'serve only this disk (repeatable)', collect)
-    .option('--on-bad-chunk <policy>', 'a chunk whose checksum does not match: fail its reads with EIO (default), warn (serve it as stored) or zero (serve zeros)')
+    .addOption(choiceOption('--on-bad-chunk <policy>', 'a chunk whose checksum does not match: fail its reads with EIO (default), warn (serve it as stored) or zero (serve zeros)', BAD_CHUNK_POLICIES))
     .option('--json', 'print the export URIs as one line of JSON on start')
     .addHelpText(
       'after',

@@ -58,6 +58,7 @@ const VERB: Record<string, () => string[]> = {
   'measure --ova': () => ['measure', '--ova', SAMPLE],
   pack: () => ['pack', '--disk', disk, '-o', path.join(dir, 'out.xva')],
   ova: () => ['ova', SAMPLE, '-o', path.join(dir, 'out.ova')],
+  serve: () => ['serve', SAMPLE, '--socket', path.join(dir, 'nbd.sock')],
 };
 
 const CODECS: Array<[string, readonly string[]]> = [
@@ -82,6 +83,7 @@ const CLOSED_SETS: Array<[string, string, readonly string[]]> = [
     ([o, v]) => ['pack', o, v] as [string, string, readonly string[]],
   ),
   ...OVA_SETS.map(([o, v]) => ['ova', o, v] as [string, string, readonly string[]]),
+  ['serve', '--on-bad-chunk', BAD_CHUNK_POLICIES],
 ];
 
 describe('a value outside a closed set: exit 1, one line naming the allowed values', () => {

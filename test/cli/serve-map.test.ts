@@ -94,7 +94,7 @@ describe('serve', () => {
     [['--socket', 's', '--port', '1'], /choose either --socket or --port/],
     [['--bind', '0.0.0.0'], /--bind needs --port/],
     [['--port', 'http'], /--port must be a TCP port number/],
-    [['--on-bad-chunk', 'ignore'], /--on-bad-chunk must be fail, warn or zero/],
+    [['--on-bad-chunk', 'ignore'], /argument 'ignore' is invalid\. Allowed choices are fail, warn, zero\./],
     [['--disk', '7'], /no disk "7" in this VM; disks: 0 \(Ref:11\), 1 \(Ref:14\)/],
   ])('usage errors exit 1: %j', async (args, message) => {
     const r = await runCli(['serve', fx.path, ...args]);
