@@ -179,7 +179,7 @@ class ProgressBoard {
     meter.end(state);
     this.#live.delete(key);
     this.#onEnded?.(meter);
-    if (show) this.#area.print(meter.row(this.#area.columns()));
+    if (show) this.#area.printRow(meter.row(this.#area.columns()));
     else this.#area.redraw();
   }
 

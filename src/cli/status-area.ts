@@ -125,11 +125,18 @@ export class StatusArea {
   /** The rows, one terminal row each: no newlines, at most columns - 1 characters. */
   #currentRows(): string[] {
     const columns = this.columns();
+    return this.#rows(columns).map((r) => this.#fit(r, columns));
+  }
+
+  /** Writes one row above the rows to stay, cut to the width as the live rows are (a bar's last frame). */
+  printRow(row: string): void {
+    this.print(this.#fit(row, this.columns()));
+  }
+
+  #fit(row: string, columns: number): string {
     const width = Math.max(1, columns - 1);
-    return this.#rows(columns).map((r) => {
-      const flat = r.replace(/[\r\n]+/g, ' ');
-      const chars = Array.from(flat);
-      return chars.length > width ? chars.slice(0, width).join('') : flat;
-    });
+    const flat = row.replace(/[\r\n]+/g, ' ');
+    const chars = Array.from(flat);
+    return chars.length > width ? chars.slice(0, width).join('') : flat;
   }
 }

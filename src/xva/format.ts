@@ -36,6 +36,16 @@ export function parseChunkName(name: string): { dir: string; counter: number; su
 }
 
 /**
+ * The directory of an entry name, what comes before its last `/` as `parseChunkName` splits it
+ * (`Ref:7/00000001 ` → `Ref:7`); undefined for a name without one. The reader refuses an entry
+ * directly in a VDI's directory whose name `parseChunkName` does not take (§2.3).
+ */
+export function entryDirectory(name: string): string | undefined {
+  const slash = name.lastIndexOf('/');
+  return slash > 0 ? name.slice(0, slash) : undefined;
+}
+
+/**
  * Disks follow each other in byte-wise order of their refs, OCaml's `compare` on strings
  * (`Ref:1003` before `Ref:998`, §1).
  */

@@ -6,6 +6,8 @@
  *   1. the first entry must be `ova.xml`; it is parsed and the consumer is told the metadata;
  *   2. every following entry is `Ref:N/<counter>` (data) immediately followed by
  *      `Ref:N/<counter>.xxhash|.checksum`; disks come one after another, never interleaved;
+ *      another name directly in the directory of a VDI of ova.xml is refused (it may be a chunk
+ *      whose name got damaged), anything else is skipped with a warning (§2.3);
  *   3. a data entry is read whole into a reused buffer, hashed, compared with its checksum
  *      entry, and only then handed to the disk's writer at the offset the ChunkPlacer gives;
  *   4. when the next disk starts (or the archive ends) the finished disk is checked for size
@@ -21,8 +23,8 @@ import type { InputSource } from '../input/types';
 import type { TarEntry, TarReader } from '../tar/entries';
 import { blockTarReader, inputBlocks, openFileBlockSource } from '../tar/block-reader';
 import { openTarHeaderWalker, walkerTarReader } from '../tar/header-walker';
-import { checksumsEqual, createChunkHasher, type ChunkHasher } from './checksum';
-import { kindFromSuffix, OVA_XML_ENTRY, parseChunkName, type ChecksumKind } from './format';
+import { checksumsEqual, createChunkHasher, shownChecksum, type ChunkHasher } from './checksum';
+import { entryDirectory, kindFromSuffix, OVA_XML_ENTRY, parseChunkName, type ChecksumKind } from './format';
 import type { DiskInfo, XvaMetadata } from './metadata/model';
 import { MAX_OVA_XML_BYTES, parseOvaXml } from './metadata/parse';
 import { ChunkPlacer } from './placement';
@@ -137,6 +139,27 @@ function fmtBytes(n: number): string {
   return `${n} bytes`;
 }
 
+/** `s` with every character outside printable ASCII, `"` and `\\` escaped: a trailing space or an NBSP shows. */
+function visible(s: string): string {
+  return s.replace(/[^\x20-\x7e]|["\\]/g, (c) => (c === '"' || c === '\\' ? `\\${c}` : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+}
+
+/**
+ * An entry directly in the directory of a VDI that ova.xml knows whose name is not a chunk or
+ * checksum name (docs/xva-format.md §2.3): refused, since skipping it could drop a chunk (or a
+ * keep-alive, which shifts every later chunk) without any checksum noticing.
+ */
+function notAChunkName(entry: TarEntry, dir: string): XvaFormatError {
+  const name = entry.name.length > 100 ? `${entry.name.slice(0, 100)}…` : entry.name;
+  const base = entry.name.slice(dir.length + 1);
+  const shown = visible(base.length > 40 ? base.slice(0, 40) : base) + (base.length > 40 ? '…' : '');
+  return new XvaFormatError(
+    'XVA_BAD_ENTRY',
+    `${name}: "${shown}" in the directory of VDI ${dir} is not a chunk name (1 to 15 digits 0-9, plus .xxhash or .checksum for its checksum); refused, since skipping it could lose a chunk`,
+    { entry: name, offset: entry.headerOffset },
+  );
+}
+
 /** Reads an XVA from an opened input. Errors carry the input name, entry and byte offset. */
 export async function readXva(source: InputSource, consumer: XvaConsumer = {}, options: ReadXvaOptions = {}): Promise<XvaReadResult> {
   // A plain regular file is read front to back in large aligned blocks (block-reader.ts), or,
@@ -204,6 +227,7 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
 
   const disksByRef = new Map(metadata.disks.map((d) => [d.ref, d]));
   const otherVdiRefs = new Set(metadata.vdiRefs); // VDIs in ova.xml, e.g. not attached to the VM
+  const vdiDirs = new Set([...metadata.vdiRefs, ...disksByRef.keys()]); // where only chunk names may be (§2.3)
   const finished = new Set<string>();
   const diskBytesTotal = metadata.disks.reduce((s, d) => s + d.virtualSize, 0);
   let diskBytesDone = 0;
@@ -285,6 +309,8 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
     const loc = { entry: entry.name, offset: entry.headerOffset };
     const parsed = parseChunkName(entry.name);
     if (!parsed) {
+      const dir = entryDirectory(entry.name);
+      if (dir !== undefined && vdiDirs.has(dir)) throw notAChunkName(entry, dir);
       warn(`unexpected entry "${entry.name.slice(0, 100)}" at byte ${entry.headerOffset}; skipped`);
       await entry.skip();
       continue;
@@ -376,7 +402,7 @@ async function readEntries(source: InputSource, tar: TarReader, consumer: XvaCon
       const actual = hasher.digestHex();
       if (!checksumsEqual(expected, actual)) {
         const label = kind === 'xxh64' ? 'XXH64' : 'SHA-1';
-        const shown = expected.trim().slice(0, 64);
+        const shown = shownChecksum(expected);
         const msg = `${entry.name}: ${label} mismatch (expected ${shown}, got ${actual})`;
         if (policy === 'fail') throw new ChecksumError(msg, { ...loc, disk: active.info.ref });
         zeroed = policy === 'zero';

@@ -49,6 +49,18 @@ test('a printed line longer than the terminal wraps; a row longer than it is cut
   area.close();
 });
 
+test("a finished row printed to stay (a bar's last frame) is cut to the width as the live rows are", () => {
+  const tty = fakeTty();
+  let rows = ['live'];
+  const area = new StatusArea(tty.stream, () => rows);
+  area.redraw();
+  area.printRow('b'.repeat(77));
+  rows = ['next'];
+  area.redraw();
+  expect(tty.screen()).toEqual(['b'.repeat(COLUMNS - 1), 'next']);
+  area.close();
+});
+
 test('text printed before any row is drawn goes straight out', () => {
   const tty = fakeTty();
   const area = new StatusArea(tty.stream, () => []);

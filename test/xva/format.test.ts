@@ -8,6 +8,7 @@ import {
   CHECKSUM_KINDS,
   checksumFileSuffix,
   chunkEntryName,
+  entryDirectory,
   kindFromSuffix,
   OVA_XML_ENTRY,
   parseChunkName,
@@ -42,6 +43,15 @@ describe('XVA format facts', () => {
     expect(parseChunkName(`Ref:1/${'9'.repeat(15)}`)?.counter).toBe(999999999999999);
     expect(parseChunkName(`Ref:1/${'9'.repeat(16)}`)).toBeUndefined();
     expect(parseChunkName('Ref:1/0000004a')).toBeUndefined();
+  });
+
+  test("an entry's directory is what parseChunkName takes for one: everything before the last /", () => {
+    for (const name of ['Ref:7/00000001', 'Ref:7/00000001.xxhash', 'Ref:7/1']) expect(entryDirectory(name)).toBe(parseChunkName(name)!.dir);
+    expect(entryDirectory('Ref:7/00000001 ')).toBe('Ref:7');
+    expect(entryDirectory('Ref:7/0000000000000001')).toBe('Ref:7');
+    expect(entryDirectory('Ref:7/sub/00000001')).toBe('Ref:7/sub');
+    expect(entryDirectory('ova.xml')).toBeUndefined();
+    expect(entryDirectory('/00000001')).toBeUndefined();
   });
 
   test('checksum entries: .xxhash is XXH64 (16 hex digits), .checksum is SHA-1 (40)', () => {
