@@ -50,6 +50,15 @@ export type XvaErrorCode =
   | 'OUTPUT_UNSUPPORTED'
   | 'INTERRUPTED';
 
+/**
+ * Whether `message` already names `input` as a word of its own ("no data from <url> for 5 s"),
+ * not as a piece of another ("SHA-1" holds stdin's "-", "archive" a file named "a").
+ */
+function namesInput(message: string, input: string): boolean {
+  const escaped = input.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(^|[\\s'"(])${escaped}($|[\\s'"):,])`).test(message);
+}
+
 export class XvaError extends Error {
   readonly code: XvaErrorCode;
   readonly exitCode: number;
@@ -66,7 +75,7 @@ export class XvaError extends Error {
   /** One line: `<input>: <entry>: <message> (byte <offset>)`. */
   describe(): string {
     const parts: string[] = [];
-    if (this.location.input !== undefined && !this.message.startsWith(`${this.location.input}: `)) parts.push(this.location.input);
+    if (this.location.input !== undefined && !namesInput(this.message, this.location.input)) parts.push(this.location.input);
     if (this.location.entry !== undefined && !this.message.startsWith(this.location.entry)) parts.push(this.location.entry);
     let line = [...parts, this.message].join(': ');
     if (this.location.offset !== undefined && !/\bbyte \d+/.test(this.message)) line += ` (at byte ${this.location.offset})`;

@@ -13,6 +13,12 @@ describe('XvaError.describe()', () => {
     expect(short.describe()).toBe('a: archive ends early');
   });
 
+  test('a message that names the input as a word of its own (a URL in "no data from <url>") does not repeat it', () => {
+    const url = 'http://host/x.xva';
+    const e = new XvaFormatError('TAR_TRUNCATED', `no data from ${url} for 5 s`, { input: url });
+    expect(e.describe()).toBe(`no data from ${url} for 5 s`);
+  });
+
   test('a message that already starts with the input or the entry does not repeat it', () => {
     const e = new XvaFormatError('TAR_TRUNCATED', 'x.xva: cut short at byte 10', { input: 'x.xva', offset: 10 });
     expect(e.describe()).toBe('x.xva: cut short at byte 10');
