@@ -131,13 +131,7 @@ export class RawClient {
    */
   async reply(readLength: (handle: bigint) => number): Promise<Reply> {
     const magic = (await this.read(4)).readUInt32BE(0);
-    if (magic === 0x67446698) {
-      const h = await this.read(12);
-      const error = h.readUInt32BE(0);
-      const handle = h.readBigUInt64BE(4);
-      const n = error === 0 ? readLength(handle) : 0;
-      return { handle, error, data: n ? await this.read(n) : Buffer.alloc(0), chunks: [] };
-    }
+    if (magic === 0x67446698) return this.simpleReply(readLength);
     if (magic !== 0x668e33ef) throw new Error(`bad reply magic ${magic.toString(16)}`);
     const out: Reply = { handle: 0n, error: 0, chunks: [] };
     for (;;) {
@@ -158,6 +152,15 @@ export class RawClient {
     }
   }
 
+  /** The rest of a simple reply, its magic read: error, handle, and the data of a read. */
+  private async simpleReply(readLength: (handle: bigint) => number): Promise<Reply> {
+    const h = await this.read(12);
+    const error = h.readUInt32BE(0);
+    const handle = h.readBigUInt64BE(4);
+    const n = error === 0 ? readLength(handle) : 0;
+    return { handle, error, data: n ? await this.read(n) : Buffer.alloc(0), chunks: [] };
+  }
+
   /**
    * `count` replies, whatever requests they answer, in the order they finish. Unlike reply(),
    * the chunks of structured replies to different requests may come interleaved (the protocol
@@ -169,11 +172,7 @@ export class RawClient {
     while (done.length < count) {
       const magic = (await this.read(4)).readUInt32BE(0);
       if (magic === 0x67446698) {
-        const h = await this.read(12);
-        const error = h.readUInt32BE(0);
-        const handle = h.readBigUInt64BE(4);
-        const n = error === 0 ? readLength(handle) : 0;
-        done.push({ handle, error, data: n ? await this.read(n) : Buffer.alloc(0), chunks: [] });
+        done.push(await this.simpleReply(readLength));
         continue;
       }
       if (magic !== 0x668e33ef) throw new Error(`bad reply magic ${magic.toString(16)}`);

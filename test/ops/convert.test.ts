@@ -68,21 +68,21 @@ test('a checksum failure leaves no output under the final name and no .part', as
   expect(fs.readdirSync(out)).toEqual([]);
 });
 
+/** dir/vm.xva: VM "two", disk 0 (Ref:998) and disk 1 (Ref:1003), as XAPI writes it. */
+function writeTwoDiskXva(d0: Buffer, d1: Buffer): string {
+  const xva = path.join(dir, 'vm.xva');
+  const disks = [
+    { ref: 'Ref:998', userdevice: '0', image: d0 },
+    { ref: 'Ref:1003', userdevice: '1', image: d1 },
+  ];
+  fs.writeFileSync(xva, independentXva({ style: 'xapi', vmName: 'two', disks }));
+  return xva;
+}
+
 test('disk selection and a single output file', async () => {
   const d0 = disk(2 * MiB, 14);
   const d1 = disk(MiB + 512, 15);
-  const xva = path.join(dir, 'vm.xva');
-  fs.writeFileSync(
-    xva,
-    independentXva({
-      style: 'xapi',
-      vmName: 'two',
-      disks: [
-        { ref: 'Ref:998', userdevice: '0', image: d0 },
-        { ref: 'Ref:1003', userdevice: '1', image: d1 },
-      ],
-    }),
-  );
+  const xva = writeTwoDiskXva(d0, d1);
   await expect(convertXva(xva, { outFile: path.join(dir, 'x.raw') })).rejects.toMatchObject({ code: 'USAGE' });
   const s = await convertXva(xva, { outFile: path.join(dir, 'data.raw'), disks: ['1'] });
   expect(s.disks.map((d) => d.userdevice)).toEqual(['1']);
@@ -92,18 +92,7 @@ test('disk selection and a single output file', async () => {
 
 test('--disk is a set: a disk named twice (by userdevice, ref or uuid) is written once, under its own name', async () => {
   const d0 = disk(2 * MiB, 16);
-  const xva = path.join(dir, 'vm.xva');
-  fs.writeFileSync(
-    xva,
-    independentXva({
-      style: 'xapi',
-      vmName: 'two',
-      disks: [
-        { ref: 'Ref:998', userdevice: '0', image: d0 },
-        { ref: 'Ref:1003', userdevice: '1', image: disk(MiB, 17) },
-      ],
-    }),
-  );
+  const xva = writeTwoDiskXva(d0, disk(MiB, 17));
   for (const disks of [['0', '0'], ['0', 'Ref:998'], ['Ref:998', '0', 'Ref:998']]) {
     const out = path.join(dir, `out-${disks.join('+')}`);
     const names = new NameAllocator();
