@@ -40,6 +40,7 @@ import {
   type Extent,
 } from './protocol';
 import { judgeRequest } from './requests';
+import { ConnectionClosed, SocketReader } from './socket-reader';
 
 /** Longest option payload read; anything longer ends the connection (no option needs 64 KiB). */
 export const MAX_OPTION_BYTES = 64 * 1024;
@@ -100,8 +101,6 @@ export interface ConnectionOptions {
   log?(message: string): void;
 }
 
-class ConnectionClosed extends Error {}
-
 /** Zeros for the holes of simple and DF replies (never written to). */
 let zeroBytes = Buffer.alloc(0);
 function zeros(n: number): Buffer {
@@ -117,82 +116,6 @@ interface Piece {
   error?: unknown;
   /** Releases its buffer and budget; false if that was done already. */
   free(): boolean;
-}
-
-/** Exact-length reads from a socket, pausing it when unread bytes pile up. */
-class SocketReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
-  private closed = false;
-  private wake: (() => void) | undefined;
-
-  constructor(
-    private readonly socket: Socket,
-    private readonly highWater: number,
-  ) {
-    socket.on('data', (d: Buffer) => {
-      this.chunks.push(d);
-      this.buffered += d.length;
-      if (this.buffered >= this.highWater) socket.pause();
-      this.notify();
-    });
-    const end = (): void => {
-      this.closed = true;
-      this.notify();
-    };
-    socket.on('end', end);
-    socket.on('close', end);
-  }
-
-  private notify(): void {
-    const w = this.wake;
-    this.wake = undefined;
-    w?.();
-  }
-
-  private async fill(n: number): Promise<void> {
-    while (this.buffered < n) {
-      if (this.closed) throw new ConnectionClosed();
-      this.socket.resume();
-      await new Promise<void>((resolve) => (this.wake = resolve));
-    }
-  }
-
-  /** Exactly `n` bytes (n > 0); rejects with ConnectionClosed when the client goes first. */
-  async read(n: number): Promise<Buffer> {
-    await this.fill(n);
-    let out: Buffer;
-    const first = this.chunks[0]!;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let at = 0;
-      while (at < n) {
-        const c = this.chunks[0]!;
-        const take = Math.min(c.length, n - at);
-        c.copy(out, at, 0, take);
-        at += take;
-        if (take === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(take);
-      }
-    }
-    this.buffered -= n;
-    if (this.buffered < this.highWater) this.socket.resume();
-    return out;
-  }
-
-  /** Drops `n` bytes (a refused write's payload) without holding them all. */
-  async skip(n: number): Promise<void> {
-    let left = n;
-    while (left > 0) {
-      const step = Math.min(left, this.highWater);
-      await this.read(step);
-      left -= step;
-    }
-  }
 }
 
 /** Serves one client until it disconnects or misbehaves; never rejects. */
