@@ -229,10 +229,9 @@ async function convertPass(input: string | InputSource, options: ConvertOptions,
           onMetadata: (meta) => {
             options.onMetadata?.(meta);
             const selectors = options.targets?.map((t) => t.disk) ?? options.disks;
-            selected = selectDisks(meta, selectors, options.includeSuspendImage);
-            // `--disk` names a set: a disk named twice (by userdevice, ref or uuid) is written once,
-            // under its own name. (Each `--target` is one output, so a disk named twice there is refused below.)
-            if (!options.targets) selected = [...new Set(selected)];
+            // `--disk` names a set (selectDisks); each `--target` is one output, so a disk named
+            // twice there is kept, and refused below.
+            selected = selectDisks(meta, selectors, options.includeSuspendImage, !!options.targets);
             unselected = meta.disks.filter((d) => !d.isSuspendImage && !selected.includes(d)).map((d) => d.userdevice);
             if (selected.length === 0) {
               // A metadata-only export, or an ova.xml that attaches no disk to the VM: exiting 0
