@@ -86,7 +86,7 @@ export function formatPackSummary(s: PackSummary): string {
   const lines: string[] = [];
   const comp = s.compression === 'none' ? 'uncompressed' : s.compression;
   const from = s.source ? ` from ${s.source.input} (${s.source.compression === 'none' ? 'plain' : s.source.compression}${s.source.checksum ? `, ${s.source.checksum.toUpperCase()}` : ''}, metadata ${s.source.metadata})` : '';
-  lines.push(`${PROGRAM}: ${s.output} (${comp}, ${s.checksum.toUpperCase()}, ${s.tarFormat} tar)${from}: VM "${s.vm.name}", ${s.vm.vcpus} vCPU, ${formatBytes(s.vm.memoryBytes)}${s.vm.firmware ? `, ${s.vm.firmware.toUpperCase()}` : ''}`);
+  lines.push(`${PROGRAM}: ${s.output} (${comp}, ${s.checksum.toUpperCase()}, ${s.tarFormat} tar)${from}: VM "${s.vm.name}", ${s.vm.vcpus} vCPU, ${formatBytes(s.vm.memoryBytes)}${s.vm.firmware ? `, HVM ${s.vm.firmware.toUpperCase()}` : ''}`);
   for (const d of s.disks) {
     lines.push(`  disk ${d.userdevice}${d.bootable ? '*' : ' '} ${JSON.stringify(d.name)} ${formatBytes(d.virtualSize)} <- ${d.source}${d.format !== 'xva' ? ` (${d.format})` : ''}: ${d.chunksWritten} chunks, ${formatBytes(d.dataBytes)} stored, ${d.zeroChunksSkipped} zero chunks skipped (${d.ref})`);
   }
@@ -194,7 +194,8 @@ not a multiple of 512 are rounded up (with a warning). qcow2 backing chains are 
 --from an XVA keeps the source's ova.xml (VM, disks, NICs, uuids), changing only what the new
 archive needs. --from an OVA (a regular file, not stdin/URL: its disks are read in place) takes
 name, description, vCPUs, memory, firmware and NICs from the OVF (--name/--cpus/--memory/
---description/--firmware/--nic override) and packs its disks in DiskSection order.
+--description/--firmware/--nic override) and packs its disks in the order the OVF's hardware
+section attaches them (IDE, SATA, SCSI; controller, then unit), DiskSection order for the rest.
 
 Exit codes: 0 ok, 1 usage, 2 invalid/unreadable input, 3 checksum failures (--from),
             4 output or I/O error, 130 interrupted.`,
