@@ -51,6 +51,15 @@ export type XvaErrorCode =
   | 'INTERRUPTED';
 
 /**
+ * `text` with its control characters written as `\xNN`: what comes from the input (names,
+ * checksum files) is shown, never acted on by a terminal.
+ */
+export function escapeControls(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/**
  * Whether `message` already names `input` as a word of its own ("no data from <url> for 5 s"),
  * not as a piece of another ("SHA-1" holds stdin's "-", "archive" a file named "a").
  */
@@ -79,9 +88,7 @@ export class XvaError extends Error {
     if (this.location.entry !== undefined && !this.message.startsWith(this.location.entry)) parts.push(this.location.entry);
     let line = [...parts, this.message].join(': ');
     if (this.location.offset !== undefined && !/\bbyte \d+/.test(this.message)) line += ` (at byte ${this.location.offset})`;
-    // One line, and nothing a terminal would act on: names and checksum files come from the input.
-    // eslint-disable-next-line no-control-regex
-    return line.replace(/[\r\n]+/g, ' ').replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+    return escapeControls(line.replace(/[\r\n]+/g, ' '));
   }
 
   /** Adds location facts that are not already set (callers further out know less). */

@@ -88,7 +88,7 @@ function outputTarget(output: string | undefined, noCreate: boolean): { outDir?:
   }
   const kind = inPlaceKindOf(output);
   if (kind === 'block-device' || (noCreate && kind !== 'missing')) return { outFile: output };
-  const isDir = fs.existsSync(output) && fs.statSync(output).isDirectory();
+  const isDir = st?.isDirectory() === true;
   if (output.endsWith('/') || output.endsWith(path.sep)) return { outDir: output };
   if (!isDir && formatFromPath(output)) return { outFile: output };
   return { outDir: output };
@@ -112,9 +112,14 @@ export function badChunkLines(s: ConvertSummary, indent = '  '): string[] {
   return lines;
 }
 
+/** The warnings of a conversion other than its bad chunks' (badChunkLines lists those). */
+function ownWarnings(s: ConvertSummary): string[] {
+  return s.warnings.filter((w) => !s.badChunks.some((b) => w.startsWith(`${b.entry}: `)));
+}
+
 /** What -q still prints of a conversion: its warnings and bad chunks, each naming the input. */
 export function problemLines(s: ConvertSummary): string[] {
-  const lines = s.warnings.filter((w) => !s.badChunks.some((b) => w.startsWith(`${b.entry}: `))).map((w) => `warning: ${w}`);
+  const lines = ownWarnings(s).map((w) => `warning: ${w}`);
   lines.push(...badChunkLines(s, '').map((l) => l.trimStart()));
   return lines.map((l) => `${PROGRAM}: ${s.input}: ${l}`);
 }
@@ -130,10 +135,7 @@ export function formatHumanSummary(s: ConvertSummary): string {
   }
   if (s.unselectedDisks.length) lines.push(`  disk ${s.unselectedDisks.join(', ')}: not written (not selected)`);
   for (const c of s.cdroms) lines.push(`  cd   ${c.userdevice}  ${c.empty ? '(empty)' : JSON.stringify(c.isoName ?? '')} (not converted)`);
-  for (const w of s.warnings) {
-    if (s.badChunks.some((b) => w.startsWith(`${b.entry}: `))) continue; // listed below
-    lines.push(`  warning: ${w}`);
-  }
+  for (const w of ownWarnings(s)) lines.push(`  warning: ${w}`);
   lines.push(...badChunkLines(s));
   const total = s.disks.reduce((a, d) => a + d.virtualSize, 0);
   lines.push(`  done in ${s.seconds.toFixed(1)} s (${formatRate(s.tarBytes, s.seconds)} of archive, ${formatBytes(total)} of disks)`);

@@ -4,13 +4,14 @@
  */
 import type { Command } from 'commander';
 import { worstExitCode } from '../errors';
-import { ExitCode, UsageError, XvaError } from '../errors';
+import { ExitCode, UsageError } from '../errors';
 import { assertStdinNamedOnce } from '../input/open';
+import { batchItemError, type BatchItemError } from '../ops/batch';
 import { inspectXva, type XvaInfo } from '../ops/inspect';
 import { commonInputOptions, httpOptionsFrom, type CommonInputFlags } from './common-options';
 import { formatBytes } from './format';
 import { createProgress } from './progress';
-import { errorLine, interruptSignal, PROGRAM, reportError, runVerb } from './run';
+import { interruptSignal, reportError, runVerb } from './run';
 
 interface InfoFlags extends CommonInputFlags {
   chunks?: boolean;
@@ -95,9 +96,9 @@ async function runInfo(inputs: string[], flags: InfoFlags): Promise<number> {
   if (inputs.length === 0) throw new UsageError('no input given; see xva2img info --help');
   assertStdinNamedOnce(inputs);
   const http = httpOptionsFrom(flags);
-  const infos: XvaInfo[] = [];
-  /** The --json entries: each input's info, or what stopped it (the shape of convert's batch `error`). */
-  const entries: Array<XvaInfo | { input: string; error: { code: string; exitCode: number; message: string } }> = [];
+  /** The --json entries: each input's info, or what stopped it (as a conversion batch gives it). */
+  const entries: Array<XvaInfo | { input: string; error: BatchItemError }> = [];
+  let shown = 0;
   let exit: number = ExitCode.OK;
   for (const input of inputs) {
     const progress = createProgress(input, !!flags.chunks && !flags.quiet && !flags.json && !!process.stderr.isTTY);
@@ -112,14 +113,12 @@ async function runInfo(inputs: string[], flags: InfoFlags): Promise<number> {
         onProgress: (p) => progress.update(p),
       });
       progress.done();
-      infos.push(info);
       entries.push(info);
-      if (!flags.json) process.stdout.write((infos.length > 1 ? '\n' : '') + formatInfo(info) + '\n');
+      if (!flags.json) process.stdout.write((shown++ > 0 ? '\n' : '') + formatInfo(info) + '\n');
     } catch (err) {
       progress.stop();
-      const code = reportError(err);
-      exit = worstExitCode([exit, code]);
-      entries.push({ input, error: { code: err instanceof XvaError ? err.code : 'INTERNAL', exitCode: code, message: errorLine(err).slice(`${PROGRAM}: `.length) } });
+      exit = worstExitCode([exit, reportError(err)]);
+      entries.push({ input, error: batchItemError(err, input) });
     }
   }
   if (flags.json) process.stdout.write(JSON.stringify(inputs.length === 1 ? entries[0] : entries, null, 2) + '\n');

@@ -70,13 +70,14 @@ export interface BatchResult {
   seconds: number;
 }
 
-function errorOf(err: unknown, input: string): { error: BatchItemError; cause: unknown } {
+/** What stopped an input, as results and `--json` give it (code, exit code, one-line message). */
+export function batchItemError(err: unknown, input: string): BatchItemError {
   if (err instanceof XvaError) {
     err.at({ input });
-    return { error: { code: err.code, exitCode: err.exitCode, message: err.describe() }, cause: err };
+    return { code: err.code, exitCode: err.exitCode, message: err.describe() };
   }
   const e = err as Error;
-  return { error: { code: 'INTERNAL', exitCode: ExitCode.OUTPUT, message: `${input}: internal error: ${e?.message ?? String(err)}` }, cause: err };
+  return { code: 'INTERNAL', exitCode: ExitCode.OUTPUT, message: `${input}: internal error: ${e?.message ?? String(err)}` };
 }
 
 /** The original error of a failed item (not serialised to JSON). */
@@ -106,7 +107,7 @@ export async function convertBatch(inputs: readonly string[], options: BatchOpti
       item.status = 'skipped';
       item.exitCode = ExitCode.INTERRUPTED;
       const cause = new XvaError('INTERRUPTED', 'not started (interrupted)', ExitCode.INTERRUPTED, { input });
-      item.error = { code: cause.code, exitCode: cause.exitCode, message: cause.describe() };
+      item.error = batchItemError(cause, input);
       Object.defineProperty(item, 'cause', { value: cause, enumerable: false });
       items[index] = item;
       onDone?.(item);
@@ -139,12 +140,12 @@ export async function convertBatch(inputs: readonly string[], options: BatchOpti
         item.exitCode = ExitCode.CHECKSUM;
       }
     } catch (err) {
-      const { error, cause } = errorOf(err, input);
+      const error = batchItemError(err, input);
       item.status = 'failed';
       item.exitCode = error.exitCode;
       item.error = error;
       item.bytesRead = lastTar;
-      Object.defineProperty(item, 'cause', { value: cause, enumerable: false });
+      Object.defineProperty(item, 'cause', { value: err, enumerable: false });
     }
     item.seconds = (Date.now() - t0) / 1000;
     item.throughput = item.seconds > 0 ? item.bytesRead / item.seconds : 0;

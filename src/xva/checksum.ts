@@ -11,6 +11,7 @@
  */
 import type { Hash } from 'node:crypto';
 import type { IHasher } from 'hash-wasm';
+import { escapeControls } from '../errors';
 import { allocAligned } from '../io/aligned-buffer';
 import type { ChecksumKind } from './format';
 import { xxh64BigInt } from './xxh64-bigint';
@@ -209,6 +210,5 @@ export async function hashChunk(kind: ChecksumKind, data: Uint8Array): Promise<s
  * characters escaped (the file comes from the input and may hold anything).
  */
 export function shownChecksum(expectedFileContent: string): string {
-  // eslint-disable-next-line no-control-regex
-  return expectedFileContent.trim().slice(0, 64).replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return escapeControls(expectedFileContent.trim().slice(0, 64));
 }
